@@ -1,0 +1,66 @@
+"""The `journeys` command: simulate signals, import third-party clickstreams, summarize a run."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from journeys.simulate import DEFAULT_START, SimulationSpec, write_simulation
+
+
+def _simulate(args) -> int:
+    spec = SimulationSpec(customers=args.customers, days=args.days, seed=args.seed, start=args.start,
+                          malformed_rate=args.malformed_rate, duplicate_rate=args.duplicate_rate, late_rate=args.late_rate)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    count = write_simulation(spec, args.out)
+    print(f"simulated {count:,} signal records for {args.customers:,} customers over {args.days} days -> {args.out}")
+    return 0
+
+
+def _summary(args) -> int:
+    from journeys.inputs import scan_signals
+    from journeys.summary import format_summary, read_records, read_truth, summarize
+
+    scan = scan_signals(args.signals)
+    summary = summarize(scan.lines, read_records(args.journeys), read_records(args.decisions),
+                        read_records(args.dead_letter), read_truth(args.signals))
+    if args.out:
+        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    print(format_summary(summary))
+    return 0 if summary["balanced"] else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="journeys", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    simulate = commands.add_parser("simulate", help="write simulated multi-channel signals as JSON lines")
+    simulate.add_argument("--customers", type=int, default=2000)
+    simulate.add_argument("--days", type=int, default=30)
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--start", default=DEFAULT_START, help="first day of the simulation, ISO-8601 (UTC)")
+    simulate.add_argument("--malformed-rate", type=float, default=SimulationSpec.malformed_rate)
+    simulate.add_argument("--duplicate-rate", type=float, default=SimulationSpec.duplicate_rate)
+    simulate.add_argument("--late-rate", type=float, default=SimulationSpec.late_rate,
+                          help="share of signals delivered hours late (beyond the watermark bound)")
+    simulate.add_argument("--out", required=True)
+    simulate.set_defaults(run=_simulate)
+
+    summary = commands.add_parser("summary", help="summarize a finished run from its input and outputs")
+    summary.add_argument("--signals", required=True)
+    summary.add_argument("--journeys", required=True)
+    summary.add_argument("--decisions", required=True)
+    summary.add_argument("--dead-letter", required=True)
+    summary.add_argument("--out")
+    summary.set_defaults(run=_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The job configuration file (--conf), read once by the driver and handed to every operator."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from journeys.contract import IntakeLimits
+from journeys.ontology import Ontology, load_ontology
+from journeys.privacy import PrivacySettings
+from journeys.timeutil import parse_duration
+from journeys.yamlconf import ConfigError, load_yaml, loads_yaml, where
+
+_SECTIONS = {"ontology", "event_time", "sessions", "dedupe", "journey", "intake", "privacy", "state"}
+
+
+@dataclass(frozen=True)
+class JourneySettings:
+    max_out_of_orderness_ms: int
+    idle_source_timeout_ms: int
+    session_gap_ms: int
+    dedupe_horizon_ms: int
+    dedupe_max_ids: int
+    touchpoints: int
+    state_ttl_ms: int
+    intake: IntakeLimits
+    privacy: PrivacySettings
+    ontology_ref: str
+    source: str
+
+
+def default_settings_path() -> str:
+    return str(resources.files("journeys.conf").joinpath("journeys.yaml"))
+
+
+def load_settings(path: str | Path | None = None) -> JourneySettings:
+    if path is None:
+        doc = loads_yaml(resources.files("journeys.conf").joinpath("journeys.yaml").read_text(), "journeys/conf/journeys.yaml")
+        source = "journeys/conf/journeys.yaml"
+    else:
+        doc = load_yaml(path)
+        source = str(path)
+    return parse_settings(doc, source)
+
+
+def parse_settings(doc, source: str = "<config>") -> JourneySettings:
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: the job configuration must be a mapping")
+    for key in doc:
+        if key not in _SECTIONS:
+            raise ConfigError(f"{where(doc, key)}: unknown section {key!r}; expected {', '.join(sorted(_SECTIONS))}")
+
+    def section(name):
+        value = doc.get(name) or {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where(doc, name)}: {name} must be a mapping")
+        return value
+
+    def duration(name, key, default):
+        part = section(name)
+        try:
+            return parse_duration(part.get(key, default))
+        except ValueError as error:
+            raise ConfigError(f"{where(part, key)}: {name}.{key}: {error}") from None
+
+    privacy = section("privacy")
+    try:
+        privacy_settings = PrivacySettings(
+            hash_key=str(privacy.get("hash_key", "")),
+            attributes={str(k): str(v) for k, v in (privacy.get("attributes") or {}).items()},
+            scan_values=tuple(privacy.get("scan_values", ("email", "card"))),
+            scan_exempt=frozenset(privacy.get("scan_exempt") or ()),
+        )
+        intake = IntakeLimits.from_config(section("intake"))
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    settings = JourneySettings(
+        max_out_of_orderness_ms=duration("event_time", "max_out_of_orderness", "2m"),
+        idle_source_timeout_ms=duration("event_time", "idle_source_timeout", "1m"),
+        session_gap_ms=duration("sessions", "gap", "30m"),
+        dedupe_horizon_ms=duration("dedupe", "horizon", "1h"),
+        dedupe_max_ids=int(section("dedupe").get("max_ids", 64)),
+        touchpoints=int(section("journey").get("touchpoints", 10)),
+        state_ttl_ms=duration("state", "ttl", "400d"),
+        intake=intake,
+        privacy=privacy_settings,
+        ontology_ref=str(doc.get("ontology", "retail")),
+        source=source,
+    )
+    if settings.session_gap_ms <= 0:
+        raise ConfigError(f"{where(section('sessions'), 'gap')}: sessions.gap must be positive")
+    return settings
+
+
+def load_settings_ontology(settings: JourneySettings) -> Ontology:
+    """The ontology the settings name: a packaged one by name, or a file relative to the settings file."""
+    ref = settings.ontology_ref
+    if ref == "retail":
+        return load_ontology()
+    path = Path(ref)
+    if not path.is_absolute() and settings.source and Path(settings.source).parent.exists():
+        candidate = Path(settings.source).parent / path
+        if candidate.exists():
+            path = candidate
+    return load_ontology(path)
