@@ -56,7 +56,8 @@ REJECTION_REASONS = (
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MISSING = object()
+_PYTHON_TYPES = {"string": str, "enum": str, "long": int, "int": int, "map": dict}
+_EXPECTED = {str: "a string", int: "an integer", dict: "an object of strings"}
 
 
 @lru_cache(maxsize=None)
@@ -158,6 +159,10 @@ class SignalDecoder:
         self.limits = limits or IntakeLimits()
         self.masker = masker
         self._specs = {version: _field_specs(signal_schema(version)) for version in SUPPORTED_SIGNAL_VERSIONS}
+        # Per field: (name, Python type, required, default, enum symbols or None), for the hot path.
+        self._checks = {version: tuple((spec.name, _PYTHON_TYPES[spec.kind], spec.required, spec.default,
+                                        spec.symbols if spec.kind == "enum" else None) for spec in specs)
+                        for version, specs in self._specs.items()}
         self._v2_defaults = {s.name: s.default for s in self._specs[2] if not s.required}
         self._writer_by_fingerprint = {
             schema_fingerprint(f"signal.v{version}"): version for version in SUPPORTED_SIGNAL_VERSIONS
@@ -221,26 +226,30 @@ class SignalDecoder:
 
     # -- validation ---------------------------------------------------------------------------
     def _normalize(self, obj: dict, now_ms: int) -> dict:
-        version = obj.get("schema_version", _MISSING)
-        if version is _MISSING or version is None:
+        version = obj.get("schema_version")
+        if version is None:
             raise _Invalid("missing_field", "schema_version is required")
         if type(version) is not int:
             raise _Invalid("wrong_type", f"schema_version must be an integer, got {type(version).__name__}")
-        specs = self._specs.get(version)
-        if specs is None:
+        checks = self._checks.get(version)
+        if checks is None:
             raise _Invalid("unsupported_schema_version", f"schema_version {version}; this reader accepts {SUPPORTED_SIGNAL_VERSIONS}")
         signal = {}
-        for spec in specs:
-            value = obj.get(spec.name, _MISSING)
-            if value is _MISSING or value is None:
-                if value is None and not spec.nullable and spec.required:
-                    raise _Invalid("missing_field", f"{spec.name} is null but required")
-                if spec.required:
-                    raise _Invalid("missing_field", f"{spec.name} is required")
-                value = dict(spec.default) if spec.kind == "map" else spec.default
-            else:
-                self._check_type(spec, value)
-            signal[spec.name] = value
+        for name, kind, required, default, symbols in checks:
+            value = obj.get(name)
+            if value is None:
+                if required:
+                    raise _Invalid("missing_field", f"{name} is required")
+                value = {} if kind is dict else default
+            elif type(value) is not kind:
+                raise _Invalid("wrong_type", f"{name} must be {_EXPECTED[kind]}, got {type(value).__name__}")
+            elif symbols is not None and value not in symbols:
+                raise _Invalid(f"unknown_{name}", f"{name} {value!r} is not one of {sorted(symbols)}")
+            elif kind is dict:
+                for key, item in value.items():
+                    if type(item) is not str:
+                        raise _Invalid("wrong_type", f"{name}.{key} must be a string, got {type(item).__name__}")
+            signal[name] = value
         if version != CURRENT_SIGNAL_VERSION:
             for name, default in self._v2_defaults.items():
                 signal.setdefault(name, default)
@@ -248,31 +257,6 @@ class SignalDecoder:
         if self.masker is not None:
             signal["attributes"] = self.masker.mask_attributes(signal["attributes"])
         return signal
-
-    def _check_type(self, spec: _FieldSpec, value: Any) -> None:
-        kind = spec.kind
-        if kind == "string":
-            ok = type(value) is str
-        elif kind in ("long", "int"):
-            ok = type(value) is int
-        elif kind == "enum":
-            if type(value) is not str:
-                raise _Invalid("wrong_type", f"{spec.name} must be a string")
-            if value not in spec.symbols:
-                raise _Invalid(f"unknown_{spec.name}", f"{spec.name} {value!r} is not one of {sorted(spec.symbols)}")
-            return
-        elif kind == "map":
-            if type(value) is not dict:
-                raise _Invalid("wrong_type", f"{spec.name} must be an object of strings")
-            for key, item in value.items():
-                if type(item) is not str:
-                    raise _Invalid("wrong_type", f"{spec.name}.{key} must be a string, got {type(item).__name__}")
-            return
-        else:
-            ok = True
-        if not ok:
-            expected = "an integer" if kind in ("long", "int") else "a string"
-            raise _Invalid("wrong_type", f"{spec.name} must be {expected}, got {type(value).__name__}")
 
     def _check_content(self, signal: dict, now_ms: int) -> None:
         limits = self.limits

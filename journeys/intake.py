@@ -22,17 +22,20 @@ class Intake:
     def watermark(self) -> int | None:
         return None if self.latest is None else self.latest - self.bound - 1
 
-    def take(self, raw: bytes, now_ms: int, ingested_at: int | None = None) -> Rejection | tuple[str, str, list]:
+    def take(self, raw: bytes, now_ms: int, ingested_at: int | None = None) -> Rejection | tuple[str, str, str, int]:
+        """(role, key, item, event_time) for an accepted signal; a Rejection otherwise."""
         decoded = self.decoder.decode_json(raw, now_ms)
         if isinstance(decoded, Rejection):
             return decoded
         return self.take_signal(decoded, ingested_at)
 
-    def take_signal(self, signal: dict, ingested_at: int | None = None) -> tuple[str, str, list]:
+    def take_signal(self, signal: dict, ingested_at: int | None = None) -> tuple[str, str, str, int]:
         at = signal["event_time"]
         latest = self.latest
-        late = latest is not None and at <= latest - self.bound - 1
+        # A late item carries the intake watermark it fell behind, so the key can remember its id
+        # from that point on, not from its own old event time.
+        late = latest - self.bound - 1 if latest is not None and at <= latest - self.bound - 1 else False
         if latest is None or at > latest:
             self.latest = at
         role, key = route(signal, self.identify_signals)
-        return role, key, intake_item(signal, ingested_at, late)
+        return role, key, intake_item(signal, key, ingested_at, late), at

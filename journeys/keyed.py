@@ -6,22 +6,25 @@ identifying signal (login, identify, signup with both ids) hands the visitor's j
 customer role in one record, where it merges atomically into the customer's journey; later
 anonymous signals of that visitor are forwarded to the customer.
 
-    on_element(state, key, item)                       -> (state, outputs, timers to register)
-    on_timer(state, key, fired_at, watermark, end_clock) -> (state, outputs, timers to register)
+An operator keeps two things per key: the key's state (KeyState, one value) and the items that
+arrived since its last timer (a list it only appends to). It calls:
 
-An operator calls one of these per element or timer, with the state it read, and writes back
-the state it gets (None: clear it). `accept`, `release` and `next_wakeup` are the parts.
+    element_timer(item)                                       -> the timer to register
+    on_timer(state, arrivals, fired_at, watermark, end_clock) -> (state, outputs, register, delete)
 
-Items wait until the watermark passes them and are then applied in (event_time, event_id)
-order, so the result does not depend on arrival order. An item that arrives when its key has
-already been processed past its event time, or that intake marked late, is late: it goes to the
-journey log as `late`, is counted among the accepted, and does not change the journey.
+An arriving item is only appended and gets a timer at its event time: no state is read, which
+keeps arrivals cheap. When the watermark passes, the timer takes the arrivals in
+(event_time, event_id) order: duplicates and late signals are told apart from the rest, and
+what is due is applied, so the result does not depend on arrival order. A signal is late when
+intake marked it so, or when its key has already been processed past its event time: it goes
+to the journey log as `late`, counts as accepted, and does not change the journey.
 """
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_right
 
-from journeys.state import HANDOFF, SIGNAL, Journey, KeyState
+from journeys.state import (AT, EVENT_ID, HANDOFF, INGESTED_AT, KEY, KIND, LATE, SIGNAL, Journey, KeyState,
+                            item_head, item_payload, make_item)
 from journeys.transitions import DECISION, JOURNEY, JourneyModel
 
 ROUTE = "route"
@@ -31,8 +34,8 @@ VISITOR = "visitor"
 CUSTOMER = "customer"
 
 
-def _order(item: list):
-    return item[0], item[1]
+def _order(head: list):
+    return head[AT], head[EVENT_ID]
 
 
 def route(signal: dict, identify_signals) -> tuple[str, str]:
@@ -44,8 +47,13 @@ def route(signal: dict, identify_signals) -> tuple[str, str]:
     return CUSTOMER, customer_id
 
 
-def intake_item(signal: dict, ingested_at: int | None, late: bool) -> list:
-    return [signal["event_time"], signal["event_id"], SIGNAL, signal, ingested_at, late]
+def intake_item(signal: dict, key: str, ingested_at: int | None, late: bool) -> str:
+    return make_item([signal["event_time"], signal["event_id"], SIGNAL, late, ingested_at, key], signal)
+
+
+def element_timer(item: str) -> int:
+    """The event time of an item, read from the start of its head without parsing the rest."""
+    return int(item[1:item.index(",")])
 
 
 class KeyedJourneys:
@@ -59,82 +67,100 @@ class KeyedJourneys:
         self._identify = model.ontology.identify_signals
 
     # -- what an operator calls ----------------------------------------------------------------
-    def on_element(self, state: KeyState | None, key: str, item: list) -> tuple[KeyState, list, list[int]]:
-        state, out = self.accept(state, key, item)
-        timers = []
-        at = item[0]
-        buffered = not out  # accept only produces output for duplicates and late signals
-        if buffered and (state.timer_at is None or at < state.timer_at):
-            state.timer_at = at
-            timers.append(at)
-        return state, out, timers
+    def on_timer(self, state: KeyState | None, arrivals: list[str], fired_at: int, watermark: int,
+                 end_clock: int | None = None) -> tuple[KeyState | None, list, list[int], list[int]]:
+        """-> (state, outputs, timers to register, timers to delete).
 
-    def on_timer(self, state: KeyState | None, key: str, fired_at: int, watermark: int,
-                 end_clock: int | None = None) -> tuple[KeyState | None, list, list[int]]:
-        if state is None:
-            return None, [], []
-        if state.timer_at is not None and fired_at >= state.timer_at:
-            state.timer_at = None
-        state, out = self.release(state, key, watermark, end_clock)
-        timers = []
-        if state is not None and watermark < MAX_WATERMARK:
-            wakeup = self.next_wakeup(state)
-            if wakeup is not None and (state.timer_at is None or wakeup < state.timer_at):
-                state.timer_at = wakeup
-                timers.append(wakeup)
-        return state, out, timers
-
-    # -- arrival -------------------------------------------------------------------------------
-    def accept(self, state: KeyState | None, key: str, item: list) -> tuple[KeyState, list]:
-        if state is None:
-            state = KeyState()
+        Afterwards the key has its arrival timers for items not yet due, and one timer at its
+        next wake-up; timers made idle by this call are deleted rather than left to fire."""
         out: list = []
-        at, event_id, kind = item[0], item[1], item[2]
-        if kind == SIGNAL:
-            if event_id in state.seen or any(p[1] == event_id and p[2] == SIGNAL for p in state.pending):
+        handled_times: set[int] = set()
+        if arrivals:
+            heads = sorted(((item_head(item), item) for item in arrivals), key=lambda pair: _order(pair[0]))
+            if state is None:
+                state = KeyState(heads[0][0][KEY])
+            for head, item in heads:
+                if self._intake(state, head, item, out):
+                    handled_times.add(head[AT])
+        if state is None:
+            return None, out, [], []
+        state.timers = [t for t in state.timers if t != fired_at]
+        previous_timers = state.timers
+        state = self._release(state, watermark, end_clock, out, handled_times)
+        wakeup = None if watermark >= MAX_WATERMARK or state is None else self.next_wakeup(state)
+        stale = {t for t in previous_timers if t != wakeup}
+        stale.update(t for t in handled_times if t <= watermark and t != fired_at and t != wakeup)
+        register = [wakeup] if wakeup is not None and wakeup not in previous_timers else []
+        if state is not None:
+            state.timers = [wakeup] if wakeup is not None else []
+        return state, out, register, sorted(stale)
+
+    def next_wakeup(self, state: KeyState | None) -> int | None:
+        if state is None or state.ended:
+            return None
+        candidates = []
+        if state.pending:
+            candidates.append(state.pending[0][AT])
+        due = self.model.next_due(state.journey) if state.has_journey() else None
+        if due is not None:
+            candidates.append(due)
+        if state.links and state.link_activity is not None:
+            candidates.append(state.link_activity + self.link_expiry_ms)
+        return min(candidates) if candidates else None
+
+    # -- intake --------------------------------------------------------------------------------
+    def _intake(self, state: KeyState, head: list, item: str, out: list) -> bool:
+        """Buffer an arrived item, or report it as a duplicate or late. True when it needs no more waiting."""
+        key = state.key
+        at, event_id = head[AT], head[EVENT_ID]
+        if head[KIND] == SIGNAL:
+            if event_id in state.seen or any(p[EVENT_ID] == event_id and p[KIND] == SIGNAL for p in state.pending):
                 out.append((JOURNEY, {"kind": "duplicate", "journey": key, "anonymous": self.anonymous,
                                       "at": at, "event_id": event_id}))
-                return state, out
-            behind = state.clock is not None and at <= state.clock
-            if item[5] or behind:
-                state.seen[event_id] = at if state.clock is None else max(at, state.clock)
+                return True
+            if head[LATE] or (state.clock is not None and at <= state.clock):
+                state.seen[event_id] = head[LATE] or (at if state.clock is None else max(at, state.clock))
                 out.append((JOURNEY, {"kind": "late", "journey": key, "anonymous": self.anonymous, "at": at,
-                                      "event_id": event_id, "late_by": "intake" if item[5] else "journey_clock",
-                                      "signal": item[3]}))
-                return state, out
-        insort(state.pending, item, key=_order)
-        return state, out
+                                      "event_id": event_id, "late_by": "intake" if head[LATE] else "journey_clock",
+                                      "signal": item_payload(item)}))
+                return True
+        position = bisect_right(state.pending, _order(head), key=_order)
+        state.pending.insert(position, head)
+        state.items.insert(position, item)
+        return False
 
     # -- the watermark passed ------------------------------------------------------------------
-    def release(self, state: KeyState | None, key: str, watermark: int,
-                end_clock: int | None = None) -> tuple[KeyState | None, list]:
-        out: list = []
-        if state is None or state.ended:
-            return state, out
+    def _release(self, state: KeyState, watermark: int, end_clock: int | None, out: list,
+                 released_times: set[int]) -> KeyState | None:
+        if state.ended:
+            return state
         at_end = watermark >= MAX_WATERMARK
         pending = state.pending
         count = len(pending) if at_end else 0
         if not at_end:
-            while count < len(pending) and pending[count][0] <= watermark:
+            while count < len(pending) and pending[count][AT] <= watermark:
                 count += 1
         if count:
-            ready = pending[:count]
+            heads, items = pending[:count], state.items[:count]
             del pending[:count]
-            for item in ready:
+            del state.items[:count]
+            for head, item in zip(heads, items):
+                payload = item_payload(item)
                 if self.anonymous:
-                    self._release_visitor_item(state, key, item, out)
+                    self._release_visitor_item(state, head, payload, out)
                 else:
-                    self._release_customer_item(state, key, item, out)
-                at = item[0]
+                    self._release_customer_item(state, head, payload, out)
+                at = head[AT]
+                released_times.add(at)
                 state.clock = at if state.clock is None else max(state.clock, at)
-                if item[2] == SIGNAL:
-                    state.seen[item[1]] = at
+                if head[KIND] == SIGNAL:
+                    state.seen[head[EVENT_ID]] = at
         horizon = end_clock if at_end else watermark
         if horizon is not None:
             if state.links and state.link_activity is not None and state.link_activity + self.link_expiry_ms <= horizon:
                 state.links = []
                 state.link_activity = None
-            if state.journey is not None:
+            if state.has_journey():
                 state.journey, ticked = self.model.tick(state.journey, horizon)
                 out.extend(ticked)
             state.clock = horizon if state.clock is None else max(state.clock, horizon)
@@ -143,35 +169,21 @@ class KeyedJourneys:
             state.ended = True
         self._forget_old_ids(state)
         if state.is_empty() and not at_end:
-            return None, out
-        return state, out
-
-    def next_wakeup(self, state: KeyState | None) -> int | None:
-        if state is None or state.ended:
             return None
-        candidates = []
-        if state.pending:
-            candidates.append(state.pending[0][0])
-        due = self.model.next_due(state.journey)
-        if due is not None:
-            candidates.append(due)
-        if state.links and state.link_activity is not None:
-            candidates.append(state.link_activity + self.link_expiry_ms)
-        return min(candidates) if candidates else None
+        return state
 
     # -- the two roles -------------------------------------------------------------------------
-    def _release_customer_item(self, state: KeyState, key: str, item: list, out: list) -> None:
-        if item[2] == HANDOFF:
-            payload = item[3]
+    def _release_customer_item(self, state: KeyState, head: list, payload, out: list) -> None:
+        key = state.key
+        if head[KIND] == HANDOFF:
             visitor = Journey.from_wire(payload["journey"]) if payload["journey"] else None
-            state.journey, produced = self.model.merge(state.journey, visitor, payload["signal"], key, item[4])
+            state.journey, produced = self.model.merge(state.journey, visitor, payload["signal"], key, head[INGESTED_AT])
         else:
-            state.journey, produced = self.model.apply(state.journey, item[3], key, False, item[4])
+            state.journey, produced = self.model.apply(state.journey, payload, key, False, head[INGESTED_AT])
         out.extend(produced)
 
-    def _release_visitor_item(self, state: KeyState, key: str, item: list, out: list) -> None:
-        signal = item[3]
-        at = item[0]
+    def _release_visitor_item(self, state: KeyState, head: list, signal: dict, out: list) -> None:
+        at = head[AT]
         customer_id = signal["customer_id"]
         identifies = customer_id is not None and signal["event_type"] in self._identify
         if state.links:
@@ -179,19 +191,19 @@ class KeyedJourneys:
                 state.links = (state.links + [[at, customer_id]])[-8:]
             target = customer_id if identifies else state.links[-1][1]
             state.link_activity = at
-            out.append((ROUTE, target, [at, item[1], SIGNAL, signal, item[4], False]))
+            out.append((ROUTE, target, make_item([at, head[EVENT_ID], SIGNAL, False, head[INGESTED_AT], target], signal)))
         elif identifies:
             journey = state.journey
             if journey is not None:
                 journey, ticked = self.model.tick(journey, at)
                 out.extend(ticked)
             handoff = {"journey": journey.to_wire() if journey is not None else None, "signal": signal}
-            out.append((ROUTE, customer_id, [at, item[1], HANDOFF, handoff, item[4], False]))
+            out.append((ROUTE, customer_id, make_item([at, head[EVENT_ID], HANDOFF, False, head[INGESTED_AT], customer_id], handoff)))
             state.journey = None
             state.links = [[at, customer_id]]
             state.link_activity = at
         else:
-            state.journey, produced = self.model.apply(state.journey, signal, key, True, item[4])
+            state.journey, produced = self.model.apply(state.journey, signal, state.key, True, head[INGESTED_AT])
             out.extend(produced)
 
     def _forget_old_ids(self, state: KeyState) -> None:
@@ -204,4 +216,5 @@ class KeyedJourneys:
             state.seen = {event_id: at for at, event_id in kept}
 
 
-__all__ = ["KeyedJourneys", "route", "intake_item", "ROUTE", "JOURNEY", "DECISION", "MAX_WATERMARK", "VISITOR", "CUSTOMER"]
+__all__ = ["KeyedJourneys", "route", "intake_item", "element_timer", "ROUTE", "JOURNEY", "DECISION",
+           "MAX_WATERMARK", "VISITOR", "CUSTOMER"]

@@ -13,7 +13,7 @@ from typing import Iterable
 
 from journeys.contract import Rejection, SignalDecoder
 from journeys.intake import Intake
-from journeys.keyed import CUSTOMER, MAX_WATERMARK, ROUTE, VISITOR, KeyedJourneys
+from journeys.keyed import CUSTOMER, MAX_WATERMARK, ROUTE, VISITOR, KeyedJourneys, element_timer
 from journeys.ontology import Ontology
 from journeys.privacy import Masker
 from journeys.settings import JourneySettings
@@ -43,6 +43,7 @@ class ReferenceRun:
         self.states: dict[str, dict] = {VISITOR: {}, CUSTOMER: {}}
         self._timers: dict[str, list] = {VISITOR: [], CUSTOMER: []}
         self._registered: dict[str, set] = {VISITOR: set(), CUSTOMER: set()}
+        self._arrivals: dict[str, dict[str, list[str]]] = {VISITOR: {}, CUSTOMER: {}}
         self.watermark = MIN_WATERMARK
         self.journey_records: list[dict] = []
         self.decisions: list[dict] = []
@@ -57,7 +58,7 @@ class ReferenceRun:
             if isinstance(taken, Rejection):
                 self.dead_letters.append(taken.to_record())
                 continue
-            role, key, item = taken
+            role, key, item, _ = taken
             self._accept(role, key, item)
             watermark = self.intake.watermark()
             if watermark > self.watermark:
@@ -68,14 +69,14 @@ class ReferenceRun:
         self._advance(MAX_WATERMARK)
         return self
 
-    def _accept(self, role: str, key: str, item: list) -> None:
-        state, out, timers = self.roles[role].on_element(self.states[role].get(key), key, item)
-        self.states[role][key] = state
-        self._register(role, key, timers)
-        self._emit(out)
+    def _accept(self, role: str, key: str, item: str) -> None:
+        self._arrivals[role].setdefault(key, []).append(item)
+        self._register(role, key, [element_timer(item)], [])
 
-    def _register(self, role: str, key: str, timers: list[int]) -> None:
+    def _register(self, role: str, key: str, timers: list[int], deleted: list[int]) -> None:
         registered = self._registered[role]
+        for at in deleted:
+            registered.discard((key, at))  # its heap entry is skipped when it comes up
         for at in timers:
             if (key, at) not in registered:  # like Flink: one timer per key and timestamp
                 registered.add((key, at))
@@ -89,16 +90,20 @@ class ReferenceRun:
             timers = self._timers[role]
             registered = self._registered[role]
             states = self.states[role]
+            arrivals = self._arrivals[role]
             keyed = self.roles[role]
             while timers and timers[0][0] <= watermark:
                 fired_at, key = heapq.heappop(timers)
+                if (key, fired_at) not in registered:
+                    continue
                 registered.discard((key, fired_at))
-                state, out, new_timers = keyed.on_timer(states.get(key), key, fired_at, watermark, self.end_clock)
+                state, out, register, delete = keyed.on_timer(states.get(key), arrivals.pop(key, []), fired_at,
+                                                              watermark, self.end_clock)
                 if state is None:
                     states.pop(key, None)
                 else:
                     states[key] = state
-                self._register(role, key, new_timers)
+                self._register(role, key, register, delete)
                 self._emit(out)
 
     def _emit(self, out: list) -> None:

@@ -5,10 +5,23 @@ call. The wire form is JSON with short keys and a format version `v`; `decode` u
 versions, so a savepoint written by an older release still restores. Nothing is pickled.
 
 A key's state has three parts:
-- the buffer: signals waiting for the watermark, the event ids seen lately, and the clock up to
+- the buffer: items waiting for the watermark, the event ids seen lately, and the clock up to
   which the key has been processed;
 - the journey itself (None once a journey closes);
 - for an anonymous id, its links to customers once the visitor has identified.
+
+The wire form keeps them in three sections, so that a call that only adds an item to the
+buffer (most element arrivals) parses neither the journey nor the buffered signals:
+
+    <meta JSON> RS <journey JSON, or empty> RS <item> GS <item> ...
+
+RS and GS are the ASCII record and group separators, which JSON text can only contain escaped.
+
+An item is one signal (or visitor handoff) on its way through a keyed operator:
+
+    <head JSON> US <payload JSON>,  head = [event_time, event_id, kind, late, ingested_at, key]
+
+`late` is false, or the intake watermark the signal was behind when intake took it.
 """
 from __future__ import annotations
 
@@ -17,10 +30,27 @@ from dataclasses import dataclass, field
 import orjson
 
 WIRE_VERSION = 1
+SECTION = "\x1e"
+ITEM_SEPARATOR = "\x1d"
+HEAD_SEPARATOR = "\x1f"
 
-# A buffered item: [event_time, event_id, kind, payload, ingested_at, late]
 SIGNAL = "s"    # payload: a normalized signal
 HANDOFF = "h"   # payload: {"journey": <journey wire or None>, "signal": <the identifying signal>}
+
+# Positions in an item head.
+AT, EVENT_ID, KIND, LATE, INGESTED_AT, KEY = range(6)
+
+
+def make_item(head: list, payload) -> str:
+    return orjson.dumps(head).decode() + HEAD_SEPARATOR + orjson.dumps(payload).decode()
+
+
+def item_head(item: str) -> list:
+    return orjson.loads(item[:item.index(HEAD_SEPARATOR)])
+
+
+def item_payload(item: str):
+    return orjson.loads(item[item.index(HEAD_SEPARATOR) + 1:])
 
 
 @dataclass(slots=True)
@@ -53,7 +83,7 @@ class Journey:
     last_activity: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
     recent: dict[str, list[int]] = field(default_factory=dict)
-    touchpoints: list[list] = field(default_factory=list)  # [event_time, channel, event_type, event_id]
+    touchpoints: list[list] = field(default_factory=list)  # [event_time, channel, event_type]
     session: Session | None = None
     sessions_closed: int = 0
     escalated: dict[str, int] = field(default_factory=dict)  # escalation rule -> last fired
@@ -78,41 +108,74 @@ class Journey:
                    wire["r"], wire["tp"], Session.from_wire(session) if session else None, wire["ns"], wire["x"], wire["al"])
 
 
-@dataclass(slots=True)
+_UNREAD = object()
+
+
 class KeyState:
-    pending: list[list] = field(default_factory=list)  # buffered items, sorted by (event_time, event_id)
-    seen: dict[str, int] = field(default_factory=dict)  # event id -> event time, for deduplication
-    clock: int | None = None  # event time up to which this key has been processed
-    timer_at: int | None = None  # earliest event-time timer registered and not yet fired
-    ended: bool = False  # the end-of-input flush has run
-    journey: Journey | None = None
-    links: list[list] = field(default_factory=list)  # anonymous ids only: [event_time, customer_id]
-    link_activity: int | None = None  # last signal forwarded through the links
+    """One key's state. The journey is decoded from the wire only when something reads it."""
+
+    __slots__ = ("key", "pending", "items", "seen", "clock", "timers", "ended", "links", "link_activity",
+                 "_journey", "_journey_text")
+
+    def __init__(self, key: str, pending=None, items=None, seen=None, clock=None, timers=None, ended=False,
+                 links=None, link_activity=None, journey: Journey | None = None, journey_text: str | None = None):
+        self.key = key
+        self.pending: list[list] = pending if pending is not None else []  # heads, sorted by (event_time, event_id)
+        self.items: list[str] = items if items is not None else []         # the items themselves, same order
+        self.seen: dict[str, int] = seen if seen is not None else {}       # event id -> event time, for dedup
+        self.clock: int | None = clock          # event time up to which this key has been processed
+        self.timers: list[int] = timers if timers is not None else []  # event-time timers registered, not yet fired
+        self.ended: bool = ended                # the end-of-input flush has run
+        self.links: list[list] = links if links is not None else []  # anonymous ids only: [event_time, customer_id]
+        self.link_activity: int | None = link_activity  # last signal forwarded through the links
+        self._journey = _UNREAD if journey_text else journey
+        self._journey_text = journey_text
+
+    @property
+    def journey(self) -> Journey | None:
+        if self._journey is _UNREAD:
+            self._journey = Journey.from_wire(orjson.loads(self._journey_text))
+        return self._journey
+
+    @journey.setter
+    def journey(self, value: Journey | None) -> None:
+        self._journey = value
+        self._journey_text = None
+
+    def journey_wire(self) -> str:
+        if self._journey is _UNREAD:
+            return self._journey_text
+        return "" if self._journey is None else orjson.dumps(self._journey.to_wire()).decode()
+
+    def has_journey(self) -> bool:
+        return self._journey is _UNREAD or self._journey is not None
 
     def is_empty(self) -> bool:
-        return self.journey is None and not self.pending and not self.links
+        return not self.has_journey() and not self.pending and not self.links
 
 
 def encode(state: KeyState) -> str:
-    return orjson.dumps({
-        "v": WIRE_VERSION, "p": state.pending, "sn": state.seen, "c": state.clock, "t": state.timer_at,
-        "e": state.ended, "j": state.journey.to_wire() if state.journey else None, "l": state.links, "lx": state.link_activity,
+    meta = orjson.dumps({
+        "v": WIRE_VERSION, "k": state.key, "p": state.pending, "sn": state.seen, "c": state.clock,
+        "t": state.timers, "e": state.ended, "l": state.links, "lx": state.link_activity,
     }).decode()
+    return meta + SECTION + state.journey_wire() + SECTION + ITEM_SEPARATOR.join(state.items)
 
 
 def decode(text: str | None) -> KeyState | None:
-    if text is None:
+    if not text:
         return None
-    wire = orjson.loads(text)
-    version = wire.get("v")
-    if version != WIRE_VERSION:
-        wire = _upgrade(wire, version)
-    journey = wire["j"]
-    return KeyState(wire["p"], wire["sn"], wire["c"], wire["t"], wire["e"],
-                    Journey.from_wire(journey) if journey else None, wire["l"], wire["lx"])
+    meta_text, _, rest = text.partition(SECTION)
+    journey_text, _, items_text = rest.partition(SECTION)
+    meta = orjson.loads(meta_text)
+    if meta.get("v") != WIRE_VERSION:
+        meta = _upgrade(meta, meta.get("v"))
+    items = items_text.split(ITEM_SEPARATOR) if items_text else []
+    return KeyState(meta["k"], meta["p"], items, meta["sn"], meta["c"], meta["t"], meta["e"], meta["l"], meta["lx"],
+                    journey_text=journey_text or None)
 
 
-def _upgrade(wire: dict, version) -> dict:
+def _upgrade(meta: dict, version) -> dict:
     # Version 1 is the first wire format. Each later version adds one step here that turns the
     # previous version into the next, so every state ever written can still be read.
     raise ValueError(f"journey state wire version {version!r} is not known to this release (it reads up to {WIRE_VERSION})")

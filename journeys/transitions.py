@@ -60,7 +60,7 @@ class JourneyModel:
             times.append(at)
             journey.recent[event_type] = times[-depth:]
         touchpoints = journey.touchpoints
-        touchpoints.append([at, signal["channel"], event_type, event_id])
+        touchpoints.append([at, signal["channel"], event_type])
         if len(touchpoints) > self.touchpoint_limit:
             del touchpoints[0]
         if journey.first_seen is None:

@@ -28,7 +28,10 @@ from pipelines.operators import DEAD_LETTERS, DECISIONS, JOURNEY_LOG, VISITOR_IT
 
 @dataclass(frozen=True)
 class JourneyStreams:
-    decisions: DataStream      # decision records, JSON lines
+    """Each element of decisions and journeys holds one or more JSON lines, joined by newlines:
+    the records one operator call produced (see MapJourneys._emit). Dead letters are one per element."""
+
+    decisions: DataStream      # decision records
     journeys: DataStream       # the journey log: signals applied, transitions, sessions, stitches, late, duplicates
     dead_letters: DataStream   # rejected input with reason and original bytes
 

@@ -8,10 +8,10 @@ import orjson
 from pyflink.common import Row
 from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
-from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from journeys.contract import Rejection
-from journeys.keyed import CUSTOMER, MAX_WATERMARK, ROUTE, VISITOR
+from journeys.keyed import CUSTOMER, MAX_WATERMARK, ROUTE, VISITOR, element_timer
 from journeys.ontology import Ontology
 from journeys.reference import build_intake, build_roles
 from journeys.settings import JourneySettings
@@ -52,8 +52,8 @@ class ParseSignals(ProcessFunction):
         if isinstance(taken, Rejection):
             yield DEAD_LETTERS, taken.to_json()
             return
-        role, key, item = taken
-        element = (Row(key, orjson.dumps(item).decode()), item[0])
+        role, key, item, event_time = taken
+        element = (Row(key, item), event_time)
         quiet = self.quiet
         quiet[role] = 0
         other = CUSTOMER if role == VISITOR else VISITOR
@@ -66,7 +66,11 @@ class ParseSignals(ProcessFunction):
 
 
 class MapJourneys(KeyedProcessFunction):
-    """One keyed role of the journey core (journeys.keyed) over RocksDB keyed state."""
+    """One keyed role of the journey core (journeys.keyed) over RocksDB keyed state.
+
+    An element is only appended to the key's arrivals and given a timer at its event time, so
+    arrivals cost no state read. The timer reads the key's state and arrivals once, hands them to
+    the core, and writes the new state back once."""
 
     def __init__(self, role: str, ontology: Ontology, settings: JourneySettings, end_clock: int | None):
         self.role = role
@@ -76,48 +80,56 @@ class MapJourneys(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext):
         self.keyed = build_roles(self.ontology, self.settings)[self.role]
-        descriptor = ValueStateDescriptor("journey", wire.KEY_STATE)
-        descriptor.enable_time_to_live(StateTtlConfig.new_builder(Time.milliseconds(self.settings.state_ttl_ms)).build())
-        self.state = runtime_context.get_state(descriptor)
+        state_descriptor = ValueStateDescriptor("journey", wire.KEY_STATE)
+        arrivals_descriptor = ListStateDescriptor("arrivals", wire.ITEM)
+        if self.settings.state_ttl_ms > 0:
+            ttl = StateTtlConfig.new_builder(Time.milliseconds(self.settings.state_ttl_ms)).build()
+            state_descriptor.enable_time_to_live(ttl)
+            arrivals_descriptor.enable_time_to_live(ttl)
+        self.state = runtime_context.get_state(state_descriptor)
+        self.arrivals = runtime_context.get_list_state(arrivals_descriptor)
 
     def process_element(self, item: str, ctx: KeyedProcessFunction.Context):
-        if not item:
-            return
-        key = ctx.get_current_key()
-        state, out, timers = self.keyed.on_element(decode(self.state.value()), key, orjson.loads(item))
-        self._save(state)
-        for at in timers:
-            ctx.timer_service().register_event_time_timer(at)
-        yield from self._emit(out)
+        if item:
+            self.arrivals.add(item)
+            ctx.timer_service().register_event_time_timer(element_timer(item))
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        watermark = ctx.timer_service().current_watermark()
-        state, out, timers = self.keyed.on_timer(decode(self.state.value()), ctx.get_current_key(), timestamp,
-                                                 watermark, self.end_clock)
-        self._save(state)
-        for at in timers:
-            ctx.timer_service().register_event_time_timer(at)
-        yield from self._emit(out)
-
-    def _save(self, state) -> None:
+        timer_service = ctx.timer_service()
+        arrivals = list(self.arrivals.get() or ())
+        if arrivals:
+            self.arrivals.clear()
+        state, out, register, delete = self.keyed.on_timer(decode(self.state.value()), arrivals, timestamp,
+                                                           timer_service.current_watermark(), self.end_clock)
         if state is None:
             self.state.clear()
         else:
             self.state.update(encode(state))
+        for at in delete:
+            timer_service.delete_event_time_timer(at)
+        for at in register:
+            timer_service.register_event_time_timer(at)
+        return self._emit(out)
 
     def _emit(self, out: list):
+        # Every call into Java releases and retakes the GIL that all Python operators share, so
+        # the records of one call leave as one newline-joined element per output.
+        journey_lines, decision_lines = [], []
         for entry in out:
             kind = entry[0]
             if kind == JOURNEY:
-                yield JOURNEY_LOG, orjson.dumps(entry[1]).decode()
+                journey_lines.append(orjson.dumps(entry[1]).decode())
             elif kind == DECISION:
                 record = entry[1]
                 ingested_at = record.pop("_ingested_at", None)
                 if ingested_at is not None:
                     record["latency_ms"] = _now_ms() - ingested_at
-                yield DECISIONS, orjson.dumps(record).decode()
+                decision_lines.append(orjson.dumps(record).decode())
             elif kind == ROUTE:
-                yield Row(entry[1], orjson.dumps(entry[2]).decode())
-
+                yield Row(entry[1], entry[2])
+        if journey_lines:
+            yield JOURNEY_LOG, "\n".join(journey_lines)
+        if decision_lines:
+            yield DECISIONS, "\n".join(decision_lines)
 
 __all__ = ["ParseSignals", "MapJourneys", "VISITOR_ITEMS", "DEAD_LETTERS", "JOURNEY_LOG", "DECISIONS", "MAX_WATERMARK"]

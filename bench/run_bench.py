@@ -1,0 +1,133 @@
+"""make bench: throughput and latency of the journey job against the pure core, on the same signals.
+
+Each figure is the median of several runs measured in this one invocation, so ratios compare
+like with like on a noisy machine. Results go to bench/results.json and a table on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from journeys.inputs import read_lines  # noqa: E402
+from journeys.ontology import load_ontology  # noqa: E402
+from journeys.reference import ReferenceRun  # noqa: E402
+from journeys.settings import load_settings  # noqa: E402
+from journeys.simulate import SimulationSpec, write_simulation  # noqa: E402
+
+EVENTS_PER_CUSTOMER = 47  # what the default simulation yields over 30 days
+
+
+def simulate_events(target: int, work: Path) -> Path:
+    path = work / f"signals-{target}.jsonl"
+    if not path.exists():
+        customers = max(10, round(target / EVENTS_PER_CUSTOMER))
+        write_simulation(SimulationSpec(customers=customers, days=30, seed=11), path)
+    return path
+
+
+def run_job(signals: Path, work: Path, parallelism: int) -> dict:
+    out = work / "job"
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, str(ROOT / "jobs" / "journey_job.py"), "--signals", signals.as_uri(),
+               "--decisions", (out / "decisions").as_uri(), "--journeys", (out / "journeys").as_uri(),
+               "--dead-letter", (out / "dead-letter").as_uri(), "--summary", str(out / "summary.json"),
+               "--checkpoints", str(work / "checkpoints"), "--parallelism", str(parallelism)]
+    started = time.time()
+    completed = subprocess.run(command, capture_output=True, text=True)
+    wall = time.time() - started
+    if completed.returncode != 0:
+        raise SystemExit(f"the job failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
+    summary = json.loads((out / "summary.json").read_text())
+    runtime = summary["runtime"]
+    return {"events": summary["events_in"], "job_seconds": runtime["job_seconds"], "wall_seconds": round(wall, 2),
+            "events_per_second": summary["events_in"] / runtime["job_seconds"],
+            "latency_p50_ms": summary["decision_latency_ms"]["p50"], "latency_p99_ms": summary["decision_latency_ms"]["p99"],
+            "balanced": summary["balanced"]}
+
+
+def run_core(lines: list[bytes]) -> dict:
+    ontology, settings = load_ontology(), load_settings()
+    started = time.perf_counter()
+    run = ReferenceRun(ontology, settings).feed(lines).finish()
+    seconds = time.perf_counter() - started
+    return {"events": run.lines_in, "seconds": round(seconds, 3), "events_per_second": run.lines_in / seconds}
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is reported")
+    parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--results", default=str(ROOT / "bench" / "results.json"))
+    args = parser.parse_args(argv)
+
+    work = ROOT / "bench" / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    signals = simulate_events(args.events, work)
+    lines = list(read_lines(signals))
+    print(f"benchmark input: {len(lines):,} simulated signals ({signals.name}); {args.runs} runs per figure", flush=True)
+
+    core_runs, job_runs = [], []
+    for attempt in range(args.runs):
+        # Interleave the two so that drift in machine load affects both alike.
+        core_runs.append(run_core(lines))
+        print(f"  run {attempt + 1}: pure core {core_runs[-1]['events_per_second']:,.0f} events/s", flush=True)
+        job_runs.append(run_job(signals, work, args.parallelism))
+        print(f"  run {attempt + 1}: job {job_runs[-1]['events_per_second']:,.0f} events/s "
+              f"(p50 {job_runs[-1]['latency_p50_ms']} ms, p99 {job_runs[-1]['latency_p99_ms']} ms)", flush=True)
+
+    job_rate = median(r["events_per_second"] for r in job_runs)
+    core_rate = median(r["events_per_second"] for r in core_runs)
+    results = {
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "events": len(lines),
+        "runs": args.runs,
+        "parallelism": args.parallelism,
+        "job_events_per_second": round(job_rate),
+        "core_events_per_second": round(core_rate),
+        "job_to_core_ratio": round(job_rate / core_rate, 3),
+        "latency_p50_ms": median(r["latency_p50_ms"] for r in job_runs),
+        "latency_p99_ms": median(r["latency_p99_ms"] for r in job_runs),
+        "job_wall_seconds": median(r["wall_seconds"] for r in job_runs),
+        "target_events_per_second": 10_000,
+        "job_runs": job_runs,
+        "core_runs": core_runs,
+    }
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
+
+    rows = [
+        ("events", f"{len(lines):,}"),
+        ("job events/s (Flink, RocksDB, parallelism %d)" % args.parallelism, f"{job_rate:,.0f}"),
+        ("pure core events/s (same signals, no Flink)", f"{core_rate:,.0f}"),
+        ("job / core", f"{job_rate / core_rate:.2f}"),
+        ("event-to-decision latency p50", f"{results['latency_p50_ms']} ms"),
+        ("event-to-decision latency p99", f"{results['latency_p99_ms']} ms"),
+        ("job wall clock incl. JVM start and input scan", f"{results['job_wall_seconds']:.1f} s"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    print(f"\nmedians of {args.runs} runs")
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value:>10}")
+    print(f"results written to {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
