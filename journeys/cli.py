@@ -18,6 +18,20 @@ def _simulate(args) -> int:
     return 0
 
 
+def _import(args) -> int:
+    from journeys.importer import Importer, load_mapping
+
+    out = Path(args.out)
+    dead_letter = Path(args.dead_letter) if args.dead_letter else out.with_name(out.stem + ".dead-letter.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = Importer(load_mapping(args.mapping)).run(args.input, out, dead_letter)
+    print(f"imported {result.rows:,} rows: {result.signals:,} signals -> {out}; "
+          f"{result.dead_letters:,} rows to {dead_letter}")
+    for reason, count in sorted(result.reasons.items(), key=lambda item: -item[1]):
+        print(f"  {reason}: {count:,}")
+    return 0
+
+
 def _summary(args) -> int:
     from journeys.inputs import scan_signals
     from journeys.summary import format_summary, read_records, read_truth, summarize
@@ -46,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="share of signals delivered hours late (beyond the watermark bound)")
     simulate.add_argument("--out", required=True)
     simulate.set_defaults(run=_simulate)
+
+    importer = commands.add_parser("import", help="turn a third-party clickstream (CSV, TSV, JSON lines) into signals")
+    importer.add_argument("--mapping", required=True, help="mapping YAML (see README, 'Bring your own data')")
+    importer.add_argument("--dead-letter", help="where rows that cannot be mapped go (default: OUT with .dead-letter.jsonl)")
+    importer.add_argument("input", help="the clickstream file")
+    importer.add_argument("out", help="the signals file to write (JSON lines)")
+    importer.set_defaults(run=_import)
 
     summary = commands.add_parser("summary", help="summarize a finished run from its input and outputs")
     summary.add_argument("--signals", required=True)

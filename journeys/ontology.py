@@ -149,6 +149,7 @@ def parse_ontology(doc: Any) -> Ontology:
         raise ConfigError(f"{where(doc, 'initial_stage')}: initial_stage {initial!r} is not a stage ({', '.join(sorted(stage_ids))})")
     identify = frozenset(_names(doc, "identify_signals", signals, "identify_signals"))
     signal_rules, time_rules = _parse_transitions(doc, stage_ids, signals)
+    _refuse_time_rule_cycles(doc, time_rules)
     lifecycle = doc.get("lifecycle") or {}
     _only_keys(lifecycle, {"anonymous_expiry"}, "lifecycle")
     return Ontology(
@@ -254,6 +255,29 @@ def _parse_session_rules(doc, stage_ids, signals) -> tuple[SessionRule, ...]:
                                  frozenset(_names(raw, "session_lacks", signals, f"session rule {raw['id']}", required=False)),
                                  _action(raw, "action")))
     return tuple(rules)
+
+
+def _refuse_time_rule_cycles(doc, time_rules) -> None:
+    """Time rules that lead back to where they started would move a quiet journey round forever."""
+    edges: dict[str, set[str]] = {}
+    for rule in time_rules:
+        for source in rule.from_stages or {s["id"] for s in doc["stages"]}:
+            if source != rule.to:
+                edges.setdefault(source, set()).add(rule.to)
+    for start in edges:
+        stack, seen = [start], set()
+        while stack:
+            stage = stack.pop()
+            for following in edges.get(stage, ()):
+                if following == start:
+                    raise ConfigError(f"{where(doc, 'transitions')}: time rules form a cycle through stage {start!r}; "
+                                      "a journey with no signals would move round it forever")
+                if following not in seen:
+                    seen.add(following)
+                    stack.append(following)
+    for rule in time_rules:
+        if rule.after_ms <= 0:
+            raise ConfigError(f"{where(doc, 'transitions')}: time rule {rule.id} must wait a positive time")
 
 
 def _only_keys(mapping, allowed: set, what: str) -> None:

@@ -27,7 +27,7 @@ def parse_duration(value: str | int | float) -> int:
 
 
 def format_duration(ms: int) -> str:
-    for unit in ("w", "d", "h", "m", "s"):
+    for unit in ("d", "h", "m", "s"):
         size = _UNITS[unit]
         if ms and ms % size == 0:
             return f"{ms // size}{unit}"

@@ -1,0 +1,76 @@
+"""Shared test builders: named times, signals, and ways to play them through the pure core."""
+from __future__ import annotations
+
+import itertools
+
+import orjson
+
+from journeys.ontology import load_ontology
+from journeys.reference import ReferenceRun
+from journeys.settings import load_settings
+from journeys.timeutil import DAY, HOUR, MINUTE, SECOND, parse_instant
+
+BEGINNING = parse_instant("2026-03-02T09:00:00Z")
+TEN_SECONDS_LATER = BEGINNING + 10 * SECOND
+ONE_MINUTE_LATER = BEGINNING + MINUTE
+TWO_MINUTES_LATER = BEGINNING + 2 * MINUTE
+FIVE_MINUTES_LATER = BEGINNING + 5 * MINUTE
+TEN_MINUTES_LATER = BEGINNING + 10 * MINUTE
+AN_HOUR_LATER = BEGINNING + HOUR
+TWO_HOURS_LATER = BEGINNING + 2 * HOUR
+A_DAY_LATER = BEGINNING + DAY
+FOUR_DAYS_LATER = BEGINNING + 4 * DAY
+A_WEEK_LATER = BEGINNING + 7 * DAY
+EIGHT_DAYS_LATER = BEGINNING + 8 * DAY
+A_MONTH_LATER = BEGINNING + 31 * DAY
+FAR_LATER = BEGINNING + 120 * DAY
+# The intake clock of tests: later than every named time, so none of them is "in the future".
+NOW = BEGINNING + 365 * DAY
+
+_ids = itertools.count(1)
+
+
+def a_signal(event_type: str = "page_view", at: int = BEGINNING, *, customer: str | None = None,
+             visitor: str | None = None, channel: str = "web", event_id: str | None = None,
+             session_hint: str | None = None, **attributes) -> dict:
+    """A normalized signal. Without customer or visitor, it belongs to customer c-1."""
+    if customer is None and visitor is None:
+        customer = "c-1"
+    return {
+        "event_id": event_id or f"{event_type}-{next(_ids)}",
+        "event_time": at, "channel": channel, "event_type": event_type,
+        "customer_id": customer, "anonymous_id": visitor, "session_hint": session_hint,
+        "attributes": {key: str(value) for key, value in attributes.items()},
+        "schema_version": 2, "timezone": "UTC",
+    }
+
+
+def a_login(visitor: str, customer: str, at: int, **kwargs) -> dict:
+    return a_signal("login", at, customer=customer, visitor=visitor, **kwargs)
+
+
+def line(signal: dict) -> bytes:
+    return orjson.dumps(signal)
+
+
+def play(signals: list[dict], *, end_clock: int | None = None, ontology=None, settings=None) -> ReferenceRun:
+    """Deliver the signals in the given order through intake and both keyed roles, then end the input."""
+    run = ReferenceRun(ontology or load_ontology(), settings or load_settings(), end_clock=end_clock, now_ms=NOW)
+    return run.feed(line(s) for s in signals).finish()
+
+
+def records(run: ReferenceRun, kind: str | None = None, journey: str | None = None) -> list[dict]:
+    return [r for r in run.journey_records
+            if (kind is None or r["kind"] == kind) and (journey is None or r["journey"] == journey)]
+
+
+def stages_of(run: ReferenceRun, journey: str) -> list[str]:
+    """The stage after each applied signal of one journey, in event-time order."""
+    applied = sorted(records(run, "signal", journey), key=lambda r: (r["at"], r["event_id"]))
+    return [r["stage"] for r in applied]
+
+
+def canonical(items: list[dict], drop: tuple[str, ...] = ("latency_ms",)) -> list[bytes]:
+    """Records as sorted, key-ordered JSON, for comparing runs regardless of output order."""
+    return sorted(orjson.dumps({k: v for k, v in item.items() if k not in drop}, option=orjson.OPT_SORT_KEYS)
+                  for item in items)

@@ -1,0 +1,97 @@
+"""journeys import: third-party clickstreams in, contract signals and a dead-letter file out."""
+import orjson
+import pytest
+
+from journeys.cli import main as journeys_cli
+from journeys.importer import load_mapping
+from journeys.yamlconf import ConfigError
+
+CLICKS_CSV = """user_id,item_id,category_id,behavior,ts,session_id
+1,2268318,2520377,pv,1511544070,s1
+1,2333346,2520771,buy,1511561733,s1
+,1,2,pv,1511561733,
+2,3,4,cart,notatime,s2
+3,5,6,fav,1511561999,NA
+4,7,"8,9",pv,1511562000,s4
+5,1,2
+"""
+
+MAPPING = """
+format: {format}
+{extra}
+fields:
+  customer_id: user_id
+  anonymous_id: session_id
+  event_type: behavior
+  event_time: {{column: ts, format: {time_format}}}
+  channel: {{value: web}}
+  attributes: [item_id, category_id]
+values:
+  event_type: {{pv: page_view, buy: purchase, cart: add_to_cart}}
+null_values: ["", "NA"]
+"""
+
+
+def run_import(tmp_path, content: str, fmt: str = "csv", time_format: str = "unix_seconds", extra: str = ""):
+    source = tmp_path / f"clicks.{fmt}"
+    source.write_text(content)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(MAPPING.format(format=fmt, time_format=time_format, extra=extra))
+    out = tmp_path / "signals.jsonl"
+    assert journeys_cli(["import", "--mapping", str(mapping), str(source), str(out)]) == 0
+    signals = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    dead = [orjson.loads(line) for line in (tmp_path / "signals.dead-letter.jsonl").read_bytes().splitlines()]
+    return signals, dead
+
+
+def test_a_csv_clickstream_becomes_contract_signals(tmp_path):
+    signals, dead = run_import(tmp_path, CLICKS_CSV)
+    assert [s["event_type"] for s in signals] == ["page_view", "purchase", "fav", "page_view"]
+    first = signals[0]
+    assert first["customer_id"] == "1" and first["anonymous_id"] == "s1" and first["channel"] == "web"
+    assert first["event_time"] == 1511544070000
+    assert first["attributes"] == {"item_id": "2268318", "category_id": "2520377"}
+    assert signals[2]["anonymous_id"] is None  # "NA" is a null value
+    assert signals[3]["attributes"]["category_id"] == "8,9"  # quoted delimiter
+
+
+def test_rows_that_cannot_be_mapped_go_to_the_dead_letter_file_with_their_reason(tmp_path):
+    _, dead = run_import(tmp_path, CLICKS_CSV)
+    assert [(d["row"], d["reason"]) for d in dead] == [(4, "missing_identity"), (5, "bad_event_time"), (8, "unreadable_row")]
+    assert dead[1]["original"] == "2,3,4,cart,notatime,s2"
+
+
+def test_imported_event_ids_are_stable_across_runs(tmp_path):
+    first, _ = run_import(tmp_path, CLICKS_CSV)
+    second, _ = run_import(tmp_path, CLICKS_CSV)
+    assert [s["event_id"] for s in first] == [s["event_id"] for s in second]
+    assert len({s["event_id"] for s in first}) == len(first)
+
+
+def test_tsv_without_a_header_takes_its_columns_from_the_mapping(tmp_path):
+    content = "1\t10\t20\tpv\t2017-11-25T01:00:00Z\ts1\n"
+    extra = "header: false\ncolumns: [user_id, item_id, category_id, behavior, ts, session_id]"
+    signals, dead = run_import(tmp_path, content, fmt="tsv", time_format="iso8601", extra=extra)
+    assert dead == [] and signals[0]["event_time"] == 1511571600000
+
+
+def test_json_lines_with_a_strftime_time_format(tmp_path):
+    content = '{"user_id": "9", "behavior": "buy", "ts": "25/11/2017 01:00", "session_id": null, "item_id": 5}\nnot json\n'
+    signals, dead = run_import(tmp_path, content, fmt="jsonl", time_format="'%d/%m/%Y %H:%M'")
+    assert signals[0]["event_type"] == "purchase" and signals[0]["attributes"] == {"item_id": "5"}
+    assert signals[0]["event_time"] == 1511571600000
+    assert dead[0]["reason"] == "unreadable_row"
+
+
+def test_a_mapping_without_an_identity_is_refused(tmp_path):
+    path = tmp_path / "mapping.yaml"
+    path.write_text("fields:\n  event_type: behavior\n  event_time: ts\n  channel: {value: web}\n")
+    with pytest.raises(ConfigError, match="customer_id, anonymous_id or both"):
+        load_mapping(path)
+
+
+def test_a_mapping_with_a_misspelt_field_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "mapping.yaml"
+    path.write_text("fields:\n  customer: user_id\n")
+    with pytest.raises(ConfigError, match=r"mapping.yaml line 2: 'customer' is not a signal field"):
+        load_mapping(path)
