@@ -31,12 +31,14 @@ setup: $(INSTALLED)
 run: setup
 	@mkdir -p $(RUN_DIR)
 	$(VENV)/bin/journeys simulate --customers $(CUSTOMERS) --days $(DAYS) --seed $(SEED) --out $(RUN_DIR)/signals.jsonl
-	@rm -rf $(RUN_DIR)/decisions $(RUN_DIR)/journeys $(RUN_DIR)/dead-letter
+	@rm -rf $(RUN_DIR)/decisions $(RUN_DIR)/journeys $(RUN_DIR)/late $(RUN_DIR)/dead-letter $(RUN_DIR)/checkpoints
 	$(PY) jobs/journey_job.py \
 	  --signals file://$(CURDIR)/$(RUN_DIR)/signals.jsonl \
 	  --decisions file://$(CURDIR)/$(RUN_DIR)/decisions \
 	  --journeys file://$(CURDIR)/$(RUN_DIR)/journeys \
+	  --late file://$(CURDIR)/$(RUN_DIR)/late \
 	  --dead-letter file://$(CURDIR)/$(RUN_DIR)/dead-letter \
+	  --checkpoints $(RUN_DIR)/checkpoints \
 	  --summary $(RUN_DIR)/summary.json
 
 test: setup

@@ -10,6 +10,7 @@ pipelines.journey_pipeline. See README.md for every argument.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -34,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decisions", required=True, help="output directory for decisions (file:///path)")
     parser.add_argument("--journeys", required=True, help="output directory for the journey log (file:///path)")
     parser.add_argument("--dead-letter", required=True, help="output directory for rejected records (file:///path)")
+    parser.add_argument("--late", help="output directory for late signals; without it they stay in the journey log")
     parser.add_argument("--conf", help="job configuration YAML (default: the packaged journeys/conf/journeys.yaml)")
     parser.add_argument("--ontology", help="ontology YAML; overrides the configuration's `ontology`")
     parser.add_argument("--summary", help="after the job ends, write the run summary JSON here and print it")
@@ -59,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         signals_path = local_path(args.signals)
         if not signals_path.exists():
             raise AddressError(f"{args.signals}: no such file or directory")
-        for address in (args.decisions, args.journeys, args.dead_letter):
-            local_path(address)
+        for address in (args.decisions, args.journeys, args.dead_letter, args.late):
+            if address:
+                local_path(address)
         overrides = dict(option.split("=", 1) for option in args.flink_options)
     except (ConfigError, AddressError, ValueError) as error:
         print(f"journey_job: {error}", file=sys.stderr)
@@ -84,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
 
     streams = build_journey_pipeline(signal_source(env, args.signals), ontology, settings, end_clock)
     record_sink(streams.decisions, args.decisions, "decisions")
-    record_sink(streams.journeys, args.journeys, "journeys")
+    if args.late:
+        record_sink(streams.late, args.late, "late")
+        record_sink(streams.journeys, args.journeys, "journeys")
+    else:
+        record_sink(streams.journeys.union(streams.late), args.journeys, "journeys")
     record_sink(streams.dead_letters, args.dead_letter, "dead-letter")
 
     job_started = time.time()
@@ -92,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     job_seconds = result.get_net_runtime() / 1000 if result.get_net_runtime() else time.time() - job_started
 
     if args.summary:
-        summary = summarize(scan.lines, read_records(local_path(args.journeys)), read_records(local_path(args.decisions)),
+        journey_log = read_records(local_path(args.journeys))
+        if args.late:
+            journey_log = itertools.chain(journey_log, read_records(local_path(args.late)))
+        summary = summarize(scan.lines, journey_log, read_records(local_path(args.decisions)),
                             read_records(local_path(args.dead_letter)), read_truth(signals_path))
         summary["end_clock"] = end_clock
         summary["runtime"] = {"job_seconds": round(job_seconds, 2), "wall_seconds": round(time.time() - started, 2),

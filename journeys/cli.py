@@ -32,6 +32,30 @@ def _import(args) -> int:
     return 0
 
 
+def _convert(args) -> int:
+    import time
+
+    import orjson
+
+    from journeys.contract import Rejection, SignalDecoder
+
+    out = Path(args.out)
+    dead_letter = Path(args.dead_letter) if args.dead_letter else out.with_name(out.stem + ".dead-letter.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    decoder, now = SignalDecoder(), int(time.time() * 1000)
+    signals = rejected = 0
+    with open(args.input, "rb") as source, open(out, "wb") as sink, open(dead_letter, "wb") as dead:
+        for result in decoder.read_avro_container(source, now):
+            if isinstance(result, Rejection):
+                dead.write(orjson.dumps(result.to_record()) + b"\n")
+                rejected += 1
+            else:
+                sink.write(orjson.dumps(result) + b"\n")
+                signals += 1
+    print(f"converted {signals + rejected:,} Avro records: {signals:,} signals -> {out}; {rejected:,} rejected -> {dead_letter}")
+    return 0
+
+
 def _summary(args) -> int:
     from journeys.inputs import scan_signals
     from journeys.summary import format_summary, read_records, read_truth, summarize
@@ -67,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("input", help="the clickstream file")
     importer.add_argument("out", help="the signals file to write (JSON lines)")
     importer.set_defaults(run=_import)
+
+    convert = commands.add_parser("convert", help="turn an Avro container file of signals (v1 or v2) into JSON lines")
+    convert.add_argument("--dead-letter", help="where rejected records go (default: OUT with .dead-letter.jsonl)")
+    convert.add_argument("input", help="an Avro object container file written with signal schema v1 or v2")
+    convert.add_argument("out", help="the JSON-lines file to write")
+    convert.set_defaults(run=_convert)
 
     summary = commands.add_parser("summary", help="summarize a finished run from its input and outputs")
     summary.add_argument("--signals", required=True)

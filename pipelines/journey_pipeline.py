@@ -23,7 +23,8 @@ from journeys.keyed import CUSTOMER, VISITOR
 from journeys.ontology import Ontology
 from journeys.settings import JourneySettings
 from pipelines import wire
-from pipelines.operators import DEAD_LETTERS, DECISIONS, JOURNEY_LOG, VISITOR_ITEMS, MapJourneys, ParseSignals
+from pipelines.operators import (DEAD_LETTERS, DECISIONS, JOURNEY_LOG, LATE_SIGNALS, VISITOR_ITEMS, MapJourneys,
+                                 ParseSignals)
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class JourneyStreams:
     the records one operator call produced (see MapJourneys._emit). Dead letters are one per element."""
 
     decisions: DataStream      # decision records
-    journeys: DataStream       # the journey log: signals applied, transitions, sessions, stitches, late, duplicates
+    journeys: DataStream       # the journey log: signals applied, transitions, sessions, stitches, duplicates
+    late: DataStream           # late signals (journey log records of kind "late"), whole, for reprocessing
     dead_letters: DataStream   # rejected input with reason and original bytes
 
 
@@ -59,6 +61,7 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     return JourneyStreams(
         decisions=visitors.get_side_output(DECISIONS).union(customers.get_side_output(DECISIONS)),
         journeys=visitors.get_side_output(JOURNEY_LOG).union(customers.get_side_output(JOURNEY_LOG)),
+        late=visitors.get_side_output(LATE_SIGNALS).union(customers.get_side_output(LATE_SIGNALS)),
         dead_letters=parsed.get_side_output(DEAD_LETTERS),
     )
 

@@ -22,6 +22,7 @@ from pipelines import wire
 VISITOR_ITEMS = OutputTag("visitor-items", wire.TIMESTAMPED_KEYED_ITEM)
 DEAD_LETTERS = OutputTag("dead-letters", wire.RECORD)
 JOURNEY_LOG = OutputTag("journey-log", wire.RECORD)
+LATE_SIGNALS = OutputTag("late-signals", wire.RECORD)
 DECISIONS = OutputTag("decisions", wire.RECORD)
 
 # An element with an empty key and item only moves event time forward on a path that has been
@@ -114,11 +115,11 @@ class MapJourneys(KeyedProcessFunction):
     def _emit(self, out: list):
         # Every call into Java releases and retakes the GIL that all Python operators share, so
         # the records of one call leave as one newline-joined element per output.
-        journey_lines, decision_lines = [], []
+        journey_lines, decision_lines, late_lines = [], [], []
         for entry in out:
             kind = entry[0]
             if kind == JOURNEY:
-                journey_lines.append(orjson.dumps(entry[1]).decode())
+                (late_lines if entry[1]["kind"] == "late" else journey_lines).append(orjson.dumps(entry[1]).decode())
             elif kind == DECISION:
                 record = entry[1]
                 ingested_at = record.pop("_ingested_at", None)
@@ -131,5 +132,7 @@ class MapJourneys(KeyedProcessFunction):
             yield JOURNEY_LOG, "\n".join(journey_lines)
         if decision_lines:
             yield DECISIONS, "\n".join(decision_lines)
+        if late_lines:
+            yield LATE_SIGNALS, "\n".join(late_lines)
 
-__all__ = ["ParseSignals", "MapJourneys", "VISITOR_ITEMS", "DEAD_LETTERS", "JOURNEY_LOG", "DECISIONS", "MAX_WATERMARK"]
+__all__ = ["ParseSignals", "MapJourneys", "VISITOR_ITEMS", "DEAD_LETTERS", "JOURNEY_LOG", "LATE_SIGNALS", "DECISIONS"]

@@ -103,6 +103,15 @@ def test_malformed_records_reach_the_dead_letter_output_with_reason_and_exact_by
     assert (summary["events_in"], summary["accepted"], summary["rejected"]) == (26, 20, 6)
 
 
+def test_late_signals_go_to_their_own_output_when_one_is_given(simulated, tmp_path):
+    out = tmp_path / "out"
+    assert run_job(job_arguments(simulated, out, "--late", (out / "late").as_uri())) == 0
+    late = list(read_records(out / "late"))
+    assert late and all(record["kind"] == "late" and record["signal"]["event_id"] == record["event_id"] for record in late)
+    assert not [r for r in read_records(out / "journeys") if r["kind"] == "late"]
+    assert json.loads((out / "summary.json").read_text())["late"] == len(late)
+
+
 def test_a_job_killed_mid_stream_and_restored_from_its_checkpoint_ends_like_an_uninterrupted_run(tmp_path):
     # No signals beyond the watermark bound here: which of those count as late depends on where
     # the source's progress is when they arrive, and that progress starts over after a restore

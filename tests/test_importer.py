@@ -95,3 +95,23 @@ def test_a_mapping_with_a_misspelt_field_is_refused_with_its_line(tmp_path):
     path.write_text("fields:\n  customer: user_id\n")
     with pytest.raises(ConfigError, match=r"mapping.yaml line 2: 'customer' is not a signal field"):
         load_mapping(path)
+
+
+def test_an_avro_archive_converts_to_json_lines_with_rejections_set_aside(tmp_path):
+    import base64
+
+    from journeys.contract import SignalDecoder, write_avro_container
+    from tests.builders import BEGINNING, a_signal
+
+    signals = [a_signal("page_view", BEGINNING + i) for i in range(3)] + [a_signal("page_view", 4102444800000)]
+    archive = tmp_path / "signals.avro"
+    with open(archive, "wb") as sink:
+        write_avro_container(signals, sink, version=1)
+    out = tmp_path / "signals.jsonl"
+    assert journeys_cli(["convert", str(archive), str(out)]) == 0
+    converted = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [s["event_id"] for s in converted] == [s["event_id"] for s in signals[:3]]
+    assert all(s["schema_version"] == 1 and s["timezone"] == "UTC" for s in converted)
+    [dead] = [orjson.loads(line) for line in (tmp_path / "signals.dead-letter.jsonl").read_bytes().splitlines()]
+    assert dead["reason"] == "event_time_in_future"
+    assert SignalDecoder().decode_avro(base64.b64decode(dead["original"]), 4102444800000)["event_id"] == signals[3]["event_id"]
