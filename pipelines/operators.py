@@ -11,7 +11,7 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction,
 from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from journeys.contract import Rejection
-from journeys.keyed import CUSTOMER, MAX_WATERMARK, ROUTE, VISITOR, element_timer
+from journeys.keyed import CUSTOMER, ROUTE, VISITOR, element_timer
 from journeys.ontology import Ontology
 from journeys.reference import build_intake, build_roles
 from journeys.settings import JourneySettings

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 
 from jobs.journey_job import main as run_job
