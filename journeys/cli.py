@@ -18,12 +18,17 @@ def _simulate(args) -> int:
     return 0
 
 
+def _outputs(args) -> tuple[Path, Path]:
+    """The signals file to write and its dead-letter file (beside it unless given)."""
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out, Path(args.dead_letter) if args.dead_letter else out.with_name(out.stem + ".dead-letter.jsonl")
+
+
 def _import(args) -> int:
     from journeys.importer import Importer, load_mapping
 
-    out = Path(args.out)
-    dead_letter = Path(args.dead_letter) if args.dead_letter else out.with_name(out.stem + ".dead-letter.jsonl")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out, dead_letter = _outputs(args)
     result = Importer(load_mapping(args.mapping)).run(args.input, out, dead_letter)
     print(f"imported {result.rows:,} rows: {result.signals:,} signals -> {out}; "
           f"{result.dead_letters:,} rows to {dead_letter}")
@@ -33,26 +38,12 @@ def _import(args) -> int:
 
 
 def _convert(args) -> int:
-    import time
+    from journeys.importer import convert_avro_archive
 
-    import orjson
-
-    from journeys.contract import Rejection, SignalDecoder
-
-    out = Path(args.out)
-    dead_letter = Path(args.dead_letter) if args.dead_letter else out.with_name(out.stem + ".dead-letter.jsonl")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    decoder, now = SignalDecoder(), int(time.time() * 1000)
-    signals = rejected = 0
-    with open(args.input, "rb") as source, open(out, "wb") as sink, open(dead_letter, "wb") as dead:
-        for result in decoder.read_avro_container(source, now):
-            if isinstance(result, Rejection):
-                dead.write(orjson.dumps(result.to_record()) + b"\n")
-                rejected += 1
-            else:
-                sink.write(orjson.dumps(result) + b"\n")
-                signals += 1
-    print(f"converted {signals + rejected:,} Avro records: {signals:,} signals -> {out}; {rejected:,} rejected -> {dead_letter}")
+    out, dead_letter = _outputs(args)
+    result = convert_avro_archive(args.input, out, dead_letter)
+    print(f"converted {result.rows:,} Avro records: {result.signals:,} signals -> {out}; "
+          f"{result.dead_letters:,} rejected -> {dead_letter}")
     return 0
 
 

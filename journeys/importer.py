@@ -261,6 +261,24 @@ class Importer:
         return result
 
 
+def convert_avro_archive(in_path: str | Path, out_path: str | Path, dead_letter_path: str | Path) -> ImportResult:
+    """An Avro container file of signals (schema v1 or v2) as JSON lines; rejected records, with
+    their original Avro bytes, to the dead-letter file."""
+    result = ImportResult()
+    decoder, now = SignalDecoder(), int(time.time() * 1000)
+    with open(in_path, "rb") as source, open(out_path, "wb") as out, open(dead_letter_path, "wb") as dead:
+        for decoded in decoder.read_avro_container(source, now):
+            result.rows += 1
+            if isinstance(decoded, Rejection):
+                dead.write(orjson.dumps(decoded.to_record()) + b"\n")
+                result.dead_letters += 1
+                result.reasons[decoded.reason] = result.reasons.get(decoded.reason, 0) + 1
+            else:
+                out.write(orjson.dumps(decoded) + b"\n")
+                result.signals += 1
+    return result
+
+
 def _as_csv(values: list[str], delimiter: str) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, delimiter=delimiter, lineterminator="").writerow(values)

@@ -23,11 +23,15 @@ if [ $problems -eq 0 ]; then
   fi
 fi
 
-if ! command -v java >/dev/null 2>&1; then
+java_cmd=java
+if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then
+  java_cmd="$JAVA_HOME/bin/java"  # what PyFlink uses too
+fi
+if ! command -v "$java_cmd" >/dev/null 2>&1; then
   echo "Missing Java: PyFlink runs Flink in a JVM. Install a Java 17 runtime (Debian/Ubuntu: apt install openjdk-17-jre-headless) and put 'java' on PATH or set JAVA_HOME." >&2
   problems=1
 else
-  java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)
+  java_major=$("$java_cmd" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)
   if [ -z "$java_major" ] || [ "$java_major" -lt 17 ]; then
     echo "Java ${java_major:-of unknown version} found; Flink 2.3 as configured here needs Java 17 or newer (Debian/Ubuntu: apt install openjdk-17-jre-headless)." >&2
     problems=1
