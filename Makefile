@@ -11,12 +11,16 @@ DAYS ?= 30
 SEED ?= 7
 BENCH_EVENTS ?= 200000
 
-.PHONY: help setup run test test-unit bench clean
+JARS := jars/.verified
+
+.PHONY: help setup jars run run-kafka cluster-up cluster-down submit test test-unit bench clean
 
 help:
 	@echo "make run    simulate $(CUSTOMERS) customers over $(DAYS) days, run the journey job on them, print the summary"
 	@echo "make test   run the whole test suite (unit and Flink integration)"
 	@echo "make bench  measure the job and the pure core on $(BENCH_EVENTS) simulated signals"
+	@echo "make run-kafka   the same job from Kafka to Kafka on a local Tansu broker"
+	@echo "make cluster-up / submit / cluster-down   a local standalone Flink cluster, and the Kafka job on it"
 
 $(INSTALLED): requirements.lock setup.py scripts/check-prereqs.sh
 	@python_cmd=$$(scripts/check-prereqs.sh $(PYTHON)) && \
@@ -27,6 +31,13 @@ $(INSTALLED): requirements.lock setup.py scripts/check-prereqs.sh
 
 setup: $(INSTALLED)
 	@scripts/check-prereqs.sh $(PYTHON) >/dev/null
+
+# The Flink Kafka connector jars, fetched from PyPI and checked against scripts/kafka-jars.sha256.
+$(JARS): $(INSTALLED) scripts/fetch-kafka-jars.sh scripts/kafka-jars.sha256
+	@scripts/fetch-kafka-jars.sh $(PY)
+	@touch $@
+
+jars: $(JARS)
 
 run: setup
 	@mkdir -p $(RUN_DIR)
@@ -41,14 +52,27 @@ run: setup
 	  --checkpoints $(RUN_DIR)/checkpoints \
 	  --summary $(RUN_DIR)/summary.json
 
-test: setup
+run-kafka: setup $(JARS)
+	CUSTOMERS=$(CUSTOMERS) DAYS=$(DAYS) SEED=$(SEED) scripts/run-kafka.sh
+
+cluster-up: setup
+	@scripts/cluster.sh up
+
+cluster-down: setup
+	@scripts/cluster.sh down
+
+submit: setup $(JARS)
+	CUSTOMERS=$(CUSTOMERS) DAYS=$(DAYS) SEED=$(SEED) scripts/run-kafka.sh --cluster
+
+test: setup $(JARS)
 	$(PY) -m pytest
 
 test-unit: setup
 	$(PY) -m pytest -m "not flink"
 
-bench: setup
+bench: setup $(JARS)
 	$(PY) bench/run_bench.py --events $(BENCH_EVENTS) --results bench/results.json
 
 clean:
+	@scripts/cluster.sh down >/dev/null 2>&1 || true
 	rm -rf var .pytest_cache bench/results.json bench/work

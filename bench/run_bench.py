@@ -1,4 +1,5 @@
-"""make bench: throughput and latency of the journey job against the pure core, on the same signals.
+"""make bench: throughput and latency of the journey job against the pure core, on the same signals,
+from a file and from Kafka to Kafka (on a local Tansu broker).
 
 Each figure is the median of several runs measured in this one invocation, so ratios compare
 like with like on a noisy machine. Results go to bench/results.json and a table on stdout.
@@ -43,6 +44,26 @@ def run_job(signals: Path, work: Path, parallelism: int) -> dict:
                "--decisions", (out / "decisions").as_uri(), "--journeys", (out / "journeys").as_uri(),
                "--dead-letter", (out / "dead-letter").as_uri(), "--summary", str(out / "summary.json"),
                "--checkpoints", str(work / "checkpoints"), "--parallelism", str(parallelism)]
+    return _timed_job(command, out)
+
+
+def run_kafka_job(bootstrap: str, stop_offsets: str, work: Path, attempt: int, parallelism: int) -> dict:
+    from pipelines.kafka_tools import create_topics
+
+    topics = {name: f"{name}-{attempt}" for name in ("decisions", "journeys", "late", "dead-letter")}
+    create_topics(bootstrap, {topics["decisions"]: 4, topics["journeys"]: 4, topics["late"]: 1, topics["dead-letter"]: 1})
+    out = work / "kafka-job"
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, str(ROOT / "jobs" / "journey_job.py"), "--signals", f"kafka://{bootstrap}/signals",
+               "--stop-offsets", stop_offsets, "--summary", str(out / "summary.json"),
+               "--checkpoints", str(work / "checkpoints"), "--parallelism", str(parallelism),
+               "--transactional-id-prefix", f"bench-{attempt}"]
+    for name in ("decisions", "journeys", "late", "dead-letter"):
+        command += [f"--{name}", f"kafka://{bootstrap}/{topics[name]}"]
+    return _timed_job(command, out)
+
+
+def _timed_job(command: list[str], out: Path) -> dict:
     started = time.time()
     completed = subprocess.run(command, capture_output=True, text=True)
     wall = time.time() - started
@@ -74,6 +95,7 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is reported")
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--results", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument("--no-kafka", dest="kafka", action="store_false", help="skip the Kafka-to-Kafka figure")
     args = parser.parse_args(argv)
 
     work = ROOT / "bench" / "work"
@@ -82,7 +104,16 @@ def main(argv=None) -> int:
     lines = list(read_lines(signals))
     print(f"benchmark input: {len(lines):,} simulated signals ({signals.name}); {args.runs} runs per figure", flush=True)
 
-    core_runs, job_runs = [], []
+    broker = stop_offsets = None
+    if args.kafka:
+        from pipelines.kafka_tools import create_topics, produce_signals
+        from pipelines.local_broker import LocalBroker
+
+        broker = LocalBroker(work / "kafka").start()
+        create_topics(broker.bootstrap_servers, {"signals": 4})
+        stop_offsets = produce_signals(broker.bootstrap_servers, "signals", lines).stop_offsets()
+
+    core_runs, job_runs, kafka_runs = [], [], []
     for attempt in range(args.runs):
         # Interleave the two so that drift in machine load affects both alike.
         core_runs.append(run_core(lines))
@@ -90,6 +121,12 @@ def main(argv=None) -> int:
         job_runs.append(run_job(signals, work, args.parallelism))
         print(f"  run {attempt + 1}: job {job_runs[-1]['events_per_second']:,.0f} events/s "
               f"(p50 {job_runs[-1]['latency_p50_ms']} ms, p99 {job_runs[-1]['latency_p99_ms']} ms)", flush=True)
+        if broker is not None:
+            kafka_runs.append(run_kafka_job(broker.bootstrap_servers, stop_offsets, work, attempt, args.parallelism))
+            print(f"  run {attempt + 1}: Kafka to Kafka {kafka_runs[-1]['events_per_second']:,.0f} events/s "
+                  f"(p50 {kafka_runs[-1]['latency_p50_ms']} ms, p99 {kafka_runs[-1]['latency_p99_ms']} ms)", flush=True)
+    if broker is not None:
+        broker.stop()
 
     job_rate = median(r["events_per_second"] for r in job_runs)
     core_rate = median(r["events_per_second"] for r in core_runs)
@@ -109,6 +146,13 @@ def main(argv=None) -> int:
         "job_runs": job_runs,
         "core_runs": core_runs,
     }
+    if kafka_runs:
+        results.update({
+            "kafka_job_events_per_second": round(median(r["events_per_second"] for r in kafka_runs)),
+            "kafka_latency_p50_ms": median(r["latency_p50_ms"] for r in kafka_runs),
+            "kafka_latency_p99_ms": median(r["latency_p99_ms"] for r in kafka_runs),
+            "kafka_runs": kafka_runs,
+        })
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
 
@@ -121,6 +165,11 @@ def main(argv=None) -> int:
         ("event-to-decision latency p99", f"{results['latency_p99_ms']} ms"),
         ("job wall clock incl. JVM start and input scan", f"{results['job_wall_seconds']:.1f} s"),
     ]
+    if kafka_runs:
+        rows += [
+            ("Kafka to Kafka events/s (Tansu, exactly-once)", f"{results['kafka_job_events_per_second']:,}"),
+            ("Kafka to Kafka latency p50 / p99", f"{results['kafka_latency_p50_ms']} / {results['kafka_latency_p99_ms']} ms"),
+        ]
     width = max(len(label) for label, _ in rows)
     print(f"\nmedians of {args.runs} runs")
     for label, value in rows:

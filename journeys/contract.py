@@ -318,6 +318,27 @@ def encode_avro(signal: dict, version: int = CURRENT_SIGNAL_VERSION) -> bytes:
     return _encode_single(record, signal_schema(version))
 
 
+def decode_record_avro(raw: bytes, schema_name: str) -> dict:
+    """A decision or dead letter written by encode_record_avro, back as the JSON-shaped dict."""
+    if raw[:2] != AVRO_SINGLE_OBJECT_MAGIC or raw[2:10] != schema_fingerprint(schema_name):
+        raise ValueError(f"not a single-object encoded {schema_name} record")
+    schema = load_schema(schema_name)
+    record = fastavro.schemaless_reader(io.BytesIO(raw[10:]), schema, schema)
+    for key, value in record.items():
+        if isinstance(value, datetime):
+            record[key] = (value - _EPOCH) // _ONE_MS
+        elif isinstance(value, bytes):
+            record[key] = base64.b64encode(value).decode("ascii")
+    return record
+
+
+def encode_record_avro(record: dict, schema_name: str) -> bytes:
+    """A decision ('decision.v1') or dead letter ('dead_letter.v1') in single-object encoding."""
+    if schema_name == "dead_letter.v1" and isinstance(record.get("original"), str):
+        record = dict(record, original=base64.b64decode(record["original"]))
+    return _encode_single(_avro_ready(record), load_schema(schema_name))
+
+
 def write_avro_container(signals: Iterable[dict], sink: BinaryIO, version: int = CURRENT_SIGNAL_VERSION) -> int:
     count = 0
 

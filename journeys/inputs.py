@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 from journeys.contract import Rejection, SignalDecoder
 
@@ -44,14 +44,19 @@ class InputScan:
 
 
 def scan_signals(path: str | Path, decoder: SignalDecoder | None = None, now_ms: int | None = None) -> InputScan:
-    """How many records a bounded input holds, and the latest event time the intake will accept."""
+    """How many records a bounded input file holds, and the latest event time the intake will accept."""
     decoder = decoder or SignalDecoder()
+    return scan_records(read_lines(path), decoder.decode_json, now_ms)
+
+
+def scan_records(records: Iterable[bytes], decode: Callable[[bytes, int], dict | Rejection],
+                 now_ms: int | None = None) -> InputScan:
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     lines = accepted = 0
     latest = None
-    for raw in read_lines(path):
+    for raw in records:
         lines += 1
-        decoded = decoder.decode_json(raw, now)
+        decoded = decode(raw, now)
         if isinstance(decoded, Rejection):
             continue
         accepted += 1

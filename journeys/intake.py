@@ -13,18 +13,24 @@ from journeys.keyed import intake_item, route
 
 
 class Intake:
-    def __init__(self, decoder: SignalDecoder, identify_signals, max_out_of_orderness_ms: int):
+    def __init__(self, decoder: SignalDecoder, identify_signals, max_out_of_orderness_ms: int,
+                 encoding: str = "json", late_by_source_order: bool = True):
+        """encoding: json or avro (single-object). late_by_source_order: only for a source that
+        delivers one time-ordered stream (a file); a Kafka source interleaves partitions, and there
+        lateness is left to the journey's own clock behind per-partition watermarks."""
         self.decoder = decoder
         self.identify_signals = frozenset(identify_signals)
         self.bound = max_out_of_orderness_ms
         self.latest: int | None = None
+        self._decode = decoder.decode_avro if encoding == "avro" else decoder.decode_json
+        self._late_by_source_order = late_by_source_order
 
     def watermark(self) -> int | None:
         return None if self.latest is None else self.latest - self.bound - 1
 
     def take(self, raw: bytes, now_ms: int, ingested_at: int | None = None) -> Rejection | tuple[str, str, str, int]:
         """(role, key, item, event_time) for an accepted signal; a Rejection otherwise."""
-        decoded = self.decoder.decode_json(raw, now_ms)
+        decoded = self._decode(raw, now_ms)
         if isinstance(decoded, Rejection):
             return decoded
         return self.take_signal(decoded, ingested_at)
@@ -34,7 +40,9 @@ class Intake:
         latest = self.latest
         # A late item carries the intake watermark it fell behind, so the key can remember its id
         # from that point on, not from its own old event time.
-        late = latest - self.bound - 1 if latest is not None and at <= latest - self.bound - 1 else False
+        late = False
+        if self._late_by_source_order and latest is not None and at <= latest - self.bound - 1:
+            late = latest - self.bound - 1
         if latest is None or at > latest:
             self.latest = at
         role, key = route(signal, self.identify_signals)

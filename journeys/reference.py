@@ -28,9 +28,10 @@ def build_roles(ontology: Ontology, settings: JourneySettings) -> dict[str, Keye
             for role in (VISITOR, CUSTOMER)}
 
 
-def build_intake(ontology: Ontology, settings: JourneySettings) -> Intake:
+def build_intake(ontology: Ontology, settings: JourneySettings, encoding: str = "json",
+                 late_by_source_order: bool = True) -> Intake:
     decoder = SignalDecoder(settings.intake, Masker(settings.privacy))
-    return Intake(decoder, ontology.identify_signals, settings.max_out_of_orderness_ms)
+    return Intake(decoder, ontology.identify_signals, settings.max_out_of_orderness_ms, encoding, late_by_source_order)
 
 
 class ReferenceRun:

@@ -30,10 +30,11 @@ def read_records(directory: str | Path) -> Iterator[dict]:
                     yield orjson.loads(line)
 
 
-def read_truth(signals: str | Path) -> dict[str, str]:
-    """event_id -> the simulator's ground-truth stage, for inputs written by `journeys simulate`."""
+def read_truth(signals: str | Path | Iterable[bytes]) -> dict[str, str]:
+    """event_id -> the simulator's ground-truth stage, for inputs written by `journeys simulate`
+    (a file, or the raw records of any input)."""
     truth: dict[str, str] = {}
-    for raw in read_lines(signals):
+    for raw in read_lines(signals) if isinstance(signals, (str, Path)) else signals:
         if b"simulator_truth" not in raw:
             continue
         try:

@@ -44,13 +44,19 @@ def load_flink_conf(conf_dir: str | Path = DEFAULT_FLINK_CONF_DIR) -> dict[str, 
     return flat
 
 
+# Keys that configure the processes of a standalone cluster, not a job: a local run leaves them out
+# (a fixed REST port, say, would clash with a cluster running beside it).
+CLUSTER_PROCESS_KEYS = ("env.", "jobmanager.", "taskmanager.", "rest.", "heartbeat.")
+
+
 def create_environment(conf_dir: str | Path = DEFAULT_FLINK_CONF_DIR, overrides: dict[str, str] | None = None):
-    """A StreamExecutionEnvironment with the project's Flink config, for local and remote runs."""
+    """A StreamExecutionEnvironment with the project's Flink config. Under `flink run` the client's
+    cluster configuration already applies, and this adds the job's own settings."""
     prepare_python_workers()
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
-    settings = load_flink_conf(conf_dir)
+    settings = {key: value for key, value in load_flink_conf(conf_dir).items() if not key.startswith(CLUSTER_PROCESS_KEYS)}
     settings["python.executable"] = sys.executable
     settings["python.client.executable"] = sys.executable
     settings.update(overrides or {})

@@ -1,10 +1,10 @@
 """The journey job as a function from streams to streams.
 
-    raw lines ─▶ parse_signals ─┬─ customer items ─▶ event time ───────────────┐
-                                │                                               ▼
-                                ├─ visitor items ─▶ event time ─▶ map_visitor_journeys ─▶ map_customer_journeys
-                                │                    (keyed by anonymous_id)  handoffs,   (keyed by customer_id)
-                                └─ dead letters                               forwards
+    raw records ─▶ parse_signals ─┬─ customer items ─▶ event time ───────────────┐
+                                  │                                               ▼
+                                  ├─ visitor items ─▶ event time ─▶ map_visitor_journeys ─▶ map_customer_journeys
+                                  │                    (keyed by anonymous_id)  handoffs,   (keyed by customer_id)
+                                  └─ dead letters                               forwards
     Both journey operators emit journey log records and decisions as side outputs.
 
 Timestamps, watermarks and keyBy are wired on the Java side (CustomTimestampAssigner and
@@ -23,60 +23,81 @@ from journeys.keyed import CUSTOMER, VISITOR
 from journeys.ontology import Ontology
 from journeys.settings import JourneySettings
 from pipelines import wire
-from pipelines.operators import (DEAD_LETTERS, DECISIONS, JOURNEY_LOG, LATE_SIGNALS, VISITOR_ITEMS, MapJourneys,
-                                 ParseSignals)
+from pipelines.operators import VISITOR_ITEMS, MapJourneys, OutputSpec, ParseSignals, output_tag
+
+
+OUTPUTS = ("decisions", "journeys", "late", "dead-letters")
+
+
+@dataclass(frozen=True)
+class InputShape:
+    """encoding: json or avro. watermarks: "intake" derives them from event times in the order the
+    source delivers records, for a source that is one time-ordered stream (a file); "source"
+    takes the watermarks already in the stream, which a Kafka source makes per partition."""
+
+    encoding: str = "json"
+    watermarks: str = "intake"
 
 
 @dataclass(frozen=True)
 class JourneyStreams:
-    """Each element of decisions and journeys holds one or more JSON lines, joined by newlines:
-    the records one operator call produced (see MapJourneys._emit). Dead letters are one per element."""
+    """Each output's elements are shaped by its OutputSpec: newline-joined JSON lines (the
+    records of one operator call), or one Row(key, value) per record."""
 
     decisions: DataStream      # decision records
     journeys: DataStream       # the journey log: signals applied, transitions, sessions, stitches, duplicates
     late: DataStream           # late signals (journey log records of kind "late"), whole, for reprocessing
-    dead_letters: DataStream   # rejected input with reason and original bytes
+    dead_letters: DataStream   # rejected input with reason and original bytes, one per element
 
 
 def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: JourneySettings,
-                           end_clock: int | None = None) -> JourneyStreams:
-    """Wire the job onto a stream of raw input lines (STRING, decoded as ISO-8859-1).
+                           end_clock: int | None = None, source: InputShape = InputShape(),
+                           outputs: dict[str, OutputSpec] | None = None) -> JourneyStreams:
+    """Wire the job onto a stream of raw input records (STRING, ISO-8859-1 characters for bytes).
 
     end_clock: for a bounded input, the event time at which time stops when the input ends (see
     README, "Bounded runs"); None leaves time-driven transitions to the watermark alone.
+    outputs: an OutputSpec per output name in OUTPUTS; by default, JSON lines for files.
     """
+    outputs = {name: (outputs or {}).get(name, OutputSpec()) for name in OUTPUTS}
+    from_intake = source.watermarks == "intake"
     parsed = (raw_lines
-              .process(ParseSignals(ontology, settings), output_type=wire.TIMESTAMPED_KEYED_ITEM)
+              .process(ParseSignals(ontology, settings, source.encoding, from_intake, outputs["dead-letters"]),
+                       output_type=wire.TIMESTAMPED_KEYED_ITEM)
               .name("parse_signals").uid("parse-signals"))
-    customer_items = _with_event_time(parsed, settings, "customer")
-    visitor_items = _with_event_time(parsed.get_side_output(VISITOR_ITEMS), settings, "visitor")
+    customer_items = _event_time(parsed, settings, "customer", from_intake)
+    visitor_items = _event_time(parsed.get_side_output(VISITOR_ITEMS), settings, "visitor", from_intake)
 
+    journey_outputs = {name: outputs[name] for name in ("decisions", "journeys", "late")}
     visitors = (_keyed(visitor_items)
-                .process(MapJourneys(VISITOR, ontology, settings, end_clock), output_type=wire.KEYED_ITEM)
+                .process(MapJourneys(VISITOR, ontology, settings, end_clock, journey_outputs), output_type=wire.KEYED_ITEM)
                 .name("map_visitor_journeys").uid("map-visitor-journeys"))
     customers = (_keyed(customer_items.union(visitors))
-                 .process(MapJourneys(CUSTOMER, ontology, settings, end_clock), output_type=wire.RECORD)
+                 .process(MapJourneys(CUSTOMER, ontology, settings, end_clock, journey_outputs), output_type=wire.RECORD)
                  .name("map_customer_journeys").uid("map-customer-journeys"))
 
-    return JourneyStreams(
-        decisions=visitors.get_side_output(DECISIONS).union(customers.get_side_output(DECISIONS)),
-        journeys=visitors.get_side_output(JOURNEY_LOG).union(customers.get_side_output(JOURNEY_LOG)),
-        late=visitors.get_side_output(LATE_SIGNALS).union(customers.get_side_output(LATE_SIGNALS)),
-        dead_letters=parsed.get_side_output(DEAD_LETTERS),
-    )
+    def both(name):
+        tag = output_tag(name, outputs[name])
+        return visitors.get_side_output(tag).union(customers.get_side_output(tag))
+
+    return JourneyStreams(decisions=both("decisions"), journeys=both("journeys"), late=both("late"),
+                          dead_letters=parsed.get_side_output(output_tag("dead-letters", outputs["dead-letters"])))
 
 
-def _with_event_time(items: DataStream, settings: JourneySettings, path: str) -> DataStream:
-    """Tuple2(keyed item, event time) in; keyed items with timestamps and watermarks out."""
+def _event_time(items: DataStream, settings: JourneySettings, path: str, assign: bool) -> DataStream:
+    """Tuple2(keyed item, event time) in; keyed items out, with timestamps and watermarks
+    assigned here from the event times (assign) or kept as the source made them."""
     jvm = get_gateway().jvm
     eventtime = jvm.org.apache.flink.streaming.api.functions.python.eventtime
-    strategy = (WatermarkStrategy
-                .for_bounded_out_of_orderness(Duration.of_millis(settings.max_out_of_orderness_ms))
-                .with_idleness(Duration.of_millis(settings.idle_source_timeout_ms)))
-    stamped = (items._j_data_stream
-               .assignTimestampsAndWatermarks(strategy._j_watermark_strategy.withTimestampAssigner(eventtime.CustomTimestampAssigner()))
-               .name(f"assign_{path}_event_time").uid(f"assign-{path}-event-time"))
-    plain = (stamped.map(eventtime.RemoveTimestampMapFunction(), wire.KEYED_ITEM.get_java_type_info())
+    stream = items._j_data_stream
+    if assign:
+        strategy = (WatermarkStrategy
+                    .for_bounded_out_of_orderness(Duration.of_millis(settings.max_out_of_orderness_ms))
+                    .with_idleness(Duration.of_millis(settings.idle_source_timeout_ms)))
+        stream = (stream
+                  .assignTimestampsAndWatermarks(strategy._j_watermark_strategy.withTimestampAssigner(eventtime.CustomTimestampAssigner()))
+                  .name(f"assign_{path}_event_time").uid(f"assign-{path}-event-time"))
+    plain = (stream.map(eventtime.RemoveTimestampMapFunction(), wire.KEYED_ITEM.get_java_type_info())
              .name(f"strip_{path}_timestamp").uid(f"strip-{path}-timestamp"))
     return DataStream(plain)
 

@@ -3,6 +3,7 @@ journeys.*, write state once, register the timers the core asks for, emit what i
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import orjson
 from pyflink.common import Row
@@ -10,7 +11,7 @@ from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
-from journeys.contract import Rejection
+from journeys.contract import Rejection, encode_record_avro
 from journeys.keyed import CUSTOMER, ROUTE, VISITOR, element_timer
 from journeys.ontology import Ontology
 from journeys.reference import build_intake, build_roles
@@ -20,16 +21,47 @@ from journeys.transitions import DECISION, JOURNEY
 from pipelines import wire
 
 VISITOR_ITEMS = OutputTag("visitor-items", wire.TIMESTAMPED_KEYED_ITEM)
-DEAD_LETTERS = OutputTag("dead-letters", wire.RECORD)
-JOURNEY_LOG = OutputTag("journey-log", wire.RECORD)
-LATE_SIGNALS = OutputTag("late-signals", wire.RECORD)
-DECISIONS = OutputTag("decisions", wire.RECORD)
 
 # An element with an empty key and item only moves event time forward on a path that has been
 # quiet: the two paths get their watermarks separately, and a path with no data would hold the
 # customer operator's watermark back.
 HEARTBEAT = Row("", "")
 HEARTBEAT_AFTER = 200
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """How records leave for one output.
+
+    keyed=False: the records of one operator call as one element of newline-joined JSON lines,
+    for file sinks (every call into Java hands over the GIL that all Python operators share, so
+    fewer elements is faster). keyed=True: one Row(key, value) per record, for Kafka, keyed by
+    the journey. encoding: json, or avro (single-object, Latin-1 characters standing for bytes)
+    for decisions and dead letters."""
+
+    keyed: bool = False
+    encoding: str = "json"
+
+    def type_info(self):
+        return wire.KEYED_RECORD if self.keyed else wire.RECORD
+
+
+def state_ttl(ttl_ms: int) -> StateTtlConfig:
+    """State TTL with expired entries removed by RocksDB's compaction filter.
+
+    The strategy is named explicitly because PyFlink 2.3 builds its default one with
+    Duration.of_days(30), which needs a Py4J gateway: there is one in a local run, but none inside
+    a cluster's TaskManager, where the job then fails at start. PyFlink hands only the entry count
+    to Java, so Java's own periodic compaction default applies either way."""
+    builder = StateTtlConfig.new_builder(Time.milliseconds(ttl_ms)).disable_cleanup_in_background()
+    return builder.cleanup_in_rocksdb_compact_filter(1000, periodic_compaction_time=_JAVA_DEFAULT).build()
+
+
+_JAVA_DEFAULT = "java default"
+
+
+def output_tag(name: str, spec: OutputSpec) -> OutputTag:
+    return OutputTag(name, spec.type_info())
 
 
 def _now_ms() -> int:
@@ -39,19 +71,27 @@ def _now_ms() -> int:
 class ParseSignals(ProcessFunction):
     """Raw lines in; items for the visitor or customer path out; rejections to the dead letters."""
 
-    def __init__(self, ontology: Ontology, settings: JourneySettings):
+    def __init__(self, ontology: Ontology, settings: JourneySettings, encoding: str = "json",
+                 late_by_source_order: bool = True, dead_letters: OutputSpec = OutputSpec()):
         self.ontology = ontology
         self.settings = settings
+        self.encoding = encoding
+        self.late_by_source_order = late_by_source_order
+        self.dead_letters = dead_letters
 
     def open(self, runtime_context: RuntimeContext):
-        self.intake = build_intake(self.ontology, self.settings)
+        self.intake = build_intake(self.ontology, self.settings, self.encoding, self.late_by_source_order)
+        self.dead_letter_tag = OutputTag("dead-letters")
         self.quiet = {VISITOR: 0, CUSTOMER: 0}
 
     def process_element(self, line: str, ctx: ProcessFunction.Context):
         now = _now_ms()
         taken = self.intake.take(line.encode(wire.RAW_LINE_CHARSET), now, now)
         if isinstance(taken, Rejection):
-            yield DEAD_LETTERS, taken.to_json()
+            if self.dead_letters.encoding == "avro":
+                yield self.dead_letter_tag, encode_record_avro(taken.to_record(), "dead_letter.v1").decode(wire.RAW_LINE_CHARSET)
+            else:
+                yield self.dead_letter_tag, taken.to_json()
             return
         role, key, item, event_time = taken
         element = (Row(key, item), event_time)
@@ -73,22 +113,25 @@ class MapJourneys(KeyedProcessFunction):
     arrivals cost no state read. The timer reads the key's state and arrivals once, hands them to
     the core, and writes the new state back once."""
 
-    def __init__(self, role: str, ontology: Ontology, settings: JourneySettings, end_clock: int | None):
+    def __init__(self, role: str, ontology: Ontology, settings: JourneySettings, end_clock: int | None,
+                 outputs: dict[str, OutputSpec]):
         self.role = role
         self.ontology = ontology
         self.settings = settings
         self.end_clock = end_clock
+        self.outputs = outputs  # for "journeys", "decisions" and "late"
 
     def open(self, runtime_context: RuntimeContext):
         self.keyed = build_roles(self.ontology, self.settings)[self.role]
         state_descriptor = ValueStateDescriptor("journey", wire.KEY_STATE)
         arrivals_descriptor = ListStateDescriptor("arrivals", wire.ITEM)
         if self.settings.state_ttl_ms > 0:
-            ttl = StateTtlConfig.new_builder(Time.milliseconds(self.settings.state_ttl_ms)).build()
+            ttl = state_ttl(self.settings.state_ttl_ms)
             state_descriptor.enable_time_to_live(ttl)
             arrivals_descriptor.enable_time_to_live(ttl)
         self.state = runtime_context.get_state(state_descriptor)
         self.arrivals = runtime_context.get_list_state(arrivals_descriptor)
+        self.tags = {name: OutputTag(name) for name in self.outputs}
 
     def process_element(self, item: str, ctx: KeyedProcessFunction.Context):
         if item:
@@ -113,26 +156,31 @@ class MapJourneys(KeyedProcessFunction):
         return self._emit(out)
 
     def _emit(self, out: list):
-        # Every call into Java releases and retakes the GIL that all Python operators share, so
-        # the records of one call leave as one newline-joined element per output.
-        journey_lines, decision_lines, late_lines = [], [], []
+        batches: dict[str, list[str]] = {}
         for entry in out:
             kind = entry[0]
-            if kind == JOURNEY:
-                (late_lines if entry[1]["kind"] == "late" else journey_lines).append(orjson.dumps(entry[1]).decode())
-            elif kind == DECISION:
-                record = entry[1]
+            if kind == ROUTE:
+                yield Row(entry[1], entry[2])
+                continue
+            record = entry[1]
+            if kind == DECISION:
+                name = "decisions"
                 ingested_at = record.pop("_ingested_at", None)
                 if ingested_at is not None:
                     record["latency_ms"] = _now_ms() - ingested_at
-                decision_lines.append(orjson.dumps(record).decode())
-            elif kind == ROUTE:
-                yield Row(entry[1], entry[2])
-        if journey_lines:
-            yield JOURNEY_LOG, "\n".join(journey_lines)
-        if decision_lines:
-            yield DECISIONS, "\n".join(decision_lines)
-        if late_lines:
-            yield LATE_SIGNALS, "\n".join(late_lines)
+            elif kind == JOURNEY:
+                name = "late" if record["kind"] == "late" else "journeys"
+            else:
+                continue
+            spec = self.outputs[name]
+            if spec.keyed:
+                value = (encode_record_avro(record, "decision.v1").decode(wire.RAW_LINE_CHARSET)
+                         if spec.encoding == "avro" else orjson.dumps(record).decode())
+                yield self.tags[name], Row(record["journey"], value)
+            else:
+                batches.setdefault(name, []).append(orjson.dumps(record).decode())
+        for name, lines in batches.items():
+            yield self.tags[name], "\n".join(lines)
 
-__all__ = ["ParseSignals", "MapJourneys", "VISITOR_ITEMS", "DEAD_LETTERS", "JOURNEY_LOG", "LATE_SIGNALS", "DECISIONS"]
+
+__all__ = ["ParseSignals", "MapJourneys", "OutputSpec", "output_tag", "VISITOR_ITEMS"]

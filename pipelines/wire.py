@@ -15,10 +15,13 @@ KEYED_ITEM = Types.ROW([Types.STRING(), ITEM])
 # With its event time, for the Java timestamp assigner (CustomTimestampAssigner reads field 1).
 TIMESTAMPED_KEYED_ITEM = Types.TUPLE([KEYED_ITEM, Types.LONG()])
 KEY = Types.ROW([Types.STRING()])
-# Journey log records, decisions and dead letters: one JSON object per line.
+# Journey log records, decisions and dead letters for files: one JSON object per line.
 RECORD = Types.STRING()
+# One record for a Kafka topic: (message key, message value).
+KEYED_RECORD = Types.ROW([Types.STRING(), Types.STRING()])
 # journeys.state wire form of one key's state.
 KEY_STATE = Types.STRING()
-# Raw input lines, decoded as ISO-8859-1 so every byte survives for the dead-letter output.
+# Raw input lines and Kafka message values, decoded as ISO-8859-1 so that every byte survives
+# (for the dead-letter output, and for Avro); Avro output values use the same charset.
 RAW_LINE = Types.STRING()
 RAW_LINE_CHARSET = "ISO-8859-1"
