@@ -151,63 +151,41 @@ def _message(raw: bytes, encoding: str, decoder: "SignalDecoder") -> tuple[bytes
 def read_topic(bootstrap: str, topic: str, properties: dict[str, str] | None = None, idle_timeout: float = 10.0,
                stop_offsets: dict[int, int] | None = None) -> Iterator[tuple[bytes | None, bytes]]:
     """Every (key, value) in a topic, from the start of each partition to its end, read_committed.
-    The end is where the fetch responses say it is (Tansu's ListOffsets LATEST is not trusted), or
-    the given stop offset of each partition."""
+    The end is the given stop offset of each partition, or else where the fetch responses say it
+    is (Tansu's ListOffsets LATEST is not trusted)."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     partitions = check_topics(bootstrap, [topic], properties)[topic]
-    if stop_offsets is not None:
-        yield from _read_until(bootstrap, topic, properties, stop_offsets, idle_timeout)
-        return
+    if stop_offsets is None:
+        pending = set(range(partitions))
+    else:
+        pending = {partition for partition, offset in stop_offsets.items() if offset > 0}
     consumer = Consumer(_client_config(bootstrap, properties) | {
-        "group.id": f"journeys-reader-{time.time_ns()}", "enable.auto.commit": False, "enable.partition.eof": True,
-        "isolation.level": "read_committed"})
-    consumer.assign([TopicPartition(topic, partition, 0) for partition in range(partitions)])
-    finished: set[int] = set()
+        "group.id": f"journeys-reader-{time.time_ns()}", "enable.auto.commit": False,
+        "enable.partition.eof": stop_offsets is None, "isolation.level": "read_committed"})
+    consumer.assign([TopicPartition(topic, partition, 0) for partition in pending])
     last_progress = time.time()
     try:
-        while len(finished) < partitions:
+        while pending:
             message = consumer.poll(0.5)
             if message is None:
                 if time.time() - last_progress > idle_timeout:
-                    raise KafkaUnavailable(f"reading {topic} stalled: no data and no end of partition for {idle_timeout:.0f} s")
+                    raise KafkaUnavailable(f"reading {topic} stalled: partitions {sorted(pending)} did not reach their end "
+                                           f"within {idle_timeout:.0f} s")
                 continue
             last_progress = time.time()
+            partition = message.partition()
             if message.error():
                 if message.error().code() == KafkaError._PARTITION_EOF:
-                    finished.add(message.partition())
+                    pending.discard(partition)
                     continue
                 raise KafkaUnavailable(f"reading {topic}: {message.error()}")
-            finished.discard(message.partition())
+            if stop_offsets is not None:
+                if partition not in pending or message.offset() >= stop_offsets[partition]:
+                    continue
+                if message.offset() + 1 >= stop_offsets[partition]:
+                    pending.discard(partition)
             yield message.key(), message.value()
-    finally:
-        consumer.close()
-
-
-def _read_until(bootstrap, topic, properties, stop_offsets, idle_timeout) -> Iterator[tuple[bytes | None, bytes]]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    remaining = {partition: offset for partition, offset in stop_offsets.items() if offset > 0}
-    consumer = Consumer(_client_config(bootstrap, properties) | {
-        "group.id": f"journeys-reader-{time.time_ns()}", "enable.auto.commit": False, "isolation.level": "read_committed"})
-    consumer.assign([TopicPartition(topic, partition, 0) for partition in remaining])
-    last_progress = time.time()
-    try:
-        while remaining:
-            message = consumer.poll(0.5)
-            if message is None:
-                if time.time() - last_progress > idle_timeout:
-                    raise KafkaUnavailable(f"reading {topic} stalled before the stop offsets {remaining}")
-                continue
-            last_progress = time.time()
-            if message.error():
-                raise KafkaUnavailable(f"reading {topic}: {message.error()}")
-            partition, offset = message.partition(), message.offset()
-            if partition not in remaining or offset >= remaining[partition]:
-                continue
-            yield message.key(), message.value()
-            if offset + 1 >= remaining[partition]:
-                del remaining[partition]
     finally:
         consumer.close()
 
