@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-import orjson
-
 from journeys.contract import Rejection, SignalDecoder, encode_avro
 
 CLIENT_LOG_LEVEL = 3  # librdkafka: errors only; it logs every closed connection at level 6
@@ -78,7 +76,7 @@ def create_topics(bootstrap: str, partitions_by_topic: dict[str, int], propertie
 
     admin = AdminClient(_client_config(bootstrap, properties))
     futures = admin.create_topics([NewTopic(topic, partitions, 1) for topic, partitions in partitions_by_topic.items()])
-    for topic, future in futures.items():
+    for future in futures.values():
         try:
             future.result(timeout=30)
         except Exception as error:
