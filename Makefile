@@ -9,16 +9,18 @@ RUN_DIR := var/run
 CUSTOMERS ?= 2000
 DAYS ?= 30
 SEED ?= 7
+FEATURES ?= sqlite
 BENCH_EVENTS ?= 200000
 
 JARS := jars/.verified
 
-.PHONY: help setup jars run run-kafka cluster-up cluster-down submit test test-unit bench clean
+.PHONY: help setup jars run run-kafka redis cluster-up cluster-down submit test test-unit bench clean
 
 help:
 	@echo "make run    simulate $(CUSTOMERS) customers over $(DAYS) days, run the journey job on them, print the summary"
 	@echo "make test   run the whole test suite (unit and Flink integration)"
 	@echo "make bench  measure the job and the pure core on $(BENCH_EVENTS) simulated signals"
+	@echo "make run FEATURES=redis   the same with Redis as the feature store's online store"
 	@echo "make run-kafka   the same job from Kafka to Kafka on a local Tansu broker"
 	@echo "make cluster-up / submit / cluster-down   a local standalone Flink cluster, and the Kafka job on it"
 
@@ -39,18 +41,12 @@ $(JARS): $(INSTALLED) scripts/fetch-kafka-jars.sh scripts/kafka-jars.sha256
 
 jars: $(JARS)
 
+# FEATURES=redis uses Redis as the feature store's online store (Debian's redis-server, installed when missing).
 run: setup
-	@mkdir -p $(RUN_DIR)
-	$(VENV)/bin/journeys simulate --customers $(CUSTOMERS) --days $(DAYS) --seed $(SEED) --out $(RUN_DIR)/signals.jsonl
-	@rm -rf $(RUN_DIR)/decisions $(RUN_DIR)/journeys $(RUN_DIR)/late $(RUN_DIR)/dead-letter $(RUN_DIR)/checkpoints
-	$(PY) jobs/journey_job.py \
-	  --signals file://$(CURDIR)/$(RUN_DIR)/signals.jsonl \
-	  --decisions file://$(CURDIR)/$(RUN_DIR)/decisions \
-	  --journeys file://$(CURDIR)/$(RUN_DIR)/journeys \
-	  --late file://$(CURDIR)/$(RUN_DIR)/late \
-	  --dead-letter file://$(CURDIR)/$(RUN_DIR)/dead-letter \
-	  --checkpoints $(RUN_DIR)/checkpoints \
-	  --summary $(RUN_DIR)/summary.json
+	CUSTOMERS=$(CUSTOMERS) DAYS=$(DAYS) SEED=$(SEED) FEATURES=$(FEATURES) scripts/run.sh
+
+redis: setup
+	@$(PY) -m pipelines.local_redis start --dir var/redis | sed 's/^/export JOURNEYS_REDIS=/'
 
 run-kafka: setup $(JARS)
 	CUSTOMERS=$(CUSTOMERS) DAYS=$(DAYS) SEED=$(SEED) scripts/run-kafka.sh
@@ -65,10 +61,11 @@ submit: setup $(JARS)
 	CUSTOMERS=$(CUSTOMERS) DAYS=$(DAYS) SEED=$(SEED) scripts/run-kafka.sh --cluster
 
 test: setup $(JARS)
+	@$(PY) -m pipelines.local_redis install >/dev/null
 	$(PY) -m pytest
 
 test-unit: setup
-	$(PY) -m pytest -m "not flink"
+	$(PY) -m pytest -m "not flink and not feast"
 
 bench: setup $(JARS)
 	$(PY) bench/run_bench.py --events $(BENCH_EVENTS) --results bench/results.json

@@ -38,5 +38,5 @@ setup(
     package_data={"journeys": ["schemas/*.avsc", "conf/*.yaml", "conf/ontology/*.yaml"]},
     install_requires=CORE_REQUIREMENTS + ENGINE_REQUIREMENTS,
     extras_require={"test": TEST_REQUIREMENTS},
-    entry_points={"console_scripts": ["journeys=journeys.cli:main"]},
+    entry_points={"console_scripts": ["journeys=pipelines.cli:main"]},
 )

@@ -58,6 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--job-name", default="journey-job")
     parser.add_argument("-D", dest="flink_options", action="append", default=[], metavar="KEY=VALUE",
                         help="extra Flink configuration, e.g. -D execution.checkpointing.interval=5s")
+    features = parser.add_argument_group("features (Feast)")
+    features.add_argument("--feature-repo", help="a Feast repository (features/): read profile features for decisions "
+                                                 "and push behavioural features; without it, no feature store is used")
+    features.add_argument("--feature-store-yaml", help="another feature_store.yaml, e.g. features/feature_store.redis.yaml")
     kafka = parser.add_argument_group("Kafka")
     kafka.add_argument("--kafka-properties", metavar="FILE",
                        help="client properties file (security.protocol, sasl.*, ssl.*, ...) for every Kafka client; values may use ${ENV}")
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 check_transaction_timeout(kafka, load_flink_conf(args.flink_conf) | overrides)
         if isinstance(signals, FileAddress) and not signals.path.exists():
             raise AddressError(f"{args.signals}: no such file or directory")
+        feature_settings = _feature_settings(args, settings)
     except (ConfigError, AddressError, ValueError) as error:
         print(f"journey_job: {error}", file=sys.stderr)
         return 2
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = {name: OutputSpec(keyed=isinstance(address, KafkaAddress) and name != "dead-letters",
                               encoding=address.format if isinstance(address, KafkaAddress) else "json")
              for name, address in outputs.items()}
-    streams = build_journey_pipeline(raw, ontology, settings, end_clock, shape, specs)
+    streams = build_journey_pipeline(raw, ontology, settings, end_clock, shape, specs, feature_settings)
     sinks = Sinks(env, kafka)
     sinks.add(streams.decisions, outputs["decisions"], "decisions", specs["decisions"].keyed)
     sinks.add(streams.dead_letters, outputs["dead-letters"], "dead-letter", False)
@@ -176,6 +181,17 @@ def _kafka_settings(args) -> KafkaSettings:
                          args.start_offsets, parse_stop_offsets(args.stop_offsets) if args.stop_offsets else None)
 
 
+def _feature_settings(args, settings):
+    """Feature settings when a repository is given, after checking it is applied and reachable."""
+    if not args.feature_repo:
+        return None
+    from pipelines.feast_features import FeatureSettings, check_store
+
+    features = FeatureSettings.from_config(args.feature_repo, args.feature_store_yaml, settings.features)
+    check_store(features)
+    return features
+
+
 def _connector_jars(option: str | None) -> list[str]:
     paths = [Path(p) for p in option.split(",")] if option else [PROJECT_ROOT / "jars" / name for name in DEFAULT_JARS]
     missing = [str(p) for p in paths if not p.is_file()]
@@ -206,7 +222,7 @@ def _output_records(address, kafka: KafkaSettings, name: str):
 
     from pipelines.kafka_tools import read_topic
 
-    schema = {"decisions": "decision.v1", "dead-letters": "dead_letter.v1"}.get(name)
+    schema = {"decisions": "decision.v2", "dead-letters": "dead_letter.v1"}.get(name)
     values = (value for _, value in read_topic(address.bootstrap_servers, address.topic, kafka.client_properties()))
     if address.format == "avro" and schema:
         return (decode_record_avro(value, schema) for value in values)

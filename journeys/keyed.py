@@ -155,6 +155,10 @@ class KeyedJourneys:
                 state.clock = at if state.clock is None else max(state.clock, at)
                 if head[KIND] == SIGNAL:
                     state.seen[head[EVENT_ID]] = at
+            if not self.anonymous:  # one feature row per call: the store only keeps the latest
+                row = self.model.feature_row(state.journey)
+                if row is not None:
+                    out.append(row)
         horizon = end_clock if at_end else watermark
         if horizon is not None:
             if state.links and state.link_activity is not None and state.link_activity + self.link_expiry_ms <= horizon:

@@ -17,13 +17,15 @@ from journeys.keyed import CUSTOMER, MAX_WATERMARK, ROUTE, VISITOR, KeyedJourney
 from journeys.ontology import Ontology
 from journeys.privacy import Masker
 from journeys.settings import JourneySettings
-from journeys.transitions import DECISION, JOURNEY, JourneyModel
+from journeys.features import ProfileSource
+from journeys.transitions import DECISION, FEATURES, JOURNEY, JourneyModel
 
 MIN_WATERMARK = -(2 ** 63)
 
 
-def build_roles(ontology: Ontology, settings: JourneySettings) -> dict[str, KeyedJourneys]:
-    model = JourneyModel(ontology, settings)
+def build_roles(ontology: Ontology, settings: JourneySettings, profiles: ProfileSource | None = None,
+                push_features: bool = False) -> dict[str, KeyedJourneys]:
+    model = JourneyModel(ontology, settings, profiles, push_features)
     return {role: KeyedJourneys(model, role, settings.dedupe_horizon_ms, settings.dedupe_max_ids)
             for role in (VISITOR, CUSTOMER)}
 
@@ -36,9 +38,9 @@ def build_intake(ontology: Ontology, settings: JourneySettings, encoding: str = 
 
 class ReferenceRun:
     def __init__(self, ontology: Ontology, settings: JourneySettings, end_clock: int | None = None,
-                 now_ms: int | None = None):
+                 now_ms: int | None = None, profiles: ProfileSource | None = None):
         self.intake = build_intake(ontology, settings)
-        self.roles = build_roles(ontology, settings)
+        self.roles = build_roles(ontology, settings, profiles, push_features=True)
         self.end_clock = end_clock
         self.now_ms = now_ms
         self.states: dict[str, dict] = {VISITOR: {}, CUSTOMER: {}}
@@ -49,6 +51,7 @@ class ReferenceRun:
         self.journey_records: list[dict] = []
         self.decisions: list[dict] = []
         self.dead_letters: list[dict] = []
+        self.feature_rows: dict[str, dict] = {}  # customer -> the last behavioural feature row
         self.lines_in = 0
 
     def feed(self, lines: Iterable[bytes]) -> "ReferenceRun":
@@ -118,3 +121,5 @@ class ReferenceRun:
                 self.decisions.append(record)
             elif kind == ROUTE:
                 self._accept(CUSTOMER, entry[1], entry[2])
+            elif kind == FEATURES:
+                self.feature_rows[entry[1]] = entry[2]

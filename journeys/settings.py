@@ -11,7 +11,7 @@ from journeys.privacy import PrivacySettings
 from journeys.timeutil import parse_duration
 from journeys.yamlconf import ConfigError, load_yaml, loads_yaml, where
 
-_SECTIONS = {"ontology", "event_time", "sessions", "dedupe", "journey", "intake", "privacy", "state"}
+_SECTIONS = {"ontology", "event_time", "sessions", "dedupe", "journey", "intake", "privacy", "state", "features"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class JourneySettings:
     privacy: PrivacySettings
     ontology_ref: str
     source: str
+    features: dict  # tuning of feature-store lookups and pushes (pipelines.feast_features)
 
 
 def default_settings_path() -> str:
@@ -86,6 +87,7 @@ def parse_settings(doc, source: str = "<config>") -> JourneySettings:
         privacy=privacy_settings,
         ontology_ref=str(doc.get("ontology", "retail")),
         source=source,
+        features=dict(section("features")),
     )
     if settings.session_gap_ms <= 0:
         raise ConfigError(f"{where(section('sessions'), 'gap')}: sessions.gap must be positive")

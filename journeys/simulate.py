@@ -309,14 +309,44 @@ def _malformed(rng: random.Random, template: dict, at: int) -> bytes:
     return orjson.dumps(broken)
 
 
-def simulate(spec: SimulationSpec) -> Iterator[bytes]:
-    """The simulated signals as JSON lines (without newlines), in delivery order."""
+# Profile features by persona: (segment, lifetime value range, consent shares e-mail/sms/push, channels it prefers)
+_PROFILE_STYLE = {
+    "browser": ("casual", (0, 150), (0.6, 0.2, 0.3), ("web", "app")),
+    "deal_seeker": ("bargain_hunter", (80, 900), (0.85, 0.5, 0.6), ("email", "app", "web")),
+    "loyal": ("loyal", (600, 4000), (0.9, 0.4, 0.7), ("email", "app", "store")),
+    "service_heavy": ("high_touch", (200, 1500), (0.7, 0.6, 0.3), ("call_center", "email")),
+    "churner": ("lapsing", (50, 700), (0.5, 0.2, 0.2), ("web", "email")),
+}
+
+
+def _profile(person: "_Customer", start: int, rng: random.Random) -> dict:
+    segment, (low, high), (email, sms, push), channels = _PROFILE_STYLE[person.persona.name]
+    return {
+        "customer_id": person.customer_id,
+        "lifetime_value": round(rng.uniform(low, high), 2),
+        "segment": segment,
+        "tenure_days": rng.randint(0, 2000),
+        "preferred_channel": rng.choice(channels),
+        "consent_email": rng.random() < email,
+        "consent_sms": rng.random() < sms,
+        "consent_push": rng.random() < push,
+        "event_timestamp": start - 24 * HOUR,
+        "created": start - 24 * HOUR,
+    }
+
+
+def simulate(spec: SimulationSpec, profiles: list | None = None) -> Iterator[bytes]:
+    """The simulated signals as JSON lines (without newlines), in delivery order. With a list
+    for profiles, the CRM profile of every customer with an account is appended to it."""
     start = parse_instant(spec.start)
     rng = random.Random(spec.seed)
+    profile_rng = random.Random(spec.seed + 1)
     deliveries: list[tuple[int, int, bytes]] = []
     sequence = 0
     for index in range(spec.customers):
         person = _Customer(index, spec, start, random.Random(rng.getrandbits(64)))
+        if profiles is not None and person.will_identify:
+            profiles.append(_profile(person, start, profile_rng))
         for event in person.run():
             bits = "%032x" % rng.getrandbits(128)
             event_id = f"{bits[:8]}-{bits[8:12]}-{bits[12:16]}-{bits[16:20]}-{bits[20:]}"
@@ -340,11 +370,33 @@ def simulate(spec: SimulationSpec) -> Iterator[bytes]:
         yield line
 
 
-def write_simulation(spec: SimulationSpec, path) -> int:
+def write_simulation(spec: SimulationSpec, path, profiles_path=None) -> int:
+    """Write the signals (JSON lines), and the customer profiles (parquet, for the feature store)."""
     count = 0
+    profiles = [] if profiles_path else None
     with open(path, "wb") as sink:
-        for line in simulate(spec):
+        for line in simulate(spec, profiles):
             sink.write(line)
             sink.write(b"\n")
             count += 1
+    if profiles_path:
+        write_profiles(profiles, profiles_path)
     return count
+
+
+def write_profiles(profiles: list[dict], path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(profiles, schema=pa.schema([
+        ("customer_id", pa.string()), ("lifetime_value", pa.float64()), ("segment", pa.string()),
+        ("tenure_days", pa.int64()), ("preferred_channel", pa.string()), ("consent_email", pa.bool_()),
+        ("consent_sms", pa.bool_()), ("consent_push", pa.bool_()), ("event_timestamp", pa.timestamp("ms", tz="UTC")),
+        ("created", pa.timestamp("ms", tz="UTC"))]))
+    pq.write_table(table, path)
+
+
+def read_profiles(path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from journeys.features import Activity
+
 WIRE_VERSION = 1
 SECTION = "\x1e"
 ITEM_SEPARATOR = "\x1d"
@@ -88,6 +90,7 @@ class Journey:
     sessions_closed: int = 0
     escalated: dict[str, int] = field(default_factory=dict)  # escalation rule -> last fired
     aliases: list[str] = field(default_factory=list)  # anonymous ids merged into this journey
+    activity: Activity = field(default_factory=Activity)  # for the behavioural features
 
     @property
     def identified(self) -> bool:
@@ -98,14 +101,15 @@ class Journey:
             "k": self.key, "a": self.anonymous, "st": self.stage, "ss": self.stage_since, "ev": self.evidence,
             "fs": self.first_seen, "la": self.last_activity, "n": self.counts, "r": self.recent,
             "tp": self.touchpoints, "se": self.session.to_wire() if self.session else None,
-            "ns": self.sessions_closed, "x": self.escalated, "al": self.aliases,
+            "ns": self.sessions_closed, "x": self.escalated, "al": self.aliases, "ac": self.activity.to_wire(),
         }
 
     @classmethod
     def from_wire(cls, wire: dict) -> "Journey":
         session = wire["se"]
         return cls(wire["k"], wire["a"], wire["st"], wire["ss"], wire["ev"], wire["fs"], wire["la"], wire["n"],
-                   wire["r"], wire["tp"], Session.from_wire(session) if session else None, wire["ns"], wire["x"], wire["al"])
+                   wire["r"], wire["tp"], Session.from_wire(session) if session else None, wire["ns"], wire["x"], wire["al"],
+                   Activity.from_wire(wire.get("ac")))
 
 
 _UNREAD = object()

@@ -121,6 +121,7 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
         "decisions": len(decision_list),
         "decisions_by_action": dict(Counter(d["action"] for d in decision_list).most_common()),
         "decisions_by_trigger": dict(Counter(d["trigger"] for d in decision_list).most_common()),
+        "feature_lookups": _feature_lookups(decision_list),
         "unmapped_signals": dict(unmapped.most_common()),
         "stage_accuracy": round(matched / compared, 4) if compared else None,
         "stage_accuracy_by_true_stage": {stage: round(hit / total, 4) for stage, (total, hit) in sorted(per_stage.items())},
@@ -130,6 +131,14 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
         summary["decision_latency_ms"] = {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
                                           "max": max(latencies)}
     return summary
+
+
+def _feature_lookups(decisions: list[dict]) -> dict:
+    """How the profile lookups behind the decisions went: hit (online), missed (no profile: defaults),
+    fell back (store unavailable: defaults). Anonymous journeys have no profile to look up."""
+    sources = Counter(d.get("feature_source") for d in decisions)
+    return {"hit": sources["online"], "missed": sources["missing"], "fell_back": sources["fallback"],
+            "not_used": sources["disabled"] + sources[None], "anonymous": sources["none"]}
 
 
 def format_summary(summary: dict) -> str:
@@ -160,6 +169,10 @@ def format_summary(summary: dict) -> str:
     row("decisions", f"{summary['decisions']:,}")
     for action, count in summary["decisions_by_action"].items():
         row(f"    {action}", f"{count:,}")
+    lookups = summary.get("feature_lookups") or {}
+    if lookups.get("hit") or lookups.get("missed") or lookups.get("fell_back"):
+        row("profile feature lookups (decisions)", f"hit {lookups['hit']:,}, missed {lookups['missed']:,}, "
+                                                   f"fell back {lookups['fell_back']:,}")
     if summary["unmapped_signals"]:
         row("signals the ontology does not map", ", ".join(f"{k}: {v}" for k, v in summary["unmapped_signals"].items()))
     if summary["stage_accuracy"] is not None:

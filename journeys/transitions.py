@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
+from journeys.features import CACHED, ONLINE, NoProfiles, ProfileSource, activity_features, record_activity
 from journeys.ontology import ActionSpec, Ontology
 from journeys.settings import JourneySettings
 from journeys.state import Journey, Session
@@ -22,6 +23,7 @@ from journeys.timeutil import format_duration
 
 JOURNEY = "journey"
 DECISION = "decision"
+FEATURES = "features"  # (FEATURES, customer_id, behavioural feature row) to push to the feature store
 
 
 def stable_id(prefix: str, *parts) -> str:
@@ -30,11 +32,16 @@ def stable_id(prefix: str, *parts) -> str:
 
 
 class JourneyModel:
-    def __init__(self, ontology: Ontology, settings: JourneySettings):
+    def __init__(self, ontology: Ontology, settings: JourneySettings, profiles: ProfileSource | None = None,
+                 push_features: bool = False):
+        """profiles: where profile features come from (none by default). push_features: callers
+        (journeys.keyed) also output customers' behavioural features for the feature store."""
         self.ontology = ontology
+        self.push_features = push_features
         self.gap = settings.session_gap_ms
         self.touchpoint_limit = settings.touchpoints
         self._identify = ontology.identify_signals
+        self.profiles = profiles or NoProfiles()
 
     # -- creation ------------------------------------------------------------------------------
     def new_journey(self, key: str, anonymous: bool, at: int) -> Journey:
@@ -66,6 +73,8 @@ class JourneyModel:
         if journey.first_seen is None:
             journey.first_seen = at
         journey.last_activity = at if journey.last_activity is None else max(journey.last_activity, at)
+        record_activity(journey.activity, at, signal["channel"], event_type, self.ontology.signals.get(event_type),
+                        signal["attributes"])
 
         session = journey.session
         if session is None:
@@ -205,6 +214,14 @@ class JourneyModel:
                               "stage": journey.stage, "reason": reason}))
         return None
 
+    def feature_row(self, journey: Journey | None) -> tuple | None:
+        """(FEATURES, customer_id, row): the identified customer's behavioural features as of the
+        last signal, for the feature store; None when there is nothing to push."""
+        if not self.push_features or journey is None or journey.anonymous or journey.last_activity is None:
+            return None
+        at = journey.last_activity
+        return FEATURES, journey.key, activity_features(journey.activity, at) | {"event_timestamp": at}
+
     def end_of_input(self, journey: Journey | None) -> list:
         """Sessions still open when a bounded input ends are reported, marked open, and kept."""
         out: list = []
@@ -280,6 +297,21 @@ class JourneyModel:
                 trigger_key=None) -> None:
         if journey.anonymous and not self.ontology.usable_by_anonymous(action):
             return
+        features = activity_features(journey.activity, at)
+        source = "none"
+        if not journey.anonymous:
+            lookup = self.profiles.profile(journey.key)
+            source = ONLINE if lookup.source == CACHED else lookup.source  # the same values, however fetched
+            features = lookup.values | features
+            if lookup.defaulted:
+                reason += f" Profile features: {lookup.note}; decided with defaults."
+            consent = self.ontology.channel_consent.get(action.channel)
+            if consent and lookup.values and not lookup.values.get(consent):
+                alternative = self.ontology.stage_by_id[journey.stage].anonymous_action
+                if alternative is None or alternative.channel in self.ontology.channel_consent:
+                    return
+                reason += f" No {action.channel} consent ({consent}): {alternative.action} by {alternative.channel} instead."
+                action = alternative
         trigger_key = trigger_key or event_id or f"{rule_id}@{at}"
         record = {
             "decision_id": stable_id("d-", journey.key, trigger, trigger_key, action.action),
@@ -288,7 +320,8 @@ class JourneyModel:
             "anonymous_id": journey.key if journey.anonymous else None,
             "trigger": trigger, "event_id": event_id, "decided_at": at, "stage": journey.stage,
             "action": action.action, "channel": action.channel, "rule": rule_id, "reason": reason,
-            "latency_ms": None, "schema_version": 1,
+            "features": features, "feature_source": source,
+            "latency_ms": None, "schema_version": 2,
         }
         if ingested_at is not None:
             record["_ingested_at"] = ingested_at

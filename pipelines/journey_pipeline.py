@@ -23,6 +23,7 @@ from journeys.keyed import CUSTOMER, VISITOR
 from journeys.ontology import Ontology
 from journeys.settings import JourneySettings
 from pipelines import wire
+from pipelines.feast_features import FeatureSettings
 from pipelines.operators import VISITOR_ITEMS, MapJourneys, OutputSpec, ParseSignals, output_tag
 
 
@@ -52,12 +53,14 @@ class JourneyStreams:
 
 def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: JourneySettings,
                            end_clock: int | None = None, source: InputShape = InputShape(),
-                           outputs: dict[str, OutputSpec] | None = None) -> JourneyStreams:
+                           outputs: dict[str, OutputSpec] | None = None,
+                           features: FeatureSettings | None = None) -> JourneyStreams:
     """Wire the job onto a stream of raw input records (STRING, ISO-8859-1 characters for bytes).
 
     end_clock: for a bounded input, the event time at which time stops when the input ends (see
     README, "Bounded runs"); None leaves time-driven transitions to the watermark alone.
     outputs: an OutputSpec per output name in OUTPUTS; by default, JSON lines for files.
+    features: a Feast repository to read profile features from and push behavioural features to.
     """
     outputs = {name: (outputs or {}).get(name, OutputSpec()) for name in OUTPUTS}
     from_intake = source.watermarks == "intake"
@@ -73,7 +76,8 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
                 .process(MapJourneys(VISITOR, ontology, settings, end_clock, journey_outputs), output_type=wire.KEYED_ITEM)
                 .name("map_visitor_journeys").uid("map-visitor-journeys"))
     customers = (_keyed(customer_items.union(visitors))
-                 .process(MapJourneys(CUSTOMER, ontology, settings, end_clock, journey_outputs), output_type=wire.RECORD)
+                 .process(MapJourneys(CUSTOMER, ontology, settings, end_clock, journey_outputs, features),
+                          output_type=wire.RECORD)
                  .name("map_customer_journeys").uid("map-customer-journeys"))
 
     def both(name):

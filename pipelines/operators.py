@@ -17,8 +17,9 @@ from journeys.ontology import Ontology
 from journeys.reference import build_intake, build_roles
 from journeys.settings import JourneySettings
 from journeys.state import decode, encode
-from journeys.transitions import DECISION, JOURNEY
+from journeys.transitions import DECISION, FEATURES, JOURNEY
 from pipelines import wire
+from pipelines.feast_features import FeatureSettings
 
 VISITOR_ITEMS = OutputTag("visitor-items", wire.TIMESTAMPED_KEYED_ITEM)
 
@@ -114,15 +115,24 @@ class MapJourneys(KeyedProcessFunction):
     the core, and writes the new state back once."""
 
     def __init__(self, role: str, ontology: Ontology, settings: JourneySettings, end_clock: int | None,
-                 outputs: dict[str, OutputSpec]):
+                 outputs: dict[str, OutputSpec], features: FeatureSettings | None = None):
         self.role = role
         self.ontology = ontology
         self.settings = settings
         self.end_clock = end_clock
         self.outputs = outputs  # for "journeys", "decisions" and "late"
+        self.features = features if role == CUSTOMER else None  # visitors have no customer features
 
     def open(self, runtime_context: RuntimeContext):
-        self.keyed = build_roles(self.ontology, self.settings)[self.role]
+        profiles, self.pusher = None, None
+        if self.features is not None:
+            from pipelines.feast_features import FeastProfiles, FeastPusher, open_store
+
+            store = open_store(self.features)
+            profiles = FeastProfiles(store, self.features)
+            self.pusher = FeastPusher(store, self.features)
+            self.metrics = _FeatureMetrics(runtime_context.get_metrics_group(), profiles, self.pusher)
+        self.keyed = build_roles(self.ontology, self.settings, profiles, push_features=self.pusher is not None)[self.role]
         state_descriptor = ValueStateDescriptor("journey", wire.KEY_STATE)
         arrivals_descriptor = ListStateDescriptor("arrivals", wire.ITEM)
         if self.settings.state_ttl_ms > 0:
@@ -153,7 +163,19 @@ class MapJourneys(KeyedProcessFunction):
             timer_service.delete_event_time_timer(at)
         for at in register:
             timer_service.register_event_time_timer(at)
+        if self.pusher is not None:
+            for entry in out:
+                if entry[0] == FEATURES:
+                    self.pusher.add(entry[1], entry[2])
+            self.pusher.flush_if_due()
+            self.metrics.update()
         return self._emit(out)
+
+    def close(self):
+        if self.pusher is not None:
+            self.pusher.flush()
+            self.metrics.update()
+
 
     def _emit(self, out: list):
         batches: dict[str, list[str]] = {}
@@ -174,13 +196,34 @@ class MapJourneys(KeyedProcessFunction):
                 continue
             spec = self.outputs[name]
             if spec.keyed:
-                value = (encode_record_avro(record, "decision.v1").decode(wire.RAW_LINE_CHARSET)
+                value = (encode_record_avro(record, "decision.v2").decode(wire.RAW_LINE_CHARSET)
                          if spec.encoding == "avro" else orjson.dumps(record).decode())
                 yield self.tags[name], Row(record["journey"], value)
             else:
                 batches.setdefault(name, []).append(orjson.dumps(record).decode())
         for name, lines in batches.items():
             yield self.tags[name], "\n".join(lines)
+
+
+class _FeatureMetrics:
+    """Feature lookups and pushes as Flink counters (the job's metric group)."""
+
+    def __init__(self, group, profiles, pusher):
+        self._profiles, self._pusher = profiles, pusher
+        self._counters = {name: group.counter(f"feature_{name}") for name in
+                          ("lookups_online", "lookups_cache", "lookups_missing", "lookups_fallback", "lookups_slow",
+                           "rows_pushed", "push_failures", "rows_dropped")}
+        self._seen = dict.fromkeys(self._counters, 0)
+
+    def update(self) -> None:
+        lookups, pushes = self._profiles.counts, self._pusher.counts
+        values = {"lookups_online": lookups.online, "lookups_cache": lookups.cache, "lookups_missing": lookups.missing,
+                  "lookups_fallback": lookups.fallback, "lookups_slow": lookups.slow, "rows_pushed": pushes.rows_pushed,
+                  "push_failures": pushes.failed_attempts, "rows_dropped": pushes.rows_dropped}
+        for name, value in values.items():
+            if value != self._seen[name]:
+                self._counters[name].inc(value - self._seen[name])
+                self._seen[name] = value
 
 
 __all__ = ["ParseSignals", "MapJourneys", "OutputSpec", "output_tag", "VISITOR_ITEMS"]

@@ -144,8 +144,8 @@ def test_avro_container_files_of_both_versions_are_read(version):
 
 def test_decisions_match_the_decision_schema(model):
     _, outputs = model.apply(None, a_signal("add_to_cart"), "c-1", False)
-    decision = next(record for kind, record in outputs if kind == "decision")
-    assert fastavro.validate(decision, load_schema("decision.v1"))
+    decision = next(entry[1] for entry in outputs if entry[0] == "decision")
+    assert fastavro.validate(decision, load_schema("decision.v2"))
 
 
 # -- privacy ----------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 import orjson
 import pytest
 
-from journeys.cli import main as journeys_cli
+from pipelines.cli import main as journeys_cli
 from journeys.importer import load_mapping
 from journeys.yamlconf import ConfigError
 

@@ -16,11 +16,11 @@ def apply_all(model, signals, key="c-1", anonymous=False):
 
 
 def decisions(outputs):
-    return [record for kind, record in outputs if kind == DECISION]
+    return [entry[1] for entry in outputs if entry[0] == DECISION]
 
 
 def journey_records(outputs, kind=None):
-    return [record for k, record in outputs if k == JOURNEY and (kind is None or record["kind"] == kind)]
+    return [entry[1] for entry in outputs if entry[0] == JOURNEY and (kind is None or entry[1]["kind"] == kind)]
 
 
 def test_a_new_customer_starts_in_discovery(model):

@@ -1,4 +1,5 @@
-"""The `journeys` command: simulate signals, import third-party clickstreams, summarize a run."""
+"""The `journeys` command: simulate signals, import third-party clickstreams, convert Avro
+archives, prepare feature-store data and training sets, summarize a run."""
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,12 @@ def _simulate(args) -> int:
     spec = SimulationSpec(customers=args.customers, days=args.days, seed=args.seed, start=args.start,
                           malformed_rate=args.malformed_rate, duplicate_rate=args.duplicate_rate, late_rate=args.late_rate)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    count = write_simulation(spec, args.out)
+    if args.profiles_out:
+        Path(args.profiles_out).parent.mkdir(parents=True, exist_ok=True)
+    count = write_simulation(spec, args.out, args.profiles_out)
     print(f"simulated {count:,} signal records for {args.customers:,} customers over {args.days} days -> {args.out}")
+    if args.profiles_out:
+        print(f"customer profiles (with event timestamps, for the feature store) -> {args.profiles_out}")
     return 0
 
 
@@ -47,6 +52,22 @@ def _convert(args) -> int:
     return 0
 
 
+def _features_init(args) -> int:
+    from pipelines.feast_features import init_repo_data
+
+    created = init_repo_data(args.repo)
+    print("created " + ", ".join(str(p) for p in created) if created else f"{args.repo}: nothing to create")
+    return 0
+
+
+def _features_training_set(args) -> int:
+    from pipelines.feast_features import training_set
+
+    rows = training_set(args.repo, args.entities, args.out, args.service, args.feature_store_yaml)
+    print(f"training set of {rows:,} rows with the features of {args.service} as of each row's timestamp -> {args.out}")
+    return 0
+
+
 def _summary(args) -> int:
     from journeys.inputs import scan_signals
     from journeys.summary import format_summary, read_records, read_truth, summarize
@@ -74,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--late-rate", type=float, default=SimulationSpec.late_rate,
                           help="share of signals delivered hours late (beyond the watermark bound)")
     simulate.add_argument("--out", required=True)
+    simulate.add_argument("--profiles-out", help="also write customer profiles as parquet, e.g. features/data/customer_profiles.parquet")
     simulate.set_defaults(run=_simulate)
 
     importer = commands.add_parser("import", help="turn a third-party clickstream (CSV, TSV, JSON lines) into signals")
@@ -88,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("input", help="an Avro object container file written with signal schema v1 or v2")
     convert.add_argument("out", help="the JSON-lines file to write")
     convert.set_defaults(run=_convert)
+
+    features = commands.add_parser("features", help="feature-store data: init the repository's tables, build training sets")
+    feature_commands = features.add_subparsers(dest="features_command", required=True)
+    init = feature_commands.add_parser("init", help="create the empty tables `feast materialize` expects (push history)")
+    init.add_argument("--repo", default="features", help="the Feast repository (default: features)")
+    init.set_defaults(run=_features_init)
+    training = feature_commands.add_parser("training-set", help="point-in-time training frames with get_historical_features")
+    training.add_argument("--entities", required=True, help="parquet or CSV with customer_id and event_timestamp")
+    training.add_argument("--out", required=True, help="the parquet file to write")
+    training.add_argument("--repo", default="features")
+    training.add_argument("--feature-store-yaml", help="another feature_store.yaml, e.g. the Redis profile")
+    training.add_argument("--service", default="journey_agent_v1", help="the feature service to use")
+    training.set_defaults(run=_features_training_set)
 
     summary = commands.add_parser("summary", help="summarize a finished run from its input and outputs")
     summary.add_argument("--signals", required=True)

@@ -1,0 +1,164 @@
+"""Features in the pure core: guarded profile lookups, behavioural features, consent in decisions."""
+import pytest
+
+from journeys.features import (CACHED, FALLBACK, MISSING, ONLINE, PROFILE_DEFAULTS, Activity, GuardedProfiles,
+                               StaticProfiles, activity_features, record_activity)
+from journeys.timeutil import DAY, HOUR, MINUTE
+from journeys.transitions import DECISION, JourneyModel
+from tests.builders import A_DAY_LATER, AN_HOUR_LATER, BEGINNING, ONE_MINUTE_LATER, TEN_MINUTES_LATER, a_signal
+
+PROFILE = dict(PROFILE_DEFAULTS, lifetime_value=420.0, segment="loyal", consent_email=True)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class Store:
+    """A profile store that can be slow or down, with a clock it advances when it takes time."""
+
+    def __init__(self, clock, profiles):
+        self.clock, self.profiles, self.calls, self.delay, self.down = clock, profiles, 0, 0.0, False
+
+    def fetch(self, customer_id):
+        self.calls += 1
+        self.clock.now += self.delay
+        if self.down:
+            raise ConnectionError("connection refused")
+        return self.profiles.get(customer_id)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def guarded(clock, store, **options):
+    return GuardedProfiles(store.fetch, clock=clock, cache_ttl_s=60, budget_ms=20, cooldown_s=5, **options)
+
+
+def test_a_profile_is_read_once_then_served_from_the_cache_until_it_expires(clock):
+    store = Store(clock, {"c-1": PROFILE})
+    profiles = guarded(clock, store)
+    assert profiles.profile("c-1").source == ONLINE
+    assert profiles.profile("c-1").source == CACHED
+    clock.now += 61
+    assert profiles.profile("c-1").source == ONLINE
+    assert store.calls == 2 and (profiles.counts.online, profiles.counts.cache) == (2, 1)
+
+
+def test_a_customer_without_a_profile_gets_defaults_and_is_counted_as_missed(clock):
+    profiles = guarded(clock, Store(clock, {}))
+    lookup = profiles.profile("c-9")
+    assert lookup.source == MISSING and lookup.values == PROFILE_DEFAULTS and lookup.defaulted
+    assert profiles.counts.missing == 1
+
+
+def test_a_failing_store_opens_the_breaker_so_decisions_do_not_wait_on_it(clock):
+    store = Store(clock, {"c-1": PROFILE})
+    store.down = True
+    profiles = guarded(clock, store)
+    first = profiles.profile("c-1")
+    assert first.source == FALLBACK and "ConnectionError" in first.note
+    assert profiles.profile("c-2").source == FALLBACK and store.calls == 1  # the breaker answered
+    store.down = False
+    clock.now += 6
+    assert profiles.profile("c-2").source == MISSING and store.calls == 2
+    assert profiles.counts.fallback == 2 and profiles.counts.errors == 1
+
+
+def test_one_slow_lookup_is_tolerated_but_a_slow_store_opens_the_breaker(clock):
+    store = Store(clock, {f"c-{i}": PROFILE for i in range(10)})
+    profiles = guarded(clock, store)
+    store.delay = 0.05  # 50 ms, over the 20 ms budget
+    assert profiles.profile("c-1").source == ONLINE
+    store.delay = 0.0
+    assert profiles.profile("c-2").source == ONLINE  # a fast one resets the streak
+    store.delay = 0.05
+    for name in ("c-3", "c-4", "c-5"):
+        assert profiles.profile(name).source == ONLINE
+    assert profiles.profile("c-6").source == FALLBACK
+    assert profiles.counts.slow == 4
+
+
+def test_activity_counts_the_last_hour_and_day_the_cart_and_support_contacts():
+    activity = Activity()
+    for at, kind, attributes in [(BEGINNING, "page_view", {}), (BEGINNING + 5 * MINUTE, "add_to_cart", {"cart_value": "40"}),
+                                 (BEGINNING + 6 * MINUTE, "add_to_cart", {"cart_value": "15.5"}),
+                                 (BEGINNING + 2 * HOUR, "support_call", {}), (BEGINNING + 3 * HOUR, "page_view", {})]:
+        category = {"add_to_cart": "cart", "support_call": "service"}.get(kind, "browse")
+        record_activity(activity, at, "web", kind, category, attributes)
+    features = activity_features(activity, BEGINNING + 3 * HOUR)
+    assert features == {"events_last_hour": 1, "events_last_day": 5, "cart_value": 55.5, "last_channel": "web",
+                        "support_contacts_7d": 1}
+    record_activity(activity, BEGINNING + 4 * HOUR, "app", "purchase", "purchase", {})
+    later = activity_features(activity, BEGINNING + 2 * DAY)
+    assert later["cart_value"] == 0.0 and later["events_last_day"] == 0 and later["last_channel"] == "app"
+    assert activity_features(activity, BEGINNING + 9 * DAY)["support_contacts_7d"] == 0
+
+
+def test_activity_stays_bounded_to_a_day_of_hours():
+    activity = Activity()
+    for hour in range(100):
+        record_activity(activity, BEGINNING + hour * HOUR, "web", "page_view", "browse", {})
+    assert len(activity.hours) == 25
+
+
+def model_with(ontology, settings, profiles):
+    return JourneyModel(ontology, settings, StaticProfiles(profiles))
+
+
+def decisions_for(model, signals, key="c-1"):
+    journey, out = None, []
+    for signal in signals:
+        journey, produced = model.apply(journey, signal, key, False)
+        out.extend(produced)
+    journey, ticked = model.tick(journey, A_DAY_LATER)
+    return [entry[1] for entry in out + ticked if entry[0] == DECISION]
+
+
+def test_decisions_record_the_profile_and_behavioural_features_they_used(ontology, settings):
+    model = model_with(ontology, settings, [dict(PROFILE, customer_id="c-1")])
+    [decision] = decisions_for(model, [a_signal("purchase", BEGINNING)])
+    assert decision["feature_source"] == ONLINE
+    assert decision["features"]["segment"] == "loyal" and decision["features"]["cart_value"] == 0.0
+    assert decision["action"] == "order_follow_up" and decision["channel"] == "email"
+
+
+def test_without_email_consent_an_email_action_goes_on_site_or_not_at_all(ontology, settings):
+    model = model_with(ontology, settings, [dict(PROFILE, customer_id="c-1", consent_email=False)])
+    decisions = decisions_for(model, [a_signal("product_view", BEGINNING), a_signal("add_to_cart", ONE_MINUTE_LATER)])
+    assert [d["action"] for d in decisions] == ["onsite_cart_nudge"]  # no e-mail reminder when the session ends
+    after_purchase = decisions_for(model, [a_signal("page_view", BEGINNING), a_signal("purchase", TEN_MINUTES_LATER)])
+    assert after_purchase == []  # conversion offers no on-site alternative to the e-mail follow-up
+
+
+def test_a_customer_without_a_profile_is_decided_for_with_defaults_and_the_reason_says_so(ontology, settings):
+    model = model_with(ontology, settings, [])
+    [decision] = decisions_for(model, [a_signal("add_to_cart", BEGINNING)])
+    assert decision["feature_source"] == MISSING
+    assert "decided with defaults" in decision["reason"]
+
+
+def test_anonymous_visitors_have_no_profile_lookup(ontology, settings):
+    model = model_with(ontology, settings, [])
+    journey, out = model.apply(None, a_signal("add_to_cart", BEGINNING, visitor="v-1"), "v-1", True)
+    [decision] = [entry[1] for entry in out if entry[0] == DECISION]
+    assert decision["feature_source"] == "none" and "segment" not in decision["features"]
+
+
+def test_without_a_feature_store_there_is_no_consent_gate(ontology, settings):
+    [decision] = decisions_for(JourneyModel(ontology, settings), [a_signal("purchase", BEGINNING)])
+    assert decision["channel"] == "email" and decision["feature_source"] == "disabled"
+
+
+def test_behavioural_feature_rows_are_produced_for_customers_when_asked(ontology, settings):
+    model = JourneyModel(ontology, settings, push_features=True)
+    journey, _ = model.apply(None, a_signal("add_to_cart", AN_HOUR_LATER, cart_value="30"), "c-1", False)
+    kind, customer, row = model.feature_row(journey)
+    assert customer == "c-1" and row["cart_value"] == 30.0 and row["event_timestamp"] == AN_HOUR_LATER
+    assert JourneyModel(ontology, settings).feature_row(journey) is None
