@@ -1,5 +1,6 @@
 """make bench: throughput and latency of the journey job against the pure core, on the same signals,
-from a file and from Kafka to Kafka (on a local Tansu broker).
+from a file and from Kafka to Kafka (on a local Tansu broker); the job with Feast features on and
+off; and Feast online lookup latency on sqlite and Redis (bench/feature_bench.py).
 
 Each figure is the median of several runs measured in this one invocation, so ratios compare
 like with like on a noisy machine. Results go to bench/results.json and a table on stdout.
@@ -29,21 +30,24 @@ from journeys.simulate import SimulationSpec, write_simulation  # noqa: E402
 EVENTS_PER_CUSTOMER = 47  # what the default simulation yields over 30 days
 
 
-def simulate_events(target: int, work: Path) -> Path:
-    path = work / f"signals-{target}.jsonl"
-    if not path.exists():
+def simulate_events(target: int, work: Path) -> tuple[Path, Path]:
+    """The benchmark's signals, and its customers' profiles for the feature store."""
+    path, profiles = work / f"signals-{target}.jsonl", work / f"profiles-{target}.parquet"
+    if not (path.exists() and profiles.exists()):
         customers = max(10, round(target / EVENTS_PER_CUSTOMER))
-        write_simulation(SimulationSpec(customers=customers, days=30, seed=11), path)
-    return path
+        write_simulation(SimulationSpec(customers=customers, days=30, seed=11), path, profiles)
+    return path, profiles
 
 
-def run_job(signals: Path, work: Path, parallelism: int) -> dict:
+def run_job(signals: Path, work: Path, parallelism: int, feature_repo: Path | None = None) -> dict:
     out = work / "job"
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, str(ROOT / "jobs" / "journey_job.py"), "--signals", signals.as_uri(),
                "--decisions", (out / "decisions").as_uri(), "--journeys", (out / "journeys").as_uri(),
                "--dead-letter", (out / "dead-letter").as_uri(), "--summary", str(out / "summary.json"),
                "--checkpoints", str(work / "checkpoints"), "--parallelism", str(parallelism)]
+    if feature_repo is not None:
+        command += ["--feature-repo", str(feature_repo)]
     return _timed_job(command, out)
 
 
@@ -74,7 +78,7 @@ def _timed_job(command: list[str], out: Path) -> dict:
     return {"events": summary["events_in"], "job_seconds": runtime["job_seconds"], "wall_seconds": round(wall, 2),
             "events_per_second": summary["events_in"] / runtime["job_seconds"],
             "latency_p50_ms": summary["decision_latency_ms"]["p50"], "latency_p99_ms": summary["decision_latency_ms"]["p99"],
-            "balanced": summary["balanced"]}
+            "balanced": summary["balanced"], "feature_lookups": summary.get("feature_lookups")}
 
 
 def run_core(lines: list[bytes]) -> dict:
@@ -96,11 +100,12 @@ def main(argv=None) -> int:
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--results", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument("--no-kafka", dest="kafka", action="store_false", help="skip the Kafka-to-Kafka figure")
+    parser.add_argument("--no-features", dest="features", action="store_false", help="skip the Feast figures")
     args = parser.parse_args(argv)
 
     work = ROOT / "bench" / "work"
     work.mkdir(parents=True, exist_ok=True)
-    signals = simulate_events(args.events, work)
+    signals, profiles = simulate_events(args.events, work)
     lines = list(read_lines(signals))
     print(f"benchmark input: {len(lines):,} simulated signals ({signals.name}); {args.runs} runs per figure", flush=True)
 
@@ -113,7 +118,16 @@ def main(argv=None) -> int:
         create_topics(broker.bootstrap_servers, {"signals": 4})
         stop_offsets = produce_signals(broker.bootstrap_servers, "signals", lines).stop_offsets()
 
-    core_runs, job_runs, kafka_runs = [], [], []
+    lookups, feature_repo = None, None
+    if args.features:
+        from feature_bench import measure_lookups
+
+        lookups, feature_repo = measure_lookups(work, profiles)
+        for store, figures in lookups.items():
+            print(f"  Feast online lookups on {store}: one entity p50 {figures['one_entity_p50_ms']} ms, "
+                  f"p99 {figures['one_entity_p99_ms']} ms; 100 entities p50 {figures['batch_100_p50_ms']} ms", flush=True)
+
+    core_runs, job_runs, kafka_runs, feature_runs = [], [], [], []
     for attempt in range(args.runs):
         # Interleave the two so that drift in machine load affects both alike.
         core_runs.append(run_core(lines))
@@ -121,6 +135,10 @@ def main(argv=None) -> int:
         job_runs.append(run_job(signals, work, args.parallelism))
         print(f"  run {attempt + 1}: job {job_runs[-1]['events_per_second']:,.0f} events/s "
               f"(p50 {job_runs[-1]['latency_p50_ms']} ms, p99 {job_runs[-1]['latency_p99_ms']} ms)", flush=True)
+        if feature_repo is not None:
+            feature_runs.append(run_job(signals, work, args.parallelism, feature_repo))
+            print(f"  run {attempt + 1}: job with Feast features {feature_runs[-1]['events_per_second']:,.0f} events/s",
+                  flush=True)
         if broker is not None:
             kafka_runs.append(run_kafka_job(broker.bootstrap_servers, stop_offsets, work, attempt, args.parallelism))
             print(f"  run {attempt + 1}: Kafka to Kafka {kafka_runs[-1]['events_per_second']:,.0f} events/s "
@@ -153,6 +171,15 @@ def main(argv=None) -> int:
             "kafka_latency_p99_ms": median(r["latency_p99_ms"] for r in kafka_runs),
             "kafka_runs": kafka_runs,
         })
+    if feature_runs:
+        features_rate = median(r["events_per_second"] for r in feature_runs)
+        results.update({
+            "features_job_events_per_second": round(features_rate),
+            "features_on_to_off_ratio": round(features_rate / job_rate, 3),
+            "feature_lookups": lookups,
+            "lookup_budget_p99_ms_redis": 5.0,
+            "feature_runs": feature_runs,
+        })
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
 
@@ -170,6 +197,19 @@ def main(argv=None) -> int:
             ("Kafka to Kafka events/s (Tansu, exactly-once)", f"{results['kafka_job_events_per_second']:,}"),
             ("Kafka to Kafka latency p50 / p99", f"{results['kafka_latency_p50_ms']} / {results['kafka_latency_p99_ms']} ms"),
         ]
+    if feature_runs:
+        rows += [
+            ("job events/s with Feast features (sqlite) / without", f"{results['features_job_events_per_second']:,} / "
+                                                                   f"{results['job_events_per_second']:,}"),
+            ("features on / off", f"{results['features_on_to_off_ratio']:.2f}"),
+        ]
+        for store, figures in lookups.items():
+            rows += [(f"Feast lookup, 1 entity, {store}: p50 / p99",
+                      f"{figures['one_entity_p50_ms']} / {figures['one_entity_p99_ms']} ms"),
+                     (f"Feast lookup, 100 entities, {store}: p50 / p99",
+                      f"{figures['batch_100_p50_ms']} / {figures['batch_100_p99_ms']} ms")]
+        verdict = "within" if lookups["redis"]["one_entity_p99_ms"] < 5.0 else "OVER"
+        rows.append(("Redis lookup p99 vs the 5 ms budget", verdict))
     width = max(len(label) for label, _ in rows)
     print(f"\nmedians of {args.runs} runs")
     for label, value in rows:

@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     features.add_argument("--feature-repo", help="a Feast repository (features/): read profile features for decisions "
                                                  "and push behavioural features; without it, no feature store is used")
     features.add_argument("--feature-store-yaml", help="another feature_store.yaml, e.g. features/feature_store.redis.yaml")
+    features.add_argument("--feature-rows", metavar="ADDRESS",
+                          help="also write the behavioural feature rows here (JSON lines), for Feast's offline store: "
+                               "`journeys features push-offline` pushes them through the push source")
     kafka = parser.add_argument_group("Kafka")
     kafka.add_argument("--kafka-properties", metavar="FILE",
                        help="client properties file (security.protocol, sasl.*, ssl.*, ...) for every Kafka client; values may use ${ENV}")
@@ -85,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         ontology = load_ontology(args.ontology) if args.ontology else load_settings_ontology(settings)
         signals = parse_address(args.signals)
         outputs = {name: parse_address(value) for name, value in (("decisions", args.decisions), ("journeys", args.journeys),
-                                                                  ("dead-letters", args.dead_letter), ("late", args.late)) if value}
-        for name in ("journeys", "late"):
+                                                                  ("dead-letters", args.dead_letter), ("late", args.late),
+                                                                  ("feature-rows", args.feature_rows)) if value}
+        for name in ("journeys", "late", "feature-rows"):
             if isinstance(outputs.get(name), KafkaAddress) and outputs[name].format == "avro":
-                raise AddressError(f"{outputs[name]}: the journey log has no Avro schema; use format=json")
+                raise AddressError(f"{outputs[name]}: {name} have no Avro schema; use format=json")
         kafka = _kafka_settings(args)
         overrides = dict(option.split("=", 1) for option in args.flink_options)
         overrides.setdefault("execution.checkpointing.dir", Path(args.checkpoints).resolve().as_uri())
@@ -102,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(signals, FileAddress) and not signals.path.exists():
             raise AddressError(f"{args.signals}: no such file or directory")
         feature_settings = _feature_settings(args, settings)
+        if args.end_clock not in ("auto", "none"):
+            parse_instant(args.end_clock)  # fail now, not after the input scan
     except (ConfigError, AddressError, ValueError) as error:
         print(f"journey_job: {error}", file=sys.stderr)
         return 2
@@ -139,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     specs = {name: OutputSpec(keyed=isinstance(address, KafkaAddress) and name != "dead-letters",
                               encoding=address.format if isinstance(address, KafkaAddress) else "json")
              for name, address in outputs.items()}
-    streams = build_journey_pipeline(raw, ontology, settings, end_clock, shape, specs, feature_settings)
+    streams = build_journey_pipeline(raw, ontology, settings, end_clock, shape, specs, feature_settings,
+                                     feature_rows="feature-rows" in outputs)
     sinks = Sinks(env, kafka)
     sinks.add(streams.decisions, outputs["decisions"], "decisions", specs["decisions"].keyed)
     sinks.add(streams.dead_letters, outputs["dead-letters"], "dead-letter", False)
@@ -148,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         sinks.add(streams.journeys, outputs["journeys"], "journeys", specs["journeys"].keyed)
     else:
         sinks.add(streams.journeys.union(streams.late), outputs["journeys"], "journeys", specs["journeys"].keyed)
+    if streams.feature_rows is not None:
+        sinks.add(streams.feature_rows, outputs["feature-rows"], "feature-rows", specs["feature-rows"].keyed)
     sinks.finish()
 
     job_started = time.time()

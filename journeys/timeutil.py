@@ -39,9 +39,14 @@ def parse_instant(value: str | int) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
-    moment = datetime.fromisoformat(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is neither an ISO-8601 instant (2026-01-05T00:00:00Z) nor epoch milliseconds") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp() * 1000)

@@ -68,6 +68,15 @@ def _features_training_set(args) -> int:
     return 0
 
 
+def _features_push_offline(args) -> int:
+    from pipelines.feast_features import push_offline
+
+    pushed = push_offline(args.repo, args.rows, args.feature_store_yaml)
+    print(f"pushed {pushed.rows:,} feature rows from {pushed.files:,} new file{'' if pushed.files == 1 else 's'} in {args.rows} "
+          f"to the offline store of {args.repo}")
+    return 0
+
+
 def _summary(args) -> int:
     from journeys.inputs import scan_signals
     from journeys.summary import format_summary, read_records, read_truth, summarize
@@ -111,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("out", help="the JSON-lines file to write")
     convert.set_defaults(run=_convert)
 
-    features = commands.add_parser("features", help="feature-store data: init the repository's tables, build training sets")
+    features = commands.add_parser("features", help="feature-store data: init the repository's tables, push offline history, build training sets")
     feature_commands = features.add_subparsers(dest="features_command", required=True)
     init = feature_commands.add_parser("init", help="create the empty tables `feast materialize` expects (push history)")
     init.add_argument("--repo", default="features", help="the Feast repository (default: features)")
@@ -123,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--feature-store-yaml", help="another feature_store.yaml, e.g. the Redis profile")
     training.add_argument("--service", default="journey_agent_v1", help="the feature service to use")
     training.set_defaults(run=_features_training_set)
+    offline = feature_commands.add_parser("push-offline", help="push the feature rows a job wrote (--feature-rows) "
+                                                               "to the offline store, each file once")
+    offline.add_argument("--rows", required=True, help="the job's --feature-rows directory")
+    offline.add_argument("--repo", default="features")
+    offline.add_argument("--feature-store-yaml", help="another feature_store.yaml, e.g. the Redis profile")
+    offline.set_defaults(run=_features_push_offline)
+
+    replay = commands.add_parser("replay", help="replay an archive of signals with Apache Beam: journeys, sessions, "
+                                                "decisions, offline features, training sets (parquet)")
+    from pipelines.replay_cli import add_arguments
+
+    add_arguments(replay)
 
     summary = commands.add_parser("summary", help="summarize a finished run from its input and outputs")
     summary.add_argument("--signals", required=True)
@@ -135,8 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay"]:  # Beam's own options pass through, so its arguments are parsed there
+        from pipelines.replay_cli import main as replay
+
+        return _guarded(replay, argv[1:])
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    return _guarded(args.run, args)
+
+
+def _guarded(command, arguments) -> int:
+    try:
+        return command(arguments)
+    except (ValueError, FileNotFoundError) as error:  # bad input: say what, no traceback
+        print(f"journeys: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

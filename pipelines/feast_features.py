@@ -222,3 +222,46 @@ def training_set(repo: str | Path, entities_path: str | Path, out_path: str | Pa
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out_path, index=False)
     return len(frame)
+
+
+PUSH_SOURCE = "journey_activity_push"
+ACTIVITY_COLUMNS = ("customer_id", *ACTIVITY_FEATURES, "event_timestamp")
+PUSHED_MANIFEST = "_pushed_to_feast.txt"
+
+
+@dataclass(frozen=True)
+class OfflinePush:
+    files: int
+    rows: int
+
+
+def push_offline(repo: str | Path, rows_dir: str | Path, store_yaml: str | None = None) -> OfflinePush:
+    """Push the feature rows a job wrote (--feature-rows) to the offline store, through the push
+    source, so training sets and `feast materialize` see the history the job computed.
+
+    Only committed part files are read, and each only once: the names of pushed files are kept in
+    _pushed_to_feast.txt beside them, so the command can run after every job run or on a schedule."""
+    import pandas as pd
+    from feast import FeatureStore
+    from feast.data_source import PushMode
+
+    from journeys.inputs import input_files
+    from journeys.summary import read_records
+
+    rows_dir = Path(rows_dir)
+    if not rows_dir.is_dir():
+        raise ValueError(f"{rows_dir}: no such directory (the job's --feature-rows output)")
+    manifest = rows_dir / PUSHED_MANIFEST
+    pushed = set(manifest.read_text().split()) if manifest.exists() else set()
+    files = [f for f in input_files(rows_dir) if str(f.relative_to(rows_dir)) not in pushed]
+    records = [record for file in files for record in read_records(file)]
+    if records:
+        frame = pd.DataFrame.from_records(records, columns=list(ACTIVITY_COLUMNS))
+        frame = frame.astype({"events_last_hour": "int64", "events_last_day": "int64", "cart_value": "float64",
+                              "support_contacts_7d": "int64"})
+        frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], unit="ms", utc=True)
+        store = FeatureStore(repo_path=str(repo), fs_yaml_file=Path(store_yaml) if store_yaml else None)
+        store.push(PUSH_SOURCE, frame, to=PushMode.OFFLINE)
+    with manifest.open("a") as out:
+        out.writelines(f"{f.relative_to(rows_dir)}\n" for f in files)
+    return OfflinePush(len(files), len(records))

@@ -27,7 +27,7 @@ from pipelines.feast_features import FeatureSettings
 from pipelines.operators import VISITOR_ITEMS, MapJourneys, OutputSpec, ParseSignals, output_tag
 
 
-OUTPUTS = ("decisions", "journeys", "late", "dead-letters")
+OUTPUTS = ("decisions", "journeys", "late", "dead-letters", "feature-rows")
 
 
 @dataclass(frozen=True)
@@ -49,18 +49,21 @@ class JourneyStreams:
     journeys: DataStream       # the journey log: signals applied, transitions, sessions, stitches, duplicates
     late: DataStream           # late signals (journey log records of kind "late"), whole, for reprocessing
     dead_letters: DataStream   # rejected input with reason and original bytes, one per element
+    feature_rows: DataStream | None = None  # behavioural feature rows, for the offline store (when asked for)
 
 
 def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: JourneySettings,
                            end_clock: int | None = None, source: InputShape = InputShape(),
                            outputs: dict[str, OutputSpec] | None = None,
-                           features: FeatureSettings | None = None) -> JourneyStreams:
+                           features: FeatureSettings | None = None, feature_rows: bool = False) -> JourneyStreams:
     """Wire the job onto a stream of raw input records (STRING, ISO-8859-1 characters for bytes).
 
     end_clock: for a bounded input, the event time at which time stops when the input ends (see
     README, "Bounded runs"); None leaves time-driven transitions to the watermark alone.
     outputs: an OutputSpec per output name in OUTPUTS; by default, JSON lines for files.
     features: a Feast repository to read profile features from and push behavioural features to.
+    feature_rows: also emit each customer's behavioural feature rows as a stream, for Feast's
+    offline store (`journeys features push-offline`).
     """
     outputs = {name: (outputs or {}).get(name, OutputSpec()) for name in OUTPUTS}
     from_intake = source.watermarks == "intake"
@@ -72,11 +75,12 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     visitor_items = _event_time(parsed.get_side_output(VISITOR_ITEMS), settings, "visitor", from_intake)
 
     journey_outputs = {name: outputs[name] for name in ("decisions", "journeys", "late")}
+    customer_outputs = journey_outputs | ({"feature-rows": outputs["feature-rows"]} if feature_rows else {})
     visitors = (_keyed(visitor_items)
                 .process(MapJourneys(VISITOR, ontology, settings, end_clock, journey_outputs), output_type=wire.KEYED_ITEM)
                 .name("map_visitor_journeys").uid("map-visitor-journeys"))
     customers = (_keyed(customer_items.union(visitors))
-                 .process(MapJourneys(CUSTOMER, ontology, settings, end_clock, journey_outputs, features),
+                 .process(MapJourneys(CUSTOMER, ontology, settings, end_clock, customer_outputs, features),
                           output_type=wire.RECORD)
                  .name("map_customer_journeys").uid("map-customer-journeys"))
 
@@ -85,7 +89,9 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
         return visitors.get_side_output(tag).union(customers.get_side_output(tag))
 
     return JourneyStreams(decisions=both("decisions"), journeys=both("journeys"), late=both("late"),
-                          dead_letters=parsed.get_side_output(output_tag("dead-letters", outputs["dead-letters"])))
+                          dead_letters=parsed.get_side_output(output_tag("dead-letters", outputs["dead-letters"])),
+                          feature_rows=(customers.get_side_output(output_tag("feature-rows", outputs["feature-rows"]))
+                                        if feature_rows else None))
 
 
 def _event_time(items: DataStream, settings: JourneySettings, path: str, assign: bool) -> DataStream:

@@ -120,7 +120,7 @@ class MapJourneys(KeyedProcessFunction):
         self.ontology = ontology
         self.settings = settings
         self.end_clock = end_clock
-        self.outputs = outputs  # for "journeys", "decisions" and "late"
+        self.outputs = outputs  # for "journeys", "decisions", "late", and "feature-rows" when asked for
         self.features = features if role == CUSTOMER else None  # visitors have no customer features
 
     def open(self, runtime_context: RuntimeContext):
@@ -132,7 +132,8 @@ class MapJourneys(KeyedProcessFunction):
             profiles = FeastProfiles(store, self.features)
             self.pusher = FeastPusher(store, self.features)
             self.metrics = _FeatureMetrics(runtime_context.get_metrics_group(), profiles, self.pusher)
-        self.keyed = build_roles(self.ontology, self.settings, profiles, push_features=self.pusher is not None)[self.role]
+        feature_rows = self.pusher is not None or "feature-rows" in self.outputs
+        self.keyed = build_roles(self.ontology, self.settings, profiles, push_features=feature_rows)[self.role]
         state_descriptor = ValueStateDescriptor("journey", wire.KEY_STATE)
         arrivals_descriptor = ListStateDescriptor("arrivals", wire.ITEM)
         if self.settings.state_ttl_ms > 0:
@@ -192,13 +193,15 @@ class MapJourneys(KeyedProcessFunction):
                     record["latency_ms"] = _now_ms() - ingested_at
             elif kind == JOURNEY:
                 name = "late" if record["kind"] == "late" else "journeys"
+            elif kind == FEATURES and "feature-rows" in self.outputs:
+                name, record = "feature-rows", {"customer_id": record} | entry[2]
             else:
                 continue
             spec = self.outputs[name]
             if spec.keyed:
                 value = (encode_record_avro(record, "decision.v2").decode(wire.RAW_LINE_CHARSET)
                          if spec.encoding == "avro" else orjson.dumps(record).decode())
-                yield self.tags[name], Row(record["journey"], value)
+                yield self.tags[name], Row(record.get("journey") or record["customer_id"], value)
             else:
                 batches.setdefault(name, []).append(orjson.dumps(record).decode())
         for name, lines in batches.items():

@@ -30,7 +30,7 @@ rm -f features/data/registry.db features/data/online.db features/data/journey_ac
 "$feast" -c features "${store_yaml[@]}" apply
 "$feast" -c features "${store_yaml[@]}" materialize-incremental "$(date -u +%Y-%m-%dT%H:%M:%S)"
 
-rm -rf "$run/decisions" "$run/journeys" "$run/late" "$run/dead-letter" "$run/checkpoints"
+rm -rf "$run/decisions" "$run/journeys" "$run/late" "$run/dead-letter" "$run/feature-rows" "$run/checkpoints"
 job_yaml=()
 [ "$features" = "redis" ] && job_yaml=(--feature-store-yaml features/feature_store.redis.yaml)
 "$python" jobs/journey_job.py \
@@ -38,4 +38,6 @@ job_yaml=()
   --decisions "file://$PWD/$run/decisions" --journeys "file://$PWD/$run/journeys" \
   --late "file://$PWD/$run/late" --dead-letter "file://$PWD/$run/dead-letter" \
   --checkpoints "$run/checkpoints" --summary "$run/summary.json" \
-  --feature-repo features "${job_yaml[@]}"
+  --feature-repo features "${job_yaml[@]}" --feature-rows "file://$PWD/$run/feature-rows"
+# The online store already has the job's features; this gives the offline store their history.
+.venv/bin/journeys features push-offline --repo features --rows "$run/feature-rows"

@@ -10,6 +10,13 @@ from pipelines.flink_env import prepare_python_workers
 prepare_python_workers()
 
 
+def pytest_collection_modifyitems(items):
+    """Beam tests first. Once PyFlink has run a job in a process, it has registered its own
+    factories for Beam's worker operations (pyflink.fn_execution.beam), and a Beam pipeline run
+    in that process afterwards fails. Users run the two in separate processes anyway."""
+    items.sort(key=lambda item: item.get_closest_marker("beam") is None)
+
+
 @pytest.fixture(scope="session")
 def ontology():
     return load_ontology()

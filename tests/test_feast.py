@@ -115,12 +115,19 @@ def reference_with_profiles(signals: Path, profiles: Path, end_clock: int) -> Re
                         profiles=StaticProfiles(read_profiles(profiles))).feed(read_lines(signals)).finish()
 
 
+@pytest.fixture(scope="module")
+def sqlite_job(simulation, sqlite_repo, tmp_path_factory) -> tuple[dict, Path]:
+    """One job run on the sqlite repository, with its feature rows written too."""
+    out = tmp_path_factory.mktemp("sqlite-job")
+    return run_with_features(simulation[0], sqlite_repo, out, "--feature-rows", (out / "feature-rows").as_uri()), out
+
+
 @pytest.mark.flink
-def test_the_job_decides_with_feast_profiles_and_feast_serves_what_the_job_pushed(simulation, sqlite_repo, tmp_path):
+def test_the_job_decides_with_feast_profiles_and_feast_serves_what_the_job_pushed(simulation, sqlite_repo, sqlite_job):
     signals, profiles = simulation
-    summary = run_with_features(signals, sqlite_repo, tmp_path / "out")
+    summary, out = sqlite_job
     expected = reference_with_profiles(signals, profiles, summary["end_clock"])
-    decisions = list(read_records(tmp_path / "out" / "decisions"))
+    decisions = list(read_records(out / "decisions"))
     assert canonical(decisions) == canonical(expected.decisions)
     assert summary["feature_lookups"]["hit"] > 0 and summary["feature_lookups"]["fell_back"] == 0
 
@@ -191,3 +198,31 @@ def test_with_redis_stopped_mid_run_the_job_keeps_deciding_and_counts_the_fallba
     assert lookups["hit"] > 0 and lookups["fell_back"] > 0
     late_decisions = [d for d in read_records(out / "decisions") if d["feature_source"] == "fallback"]
     assert all("decided with defaults" in d["reason"] for d in late_decisions)
+
+
+@pytest.mark.flink
+def test_feature_rows_the_job_wrote_reach_the_offline_store_once_and_training_sets_see_them(sqlite_repo, sqlite_job,
+                                                                                           tmp_path):
+    rows_dir = sqlite_job[1] / "feature-rows"
+    written = list(read_records(rows_dir))
+    assert written
+    assert journeys_cli(["features", "push-offline", "--repo", str(sqlite_repo), "--rows", str(rows_dir)]) == 0
+    history = pd.read_parquet(sqlite_repo / "data" / "journey_activity.parquet")
+    assert len(history) == len(written)
+    assert journeys_cli(["features", "push-offline", "--repo", str(sqlite_repo), "--rows", str(rows_dir)]) == 0
+    assert len(pd.read_parquet(sqlite_repo / "data" / "journey_activity.parquet")) == len(written)  # each file once
+
+    latest = {}
+    for row in written:
+        if row["event_timestamp"] >= latest.get(row["customer_id"], {"event_timestamp": -1})["event_timestamp"]:
+            latest[row["customer_id"]] = row
+    chosen = sorted(latest.values(), key=lambda r: r["customer_id"])[:5]
+    entities = pd.DataFrame({"customer_id": [r["customer_id"] for r in chosen],
+                             "event_timestamp": pd.to_datetime([r["event_timestamp"] + 1 for r in chosen], unit="ms", utc=True)})
+    entities.to_parquet(tmp_path / "entities.parquet")
+    assert journeys_cli(["features", "training-set", "--repo", str(sqlite_repo), "--entities",
+                         str(tmp_path / "entities.parquet"), "--out", str(tmp_path / "training.parquet")]) == 0
+    frame = pd.read_parquet(tmp_path / "training.parquet").set_index("customer_id")
+    for row in chosen:
+        assert (frame.loc[row["customer_id"], "cart_value"], frame.loc[row["customer_id"], "support_contacts_7d"]) == \
+            (pytest.approx(row["cart_value"]), row["support_contacts_7d"]), row["customer_id"]
