@@ -19,7 +19,7 @@ JARS := jars/.verified
 help:
 	@echo "make run    simulate $(CUSTOMERS) customers over $(DAYS) days, run the journey job on them, print the summary"
 	@echo "make test   run the whole test suite (unit and Flink integration)"
-	@echo "make bench  measure the job and the pure core on $(BENCH_EVENTS) simulated signals"
+	@echo "make bench  measure the job, the pure core, Feast lookups and the Beam replay on $(BENCH_EVENTS) simulated signals"
 	@echo "make run FEATURES=redis   the same with Redis as the feature store's online store"
 	@echo "make run-kafka   the same job from Kafka to Kafka on a local Tansu broker"
 	@echo "make cluster-up / submit / cluster-down   a local standalone Flink cluster, and the Kafka job on it"

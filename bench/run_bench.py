@@ -1,6 +1,7 @@
 """make bench: throughput and latency of the journey job against the pure core, on the same signals,
 from a file and from Kafka to Kafka (on a local Tansu broker); the job with Feast features on and
-off; and Feast online lookup latency on sqlite and Redis (bench/feature_bench.py).
+off; Feast online lookup latency on sqlite and Redis (bench/feature_bench.py); and the Beam replay
+of the same signals on the DirectRunner, in one process and in two.
 
 Each figure is the median of several runs measured in this one invocation, so ratios compare
 like with like on a noisy machine. Results go to bench/results.json and a table on stdout.
@@ -67,6 +68,21 @@ def run_kafka_job(bootstrap: str, stop_offsets: str, work: Path, attempt: int, p
     return _timed_job(command, out)
 
 
+def run_replay(signals: Path, work: Path, processes: int) -> dict:
+    """journeys replay of the same signals, every table, on the DirectRunner."""
+    out = work / f"replay-{processes}"
+    shutil.rmtree(out, ignore_errors=True)
+    command = [str(Path(sys.executable).parent / "journeys"), "replay", "--input", str(signals), "--output", str(out)]
+    if processes > 1:
+        command += ["--direct_num_workers", str(processes), "--direct_running_mode", "multi_processing"]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise SystemExit(f"the replay failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
+    summary = json.loads((out / "_replay_summary.json").read_text())
+    return {"events": summary["records_in"], "seconds": summary["seconds"],
+            "events_per_second": summary["records_in"] / summary["seconds"], "balanced": summary["balanced"]}
+
+
 def _timed_job(command: list[str], out: Path) -> dict:
     started = time.time()
     completed = subprocess.run(command, capture_output=True, text=True)
@@ -101,6 +117,7 @@ def main(argv=None) -> int:
     parser.add_argument("--results", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument("--no-kafka", dest="kafka", action="store_false", help="skip the Kafka-to-Kafka figure")
     parser.add_argument("--no-features", dest="features", action="store_false", help="skip the Feast figures")
+    parser.add_argument("--no-replay", dest="replay", action="store_false", help="skip the Beam replay figures")
     args = parser.parse_args(argv)
 
     work = ROOT / "bench" / "work"
@@ -127,7 +144,7 @@ def main(argv=None) -> int:
             print(f"  Feast online lookups on {store}: one entity p50 {figures['one_entity_p50_ms']} ms, "
                   f"p99 {figures['one_entity_p99_ms']} ms; 100 entities p50 {figures['batch_100_p50_ms']} ms", flush=True)
 
-    core_runs, job_runs, kafka_runs, feature_runs = [], [], [], []
+    core_runs, job_runs, kafka_runs, feature_runs, replay_runs, replay2_runs = [], [], [], [], [], []
     for attempt in range(args.runs):
         # Interleave the two so that drift in machine load affects both alike.
         core_runs.append(run_core(lines))
@@ -135,6 +152,11 @@ def main(argv=None) -> int:
         job_runs.append(run_job(signals, work, args.parallelism))
         print(f"  run {attempt + 1}: job {job_runs[-1]['events_per_second']:,.0f} events/s "
               f"(p50 {job_runs[-1]['latency_p50_ms']} ms, p99 {job_runs[-1]['latency_p99_ms']} ms)", flush=True)
+        if args.replay:
+            replay_runs.append(run_replay(signals, work, 1))
+            replay2_runs.append(run_replay(signals, work, 2))
+            print(f"  run {attempt + 1}: Beam replay (DirectRunner) {replay_runs[-1]['events_per_second']:,.0f} events/s, "
+                  f"with 2 processes {replay2_runs[-1]['events_per_second']:,.0f}", flush=True)
         if feature_repo is not None:
             feature_runs.append(run_job(signals, work, args.parallelism, feature_repo))
             print(f"  run {attempt + 1}: job with Feast features {feature_runs[-1]['events_per_second']:,.0f} events/s",
@@ -171,6 +193,14 @@ def main(argv=None) -> int:
             "kafka_latency_p99_ms": median(r["latency_p99_ms"] for r in kafka_runs),
             "kafka_runs": kafka_runs,
         })
+    if replay_runs:
+        replay_rate = median(r["events_per_second"] for r in replay_runs)
+        results.update({
+            "replay_events_per_second": round(replay_rate),
+            "replay_2_processes_events_per_second": round(median(r["events_per_second"] for r in replay2_runs)),
+            "replay_to_core_ratio": round(replay_rate / core_rate, 3),
+            "replay_runs": replay_runs, "replay_2_processes_runs": replay2_runs,
+        })
     if feature_runs:
         features_rate = median(r["events_per_second"] for r in feature_runs)
         results.update({
@@ -196,6 +226,12 @@ def main(argv=None) -> int:
         rows += [
             ("Kafka to Kafka events/s (Tansu, exactly-once)", f"{results['kafka_job_events_per_second']:,}"),
             ("Kafka to Kafka latency p50 / p99", f"{results['kafka_latency_p50_ms']} / {results['kafka_latency_p99_ms']} ms"),
+        ]
+    if replay_runs:
+        rows += [
+            ("Beam replay events/s (DirectRunner, 1 process)", f"{results['replay_events_per_second']:,}"),
+            ("Beam replay events/s (DirectRunner, 2 processes)", f"{results['replay_2_processes_events_per_second']:,}"),
+            ("replay / core", f"{results['replay_to_core_ratio']:.2f}"),
         ]
     if feature_runs:
         rows += [

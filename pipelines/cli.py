@@ -1,5 +1,6 @@
 """The `journeys` command: simulate signals, import third-party clickstreams, convert Avro
-archives, prepare feature-store data and training sets, summarize a run."""
+archives, prepare feature-store data and training sets, replay archives with Apache Beam,
+summarize a run."""
 from __future__ import annotations
 
 import argparse

@@ -62,18 +62,20 @@ def _parquet_records(path: str):
     """Each row as the JSON object it stands for, so it is validated (and dead-lettered) as JSON is."""
     import pyarrow.parquet as pq
 
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
+    source = pq.ParquetFile(path)
+    maps = {field.name for field in source.schema_arrow if pa.types.is_map(field.type)}
+    for batch in source.iter_batches(batch_size=10_000):
         for row in batch.to_pylist():
-            yield orjson.dumps({name: _plain(value) for name, value in row.items()}, default=str)
+            yield orjson.dumps({name: _plain(value, name in maps) for name, value in row.items()}, default=str)
 
 
-def _plain(value):
+def _plain(value, is_map: bool):
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.timezone.utc)
         return int(value.timestamp() * 1000)
-    if isinstance(value, list) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
-        return dict(value)  # a parquet map
+    if is_map and value is not None:
+        return dict(value)  # pyarrow reads a map as (key, value) pairs
     return value
 
 

@@ -226,3 +226,33 @@ def test_feature_rows_the_job_wrote_reach_the_offline_store_once_and_training_se
     for row in chosen:
         assert (frame.loc[row["customer_id"], "cart_value"], frame.loc[row["customer_id"], "support_contacts_7d"]) == \
             (pytest.approx(row["cart_value"]), row["support_contacts_7d"]), row["customer_id"]
+
+
+@pytest.mark.beam
+def test_feast_materializes_the_behavioural_history_a_replay_wrote(simulation, tmp_path):
+    signals, profiles = simulation
+    history = tmp_path / "journey_activity.parquet"
+    assert journeys_cli(["replay", "--input", str(signals), "--output", str(tmp_path / "replay"), "--emit", "features",
+                         "--feature-history", str(history)]) == 0
+    rows = pd.read_parquet(history)
+    latest = rows.sort_values("event_timestamp").groupby("customer_id").tail(1).set_index("customer_id")
+    # The view's TTL is 7 days: materialize as of the end of the history.
+    repo = tmp_path / "repo" / "features"
+    shutil.copytree(ROOT / "features", repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    (repo / "data").mkdir()
+    shutil.copy(profiles, repo / "data" / "customer_profiles.parquet")
+    shutil.copy(history, repo / "data" / "journey_activity.parquet")
+    feast(repo, "apply")
+    end = (rows["event_timestamp"].max() + pd.Timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    feast(repo, "materialize", "2000-01-01T00:00:00", end)
+
+    from pipelines.feast_features import FeatureSettings, open_store
+
+    customers = sorted(latest.index)[:20]
+    served = open_store(FeatureSettings(str(repo))).get_online_features(
+        features=["journey_activity:cart_value", "journey_activity:support_contacts_7d", "journey_activity:last_channel"],
+        entity_rows=[{"customer_id": c} for c in customers]).to_dict()
+    for i, customer in enumerate(customers):
+        assert (served["cart_value"][i], served["support_contacts_7d"][i], served["last_channel"][i]) == \
+            (pytest.approx(latest.loc[customer, "cart_value"]), latest.loc[customer, "support_contacts_7d"],
+             latest.loc[customer, "last_channel"]), customer

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import apache_beam as beam
+import orjson
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing import test_pipeline as beam_testing
@@ -16,7 +17,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from journeys.inputs import read_lines
 from journeys.ontology import load_ontology
 from journeys.reference import ReferenceRun
-from journeys.replay import Labels, replay_lines
+from journeys.replay import Labels, replay_lines, training_rows
 from journeys.settings import load_settings
 from journeys.simulate import SimulationSpec, write_simulation
 from journeys.timeutil import DAY
@@ -61,8 +62,6 @@ def test_training_labels_look_only_ahead_of_each_decision_and_say_when_the_horiz
                a_signal("purchase", A_DAY_LATER, customer="c-5"),
                a_signal("page_view", FOUR_DAYS_LATER + 30 * DAY, customer="c-5")]
     run = replay_lines(load_ontology(), load_settings(), [line(s) for s in signals], now_ms=NOW)
-    from journeys.replay import training_rows
-
     mine = [d for d in run.decisions if d["customer_id"] == "c-5"]
     log = [r for r in run.journey_records if r["journey"] == "c-5"]
     rows = training_rows("c-5", mine, log, Labels(7 * DAY), run.end_clock)
@@ -158,3 +157,82 @@ def test_the_replay_equals_the_flink_job_record_for_record_except_where_signals_
     assert untouched(replay["stage_history"]) == untouched(stream_history)
     assert untouched(replay["decisions"]) == untouched([decision_row(d) for d in stream_decisions])
     assert len(untouched(replay["decisions"])) > len(stream_decisions) / 2  # the comparison is not vacuous
+
+
+def test_training_features_are_what_was_known_at_each_decision_so_cutting_off_the_future_changes_none(archive):
+    """No leakage: replaying only the signals up to a cut-off gives every earlier decision point
+    the same features; only labels may look past it."""
+    ontology, settings = load_ontology(), load_settings()
+    lines = list(read_lines(archive))
+    full = replay_lines(ontology, settings, lines, now_ms=NOW)
+    times = sorted(t for raw in lines if (t := _event_time(raw)) is not None)
+    cut_off = times[len(times) // 2]
+    early = [raw for raw in lines if _event_time(raw) is None or _event_time(raw) <= cut_off]
+    truncated = replay_lines(ontology, settings, early, now_ms=NOW)
+    labels = Labels(7 * DAY)
+    known = ("customer_id", "event_timestamp", "decision_id", "stage", "trigger", "action", "channel",
+             "events_last_hour", "events_last_day", "cart_value", "last_channel", "support_contacts_7d")
+
+    def rows(run):
+        found = {}
+        for customer in {d["customer_id"] for d in run.decisions if d["customer_id"]}:
+            decisions = [d for d in run.decisions if d["customer_id"] == customer]
+            log = [r for r in run.journey_records if r["journey"] == customer]
+            for row in training_rows(customer, decisions, log, labels, run.end_clock):
+                found[row["decision_id"]] = {name: row[name] for name in known}
+        return found
+
+    before_cut = {k: v for k, v in rows(full).items() if v["event_timestamp"] <= truncated.end_clock}
+    assert len(before_cut) > 50
+    assert {k: v for k, v in rows(truncated).items() if v["event_timestamp"] <= truncated.end_clock} == before_cut
+
+
+def _event_time(raw: bytes):
+    try:
+        value = orjson.loads(raw).get("event_time")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+@pytest.mark.beam
+def test_an_avro_archive_and_a_parquet_export_replay_to_the_same_decisions_as_json_lines(archive, tmp_path):
+    import pyarrow as pa
+
+    from journeys.contract import SignalDecoder, write_avro_container
+
+    decoder = SignalDecoder()
+    signals = [s for raw in read_lines(archive) if isinstance(s := decoder.decode_json(raw, NOW), dict)]
+    with open(tmp_path / "signals.avro", "wb") as sink:
+        write_avro_container(signals, sink)
+    table = pa.Table.from_pylist([s | {"attributes": list(s["attributes"].items())} for s in signals],
+                                 schema=pa.schema([("event_id", pa.string()), ("event_time", pa.int64()),
+                                                   ("channel", pa.string()), ("event_type", pa.string()),
+                                                   ("customer_id", pa.string()), ("anonymous_id", pa.string()),
+                                                   ("session_hint", pa.string()),
+                                                   ("attributes", pa.map_(pa.string(), pa.string())),
+                                                   ("schema_version", pa.int64()), ("timezone", pa.string())]))
+    pq.write_table(table, tmp_path / "signals.parquet")
+    expected = replay_lines(load_ontology(), load_settings(), [orjson.dumps(s) for s in signals])
+    for name in ("signals.avro", "signals.parquet"):
+        out = tmp_path / name.replace(".", "-")
+        assert journeys_cli(["replay", "--input", str(tmp_path / name), "--output", str(out),
+                             "--emit", "decisions"]) == 0
+        replayed = pq.read_table(out / "decisions").to_pylist()
+        assert sorted(d["decision_id"] for d in replayed) == sorted(d["decision_id"] for d in expected.decisions), name
+
+
+@pytest.mark.beam
+def test_a_replay_runs_on_what_journeys_import_wrote_and_on_the_training_set(tmp_path):
+    from tests.test_importer import CLICKS_CSV, run_import
+
+    run_import(tmp_path, CLICKS_CSV)
+    out = tmp_path / "replay"
+    assert journeys_cli(["replay", "--input", str(tmp_path / "signals.jsonl"), "--output", str(out),
+                         "--emit", "journeys,decisions,training-set"]) == 0
+    summary = json.loads((out / "_replay_summary.json").read_text())
+    assert summary["balanced"] and summary["records_in"] == 4
+    journeys = pq.read_table(out / "journeys").to_pylist()
+    assert {j["journey"] for j in journeys} >= {"1", "3"}
+    training = pq.read_table(out / "training_set")
+    assert training.num_rows == len([d for d in pq.read_table(out / "decisions").to_pylist() if d["customer_id"]])
