@@ -7,7 +7,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 TABLES = ("journeys", "stage-history", "sessions", "decisions", "dead-letters", "features")
 EMITS = (*TABLES, "training-set")
@@ -71,8 +70,10 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     result = pipeline.run()
     result.wait_until_finish()
     summary = _summary(result, time.time() - started, args, emit)
-    Path(args.output).mkdir(parents=True, exist_ok=True)
-    (Path(args.output) / "_replay_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(f"{args.output.rstrip('/')}/_replay_summary.json") as sink:
+        sink.write(json.dumps(summary, indent=2).encode() + b"\n")
     print(f"replay of {summary['records_in']:,} records ({read.format}) in {summary['seconds']:.1f} s: "
           f"{summary['accepted']:,} accepted, {summary['rejected']:,} rejected, {summary['duplicates']:,} duplicates; "
           f"{summary['decisions']:,} decisions for {summary['customer_keys']:,} customers and "

@@ -27,18 +27,30 @@ def input_format(files: list[Path], given: str | None) -> str:
     return kinds.pop()
 
 
+def list_inputs(path: str) -> list[str]:
+    """A file, or the visible files of a directory; on a shared file system (gs://, s3://, hdfs://
+    ... whatever Beam's FileSystems know), a file, a glob, or a folder ending in /."""
+    if "://" not in path:
+        return [str(f) for f in input_files(path)]
+    from apache_beam.io.filesystems import FileSystems
+
+    pattern = path + "*" if path.endswith("/") else path
+    found = [m.path for result in FileSystems.match([pattern]) for m in result.metadata_list]
+    return sorted(f for f in found if not Path(f.rsplit("/", 1)[-1]).name.startswith((".", "_")))
+
+
 class ReadSignals(beam.PTransform):
     """Every record of a file or a directory of files (hidden and _-prefixed files skipped)."""
 
     def __init__(self, path: str, fmt: str | None = None):
         super().__init__()
-        self.files = input_files(path)
+        self.files = list_inputs(path)
         if not self.files:
             raise ValueError(f"{path}: no input files")
-        self.format = input_format(self.files, fmt)
+        self.format = input_format([Path(f) for f in self.files], fmt)
 
     def expand(self, pipeline):
-        names = [str(f) for f in self.files]
+        names = self.files
         if self.format == "jsonl":
             return (pipeline | "InputFiles" >> beam.Create(names)
                     | "ReadLines" >> beam.io.ReadAllFromText(coder=BytesCoder()))
@@ -51,9 +63,11 @@ def _avro_records(path: str):
     """Decoded signals, or rejections with the record's own Avro bytes."""
     import time
 
+    from apache_beam.io.filesystems import FileSystems
+
     from journeys.contract import SignalDecoder
 
-    with open(path, "rb") as source:
+    with FileSystems.open(path) as source:
         # Masking happens in the replay's intake (take_signal), as for JSON.
         yield from SignalDecoder().read_avro_container(source, int(time.time() * 1000))
 
@@ -61,12 +75,14 @@ def _avro_records(path: str):
 def _parquet_records(path: str):
     """Each row as the JSON object it stands for, so it is validated (and dead-lettered) as JSON is."""
     import pyarrow.parquet as pq
+    from apache_beam.io.filesystems import FileSystems
 
-    source = pq.ParquetFile(path)
-    maps = {field.name for field in source.schema_arrow if pa.types.is_map(field.type)}
-    for batch in source.iter_batches(batch_size=10_000):
-        for row in batch.to_pylist():
-            yield orjson.dumps({name: _plain(value, name in maps) for name, value in row.items()}, default=str)
+    with FileSystems.open(path) as handle:
+        source = pq.ParquetFile(handle)
+        maps = {field.name for field in source.schema_arrow if pa.types.is_map(field.type)}
+        for batch in source.iter_batches(batch_size=10_000):
+            for row in batch.to_pylist():
+                yield orjson.dumps({name: _plain(value, name in maps) for name, value in row.items()}, default=str)
 
 
 def _plain(value, is_map: bool):
@@ -151,5 +167,5 @@ def write_table(rows, name: str, out_dir: str, single_file: str | None = None):
     if single_file:
         sink = WriteToParquet(single_file, SCHEMAS[name], num_shards=1, shard_name_template="")
     else:
-        sink = WriteToParquet(str(Path(out_dir) / name / "part"), SCHEMAS[name], file_name_suffix=".parquet")
+        sink = WriteToParquet(f"{out_dir.rstrip('/')}/{name}/part", SCHEMAS[name], file_name_suffix=".parquet")
     return rows | f"Write{name.title().replace('_', '')}" >> sink

@@ -256,3 +256,45 @@ def test_feast_materializes_the_behavioural_history_a_replay_wrote(simulation, t
         assert (served["cart_value"][i], served["support_contacts_7d"][i], served["last_channel"][i]) == \
             (pytest.approx(latest.loc[customer, "cart_value"]), latest.loc[customer, "support_contacts_7d"],
              latest.loc[customer, "last_channel"]), customer
+
+
+def activity_row(at_ms: int, cart: float) -> dict:
+    return {"events_last_hour": 1, "events_last_day": 2, "cart_value": cart, "last_channel": "web",
+            "support_contacts_7d": 0, "event_timestamp": at_ms}
+
+
+def test_pushes_wait_for_a_full_batch_and_then_feast_serves_the_latest_row_per_customer(sqlite_repo):
+    from pipelines.feast_features import FeastPusher, FeatureSettings, open_store
+
+    settings = FeatureSettings(str(sqlite_repo), push_batch_rows=2, push_max_delay_s=3600)
+    store = open_store(settings)
+    pusher = FeastPusher(store, settings)
+    now = int(time.time() * 1000)
+    pusher.add("push-a", activity_row(now, 1.0))
+    pusher.add("push-a", activity_row(now + 1, 2.0))  # replaces the waiting row of the same customer
+    pusher.flush_if_due()
+    assert pusher.counts.pushes == 0
+    pusher.add("push-b", activity_row(now + 2, 3.0))
+    pusher.flush_if_due()
+    assert (pusher.counts.pushes, pusher.counts.rows_pushed) == (1, 2)
+    served = store.get_online_features(features=["journey_activity:cart_value"],
+                                       entity_rows=[{"customer_id": "push-a"}, {"customer_id": "push-b"}]).to_dict()
+    assert served["cart_value"] == [2.0, 3.0]
+
+
+def test_a_push_to_a_stopped_store_is_retried_a_bounded_number_of_times_then_dropped_and_counted(redis_repo,
+                                                                                                  tmp_path_factory,
+                                                                                                  monkeypatch):
+    from pipelines.feast_features import FeastPusher, FeatureSettings, open_store
+
+    server = LocalRedis(tmp_path_factory.mktemp("redis-stopped")).start()
+    monkeypatch.setenv("JOURNEYS_REDIS", server.connection_string)
+    server.stop()
+    settings = FeatureSettings.from_config(str(redis_repo), str(redis_repo / "feature_store.redis.yaml"),
+                                           {"push_retries": 2})
+    pusher = FeastPusher(open_store(settings), settings)
+    pusher.add("c-1", activity_row(int(time.time() * 1000), 1.0))
+    started = time.monotonic()
+    pusher.flush()
+    assert time.monotonic() - started < 2.0  # the job is not held up
+    assert (pusher.counts.failed_attempts, pusher.counts.rows_dropped, pusher.counts.pushes) == (3, 1, 0)

@@ -31,8 +31,12 @@ from tests.builders import (A_DAY_LATER, AN_HOUR_LATER, BEGINNING, FOUR_DAYS_LAT
 def archive(tmp_path_factory):
     """Simulated signals with nothing beyond the lateness bound: the stream job applies them all."""
     path = tmp_path_factory.mktemp("archive") / "signals.jsonl"
-    write_simulation(SimulationSpec(customers=120, days=12, seed=61, late_rate=0.0), path)
+    write_simulation(SimulationSpec(customers=120, days=12, seed=61, late_rate=0.0), path, profiles_of(path))
     return path
+
+
+def profiles_of(archive):
+    return archive.with_name("profiles.parquet")
 
 
 def test_replaying_key_by_key_gives_the_journeys_and_decisions_of_the_stream_semantics(archive):
@@ -44,6 +48,19 @@ def test_replaying_key_by_key_gives_the_journeys_and_decisions_of_the_stream_sem
     assert canonical(replayed.journey_records) == canonical(streamed.journey_records)
     assert canonical(replayed.decisions) == canonical(streamed.decisions)
     assert canonical(replayed.dead_letters) == canonical(streamed.dead_letters)
+
+
+def test_with_customer_profiles_the_replay_decides_as_the_stream_job_does_with_its_feature_store(archive):
+    from journeys.features import StaticProfiles
+    from journeys.simulate import read_profiles
+
+    ontology, settings = load_ontology(), load_settings()
+    profiles = StaticProfiles(read_profiles(profiles_of(archive)))
+    lines = list(read_lines(archive))
+    replayed = replay_lines(ontology, settings, lines, now_ms=NOW, profiles=profiles)
+    streamed = ReferenceRun(ontology, settings, end_clock=replayed.end_clock, now_ms=NOW, profiles=profiles)
+    assert canonical(replayed.decisions) == canonical(streamed.feed(lines).finish().decisions)
+    assert {d["feature_source"] for d in replayed.decisions if d["customer_id"]} == {"online"}
 
 
 def test_a_signal_beyond_the_lateness_bound_is_applied_by_the_replay_and_reported_late_by_the_stream():
@@ -92,13 +109,18 @@ def test_the_beam_pipeline_emits_what_the_pure_replay_does(archive):
 @pytest.mark.beam
 def test_journeys_replay_writes_parquet_tables_and_a_summary_that_adds_up(archive, tmp_path):
     out = tmp_path / "replay"
-    assert journeys_cli(["replay", "--input", str(archive), "--output", str(out),
+    assert journeys_cli(["replay", "--input", str(archive), "--output", str(out), "--profiles", str(profiles_of(archive)),
                          "--feature-history", str(tmp_path / "journey_activity.parquet")]) == 0
     summary = json.loads((out / "_replay_summary.json").read_text())
     assert summary["balanced"] and summary["records_in"] == len(list(read_lines(archive)))
     decisions = pq.read_table(out / "decisions").to_pylist()
     assert len(decisions) == summary["decisions"] > 0
-    expected = replay_lines(load_ontology(), load_settings(), read_lines(archive))
+    from journeys.features import StaticProfiles
+    from journeys.simulate import read_profiles
+
+    expected = replay_lines(load_ontology(), load_settings(), read_lines(archive),
+                            profiles=StaticProfiles(read_profiles(profiles_of(archive))))
+    assert {d["feature_source"] for d in decisions if d["customer_id"]} == {"online"}
     assert sorted(d["decision_id"] for d in decisions) == sorted(d["decision_id"] for d in expected.decisions)
     sessions = pq.read_table(out / "sessions").to_pylist()
     assert sorted(s["session_id"] for s in sessions) == sorted(r["session_id"] for r in expected.journey_records
