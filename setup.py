@@ -12,6 +12,7 @@ ENGINE_REQUIREMENTS = [
     "apache-beam==2.61.0",
     "feast==0.67.0",
     "mlflow==3.17.2",
+    "scikit-learn==1.9.1",
 ]
 CORE_REQUIREMENTS = [
     "fastavro==1.13.1",
@@ -34,7 +35,7 @@ setup(
     version="0.1.0",
     description="Real-time customer journey mapping and next-best-action decisions on PyFlink",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["journeys", "journeys.*", "pipelines", "pipelines.*"]),
+    packages=find_packages(include=["journeys", "journeys.*", "pipelines", "pipelines.*", "models", "models.*"]),
     package_data={"journeys": ["schemas/*.avsc", "conf/*.yaml", "conf/ontology/*.yaml"]},
     install_requires=CORE_REQUIREMENTS + ENGINE_REQUIREMENTS,
     extras_require={"test": TEST_REQUIREMENTS},

@@ -14,12 +14,16 @@ without applying them) are applied in their place here.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Iterable
 
 from journeys.features import ACTIVITY_FEATURES
 from journeys.keyed import MAX_WATERMARK, KeyedJourneys, element_timer
 from journeys.state import AT, EVENT_ID, KeyState, item_head
+
+# Profile features in training rows (null where the replay ran without --profiles).
+PROFILE_INPUTS = ("lifetime_value", "segment", "tenure_days", "preferred_channel")
 
 
 @dataclass
@@ -177,6 +181,8 @@ def training_rows(customer_id: str, decisions: list[dict], journey_records: list
         if record["kind"] in ("signal", "transition", "stitch") and record.get("from_stage") not in (None, record.get("stage")):
             entered.setdefault(record["stage"], []).append(record["at"])
     escalations = sorted(d["decided_at"] for d in decisions if d["trigger"] == "escalation")
+    signals = sorted((r["at"], r["event_id"]) for r in journey_records if r["kind"] == "signal")
+    signal_times = [at for at, _ in signals]
 
     def within(times: list[int], start: int) -> bool:
         return any(start < t <= start + labels.horizon_ms for t in times)
@@ -189,7 +195,11 @@ def training_rows(customer_id: str, decisions: list[dict], journey_records: list
             "customer_id": customer_id, "event_timestamp": at, "decision_id": decision["decision_id"],
             "stage": decision["stage"], "trigger": decision["trigger"], "action": decision["action"],
             "channel": decision["channel"],
+            # The signal the journey had seen last: where ground truth (the simulator's, or labels
+            # joined later) about the customer's real stage at that time is found.
+            "last_event_id": signals[bisect_right(signal_times, at) - 1][1] if signal_times and signal_times[0] <= at else None,
             **{name: features.get(name) for name in ACTIVITY_FEATURES},
+            **{name: features.get(name) for name in PROFILE_INPUTS},
             "converted": within(entered.get(labels.conversion_stage, []), at),
             "churned": within(entered.get(labels.churn_stage, []), at),
             "escalated": within(escalations, at),

@@ -146,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(replay)
 
+    models = commands.add_parser("models", help="stage models in MLflow: train, register, promote, roll back")
+    from models.cli import add_arguments as add_model_arguments
+
+    add_model_arguments(models)
+
     summary = commands.add_parser("summary", help="summarize a finished run from its input and outputs")
     summary.add_argument("--signals", required=True)
     summary.add_argument("--journeys", required=True)

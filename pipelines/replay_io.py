@@ -128,8 +128,11 @@ SCHEMAS = {
     "training_set": pa.schema([
         ("customer_id", pa.string()), ("event_timestamp", pa.timestamp("ms", tz="UTC")), ("decision_id", pa.string()),
         ("stage", pa.string()), ("trigger", pa.string()), ("action", pa.string()), ("channel", pa.string()),
+        ("last_event_id", pa.string()),
         ("events_last_hour", pa.int64()), ("events_last_day", pa.int64()), ("cart_value", pa.float64()),
-        ("last_channel", pa.string()), ("support_contacts_7d", pa.int64()), ("converted", pa.bool_()),
+        ("last_channel", pa.string()), ("support_contacts_7d", pa.int64()),
+        ("lifetime_value", pa.float64()), ("segment", pa.string()), ("tenure_days", pa.int64()),
+        ("preferred_channel", pa.string()), ("converted", pa.bool_()),
         ("churned", pa.bool_()), ("escalated", pa.bool_()), ("label_horizon_ms", pa.int64()),
         ("label_complete", pa.bool_())]),
 }

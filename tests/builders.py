@@ -74,3 +74,38 @@ def canonical(items: list[dict], drop: tuple[str, ...] = ("latency_ms",)) -> lis
     """Records as sorted, key-ordered JSON, for comparing runs regardless of output order."""
     return sorted(orjson.dumps({k: v for k, v in item.items() if k not in drop}, option=orjson.OPT_SORT_KEYS)
                   for item in items)
+
+
+def a_decision_point(customer: str = "c-1", at: int = BEGINNING, *, stage: str = "consideration",
+                     trigger: str = "stage_entered", cart_value: float = 0.0, events_last_hour: int = 1,
+                     events_last_day: int = 3, support_contacts_7d: int = 0, last_channel: str = "web",
+                     converted: bool = False, label_complete: bool = True, last_event_id: str | None = None,
+                     **profile) -> dict:
+    """A row of a replay's training set (journeys replay --emit training-set)."""
+    return {"customer_id": customer, "event_timestamp": at, "decision_id": f"d-{customer}-{at}", "stage": stage,
+            "trigger": trigger, "action": "send_reminder", "channel": "email",
+            "last_event_id": last_event_id or f"e-{customer}-{at}",
+            "events_last_hour": events_last_hour, "events_last_day": events_last_day, "cart_value": cart_value,
+            "last_channel": last_channel, "support_contacts_7d": support_contacts_7d,
+            "lifetime_value": profile.get("lifetime_value"), "segment": profile.get("segment"),
+            "tenure_days": profile.get("tenure_days"), "preferred_channel": profile.get("preferred_channel"),
+            "converted": converted, "churned": False, "escalated": False, "label_horizon_ms": 7 * DAY,
+            "label_complete": label_complete}
+
+
+def decision_points_with_a_pattern(customers: int = 400, seed: int = 11) -> tuple[list[dict], dict[str, str]]:
+    """Training rows where the rules say `consideration` but a customer with a cart is really in
+    `intent`, and carts over 60 convert (1 in 20 labels flipped), with the ground truth by event id."""
+    import random
+
+    rng = random.Random(seed)
+    rows, truth = [], {}
+    for index in range(customers):
+        for point in range(3):
+            cart = rng.choice([0.0, 0.0, rng.uniform(5, 50), rng.uniform(61, 200)])
+            converted = (cart > 60) != (rng.random() < 0.05)
+            row = a_decision_point(f"c-{index}", BEGINNING + point * HOUR, cart_value=round(cart, 2), converted=converted,
+                                   events_last_hour=rng.randint(1, 6), segment=rng.choice(["new", "regular", "vip"]))
+            rows.append(row)
+            truth[row["last_event_id"]] = "intent" if cart > 0 else "consideration"
+    return rows, truth

@@ -1,0 +1,104 @@
+"""`journeys models ...`: train, register, promote and roll back the stage models."""
+from __future__ import annotations
+
+import argparse
+
+from journeys.scoring import MODEL_KINDS
+
+
+def add_arguments(models: argparse.ArgumentParser) -> None:
+    commands = models.add_subparsers(dest="models_command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help)
+        parser.add_argument("--tracking-uri", help="MLflow tracking and registry URI (default: $MLFLOW_TRACKING_URI, "
+                                                   "else sqlite under var/mlflow)")
+        return parser
+
+    train = command("train", "fit a model on a training set, evaluate it on held-back customers, log it to MLflow")
+    train.add_argument("--kind", choices=MODEL_KINDS, required=True)
+    train.add_argument("--training-set", required=True, help="journeys replay --emit training-set output (parquet)")
+    train.add_argument("--truth", help="signals with ground truth (journeys simulate output); the journey_stage "
+                                       "model's labels")
+    train.add_argument("--held-back", type=float, default=0.2, help="share of customers held back for evaluation")
+    train.add_argument("--regularization", type=float, default=1.0, help="inverse regularization strength C")
+    train.add_argument("--experiment", default="journey-agents")
+    train.add_argument("--register", metavar="NAME", help="also register the model under this name")
+    train.set_defaults(run=_train)
+
+    register = command("register", "register a trained run's model as a new version")
+    register.add_argument("run_id")
+    register.add_argument("--name", required=True)
+    register.set_defaults(run=_register)
+
+    promote = command("promote", "point the champion or challenger alias at a version")
+    promote.add_argument("name")
+    promote.add_argument("version")
+    promote.add_argument("--alias", choices=("champion", "challenger"), required=True)
+    promote.add_argument("--force", action="store_true", help="promote a champion even when its held-back metric "
+                                                              "is worse than the current champion's")
+    promote.set_defaults(run=_promote)
+
+    rollback = command("rollback", "move champion back to the version that held it before")
+    rollback.add_argument("name")
+    rollback.set_defaults(run=_rollback)
+
+
+def _client(args):
+    from models.registry import client_for, tracking_uri
+
+    uri = tracking_uri(args.tracking_uri)
+    return uri, client_for(uri)
+
+
+def _train(args) -> int:
+    from models.registry import client_for, register, tracking_uri, train_and_log
+
+    uri = tracking_uri(args.tracking_uri)
+    trained = train_and_log(args.kind, args.training_set, args.truth, uri=uri, experiment=args.experiment,
+                            held_back_share=args.held_back, regularization=args.regularization)
+    figures = ", ".join(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value:,}"
+                        for name, value in trained.metrics.items())
+    print(f"trained {trained.kind}: run {trained.run_id}; on held-back customers: {figures}")
+    if args.register:
+        version = register(client_for(uri), trained.run_id, args.register)
+        print(f"registered {args.register} version {version}")
+    return 0
+
+
+def _register(args) -> int:
+    from models.registry import register
+
+    _, client = _client(args)
+    print(f"registered {args.name} version {register(client, args.run_id, args.name)}")
+    return 0
+
+
+def _promote(args) -> int:
+    from models.evaluate import PRIMARY_METRIC
+    from models.registry import PromotionRefused, promote
+
+    _, client = _client(args)
+    try:
+        done = promote(client, args.name, args.version, args.alias, force=args.force)
+    except PromotionRefused as refused:
+        print(f"journeys: {refused}")
+        return 1
+    line = f"{args.name}@{args.alias} -> version {done.version}"
+    line += f" (was {done.previous})" if done.previous else " (first)"
+    if done.candidate_metrics is not None:
+        kind = client.get_model_version(args.name, done.version).tags["journeys.kind"]
+        metric = PRIMARY_METRIC[kind]
+        line += (f"; {metric} on the candidate's held-back customers: {done.candidate_metrics[metric]:.4f} against "
+                 f"{done.champion_metrics[metric]:.4f}" + (" (forced)" if done.forced else ""))
+    print(line)
+    return 0
+
+
+def _rollback(args) -> int:
+    from models.registry import rollback
+
+    _, client = _client(args)
+    done = rollback(client, args.name)
+    print(f"{args.name}@champion -> version {done.version} (rolled back from {done.previous})")
+    return 0

@@ -1,0 +1,55 @@
+"""The stage models as MLflow pyfunc models: input, the model input columns of journeys.scoring;
+output, a frame with `prediction` and `score` (the predicted stage and its probability, or
+converted and the probability of converting).
+
+`score_rows` is the fast path the job uses: it skips pyfunc's per-call schema enforcement,
+which costs more than the model itself on one row.
+"""
+from __future__ import annotations
+
+import mlflow.pyfunc
+import pandas as pd
+
+from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL
+
+PIPELINE_ARTIFACT = "pipeline"
+
+
+class StageModel(mlflow.pyfunc.PythonModel):
+    """Logged as a model from code (models/logged_model.py): the fitted scikit-learn pipeline is
+    an artifact and the kind is model config, so no Python object is pickled into the model."""
+
+    def __init__(self, kind: str | None = None, pipeline=None):
+        if kind is not None:
+            self._set(kind, pipeline)
+
+    def load_context(self, context) -> None:
+        import joblib
+
+        self._set(context.model_config["kind"], joblib.load(context.artifacts[PIPELINE_ARTIFACT]))
+
+    def _set(self, kind: str, pipeline) -> None:
+        if kind not in (STAGE_MODEL, PROPENSITY_MODEL):
+            raise ValueError(f"unknown model kind {kind!r}")
+        self.kind = kind
+        self.pipeline = pipeline
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        predictions, scores = self._answer(model_input)
+        return pd.DataFrame({"prediction": predictions, "score": scores})
+
+    def score_rows(self, rows: list[dict]) -> list[tuple[str, float]]:
+        from models.features import input_frame
+
+        predictions, scores = self._answer(input_frame(rows))
+        return list(zip(predictions, scores))
+
+    def _answer(self, inputs: pd.DataFrame) -> tuple[list[str], list[float]]:
+        probabilities = self.pipeline.predict_proba(inputs)
+        classes = list(self.pipeline.classes_)
+        if self.kind == PROPENSITY_MODEL:
+            positive = probabilities[:, classes.index(True)] if True in classes else [0.0] * len(inputs)
+            return (["converts" if p >= 0.5 else "does_not_convert" for p in positive],
+                    [float(p) for p in positive])
+        best = probabilities.argmax(axis=1)
+        return [str(classes[i]) for i in best], [float(probabilities[row, i]) for row, i in enumerate(best)]
