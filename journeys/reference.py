@@ -17,6 +17,7 @@ from journeys.keyed import CUSTOMER, MAX_WATERMARK, ROUTE, VISITOR, KeyedJourney
 from journeys.ontology import Ontology
 from journeys.privacy import Masker
 from journeys.settings import JourneySettings
+from journeys.scoring import ModelSource
 from journeys.features import ProfileSource
 from journeys.transitions import DECISION, FEATURES, JOURNEY, JourneyModel
 
@@ -24,8 +25,8 @@ MIN_WATERMARK = -(2 ** 63)
 
 
 def build_roles(ontology: Ontology, settings: JourneySettings, profiles: ProfileSource | None = None,
-                push_features: bool = False) -> dict[str, KeyedJourneys]:
-    model = JourneyModel(ontology, settings, profiles, push_features)
+                push_features: bool = False, models: ModelSource | None = None) -> dict[str, KeyedJourneys]:
+    model = JourneyModel(ontology, settings, profiles, push_features, models)
     return {role: KeyedJourneys(model, role, settings.dedupe_horizon_ms, settings.dedupe_max_ids)
             for role in (VISITOR, CUSTOMER)}
 
@@ -38,9 +39,9 @@ def build_intake(ontology: Ontology, settings: JourneySettings, encoding: str = 
 
 class ReferenceRun:
     def __init__(self, ontology: Ontology, settings: JourneySettings, end_clock: int | None = None,
-                 now_ms: int | None = None, profiles: ProfileSource | None = None):
+                 now_ms: int | None = None, profiles: ProfileSource | None = None, models: ModelSource | None = None):
         self.intake = build_intake(ontology, settings)
-        self.roles = build_roles(ontology, settings, profiles, push_features=True)
+        self.roles = build_roles(ontology, settings, profiles, push_features=True, models=models)
         self.end_clock = end_clock
         self.now_ms = now_ms
         self.states: dict[str, dict] = {VISITOR: {}, CUSTOMER: {}}

@@ -55,3 +55,67 @@ class Scorer(Protocol):
     version: str
 
     def score(self, rows: Sequence[dict]) -> list[ModelScore]: ...
+
+
+@dataclass(frozen=True)
+class ActiveModels:
+    """The model versions decisions are scored with now. Champions act; challengers are scored on
+    the same inputs and recorded, and never act. `note` says why a model is missing (registry
+    unreachable, a version failed to load): such decisions are made on rules alone and say so."""
+
+    champions: tuple = ()
+    challengers: tuple = ()
+    note: str | None = None
+
+
+class ModelSource(Protocol):
+    def active(self) -> ActiveModels: ...
+
+
+class NoModels:
+    def active(self) -> ActiveModels:
+        return ActiveModels()
+
+
+def score_decisions(decisions: list[dict], models: ActiveModels, stage_action, override_confidence: float) -> None:
+    """Score a batch of decision records with every active model, in one call per model, and
+    record the results in place: `models` (champions), `shadow` (challengers), and `mapped_stage`.
+
+    The rules' stage stays the journey's stage. The stage model maps a decision to another stage
+    only when it disagrees with at least `override_confidence`; a decision made on entering a stage
+    then takes the mapped stage's action: stage_action(record, stage) gives it, or None when the
+    stage has none this customer may receive (identity, consent)."""
+    if not decisions:
+        return
+    rows = [model_input(record) for record in decisions]
+    champion_scores = [scorer.score(rows) for scorer in models.champions]
+    challenger_scores = [scorer.score(rows) for scorer in models.challengers]
+    for index, record in enumerate(decisions):
+        record["mapped_stage"] = record["stage"]
+        notes = []
+        if champion_scores:
+            record["models"] = [scores[index].to_record() for scores in champion_scores]
+            notes.extend(_use(record, scores[index], stage_action, override_confidence) for scores in champion_scores)
+        if challenger_scores:
+            record["shadow"] = [scores[index].to_record() for scores in challenger_scores]
+        if models.note:
+            notes.append(f"Models: {models.note}; decided on rules alone.")
+        if notes:
+            record["reason"] = " ".join([record["reason"], *notes])
+
+
+def _use(record: dict, score: ModelScore, stage_action, override_confidence: float) -> str:
+    cited = f"{score.model} v{score.version}"
+    if score.model != STAGE_MODEL:
+        return f"Conversion propensity {score.score:.2f} ({cited})."
+    if score.prediction == record["stage"]:
+        return f"{cited} agrees on {score.prediction} ({score.score:.2f})."
+    if score.score < override_confidence:
+        return f"{cited} leans to {score.prediction} ({score.score:.2f}), below {override_confidence:.2f}: rules kept."
+    record["mapped_stage"] = score.prediction
+    text = f"{cited} maps the customer to {score.prediction} ({score.score:.2f})"
+    action = stage_action(record, score.prediction) if record["trigger"] == "stage_entered" else None
+    if action is None or (action.action, action.channel) == (record["action"], record["channel"]):
+        return text + "."
+    record["action"], record["channel"] = action.action, action.channel
+    return text + f": its next action, {action.action} by {action.channel}, instead."

@@ -11,7 +11,7 @@ from journeys.privacy import PrivacySettings
 from journeys.timeutil import parse_duration
 from journeys.yamlconf import ConfigError, load_yaml, loads_yaml, where
 
-_SECTIONS = {"ontology", "event_time", "sessions", "dedupe", "journey", "intake", "privacy", "state", "features"}
+_SECTIONS = {"ontology", "event_time", "sessions", "dedupe", "journey", "intake", "privacy", "state", "features", "models"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class JourneySettings:
     ontology_ref: str
     source: str
     features: dict  # tuning of feature-store lookups and pushes (pipelines.feast_features)
+    models: dict  # which registered models the job loads, and how (pipelines.model_serving)
+    stage_override_confidence: float  # the stage model overrides the rules' stage from this probability
 
 
 def default_settings_path() -> str:
@@ -88,10 +90,22 @@ def parse_settings(doc, source: str = "<config>") -> JourneySettings:
         ontology_ref=str(doc.get("ontology", "retail")),
         source=source,
         features=dict(section("features")),
+        models=dict(section("models")),
+        stage_override_confidence=_probability(section("models"), "stage_override_confidence", 0.8),
     )
     if settings.session_gap_ms <= 0:
         raise ConfigError(f"{where(section('sessions'), 'gap')}: sessions.gap must be positive")
     return settings
+
+
+def _probability(part: dict, key: str, default: float) -> float:
+    try:
+        value = float(part.get(key, default))
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0.5 <= value <= 1.0:
+        raise ConfigError(f"{where(part, key)}: models.{key} must be a probability between 0.5 and 1, not {part.get(key)!r}")
+    return value
 
 
 def load_settings_ontology(settings: JourneySettings) -> Ontology:

@@ -17,6 +17,7 @@ import hashlib
 
 from journeys.features import CACHED, ONLINE, NoProfiles, ProfileSource, activity_features, record_activity
 from journeys.ontology import ActionSpec, Ontology
+from journeys.scoring import ModelSource, NoModels, score_decisions
 from journeys.settings import JourneySettings
 from journeys.state import Journey, Session
 from journeys.timeutil import format_duration
@@ -33,10 +34,13 @@ def stable_id(prefix: str, *parts) -> str:
 
 class JourneyModel:
     def __init__(self, ontology: Ontology, settings: JourneySettings, profiles: ProfileSource | None = None,
-                 push_features: bool = False):
+                 push_features: bool = False, models: ModelSource | None = None):
         """profiles: where profile features come from (none by default). push_features: callers
-        (journeys.keyed) also output customers' behavioural features for the feature store."""
+        (journeys.keyed) also output customers' behavioural features for the feature store.
+        models: the stage models decisions are scored with (none by default)."""
         self.ontology = ontology
+        self.models = models or NoModels()
+        self.override_confidence = settings.stage_override_confidence
         self.push_features = push_features
         self.gap = settings.session_gap_ms
         self.touchpoint_limit = settings.touchpoints
@@ -268,6 +272,27 @@ class JourneyModel:
         journey.aliases = (journey.aliases + [visitor.key])[-8:]
 
     # -- decisions -----------------------------------------------------------------------------
+    def score(self, out: list) -> None:
+        """Score the decisions of one batch of outputs with the active models, in one call per model."""
+        models = self.models.active()
+        if not (models.champions or models.challengers or models.note):
+            return
+        score_decisions([record for kind, record, *_ in out if kind == DECISION], models, self._allowed_stage_action,
+                        self.override_confidence)
+
+    def _allowed_stage_action(self, record: dict, stage: str) -> ActionSpec | None:
+        if stage not in self.ontology.stage_by_id:
+            return None
+        identified = record["customer_id"] is not None
+        action = self.ontology.stage_action(stage, identified)
+        if action is None or (not identified and not self.ontology.usable_by_anonymous(action)):
+            return None
+        consent = self.ontology.channel_consent.get(action.channel)
+        features = record.get("features") or {}
+        if consent and record.get("feature_source") != "none" and not features.get(consent):
+            return None
+        return action
+
     def _decide_for_stage(self, journey, trigger, event_id, at, rule_id, why, ingested_at, out) -> None:
         action = self.ontology.stage_action(journey.stage, journey.identified)
         if action is None:

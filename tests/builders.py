@@ -53,9 +53,10 @@ def line(signal: dict) -> bytes:
     return orjson.dumps(signal)
 
 
-def play(signals: list[dict], *, end_clock: int | None = None, ontology=None, settings=None) -> ReferenceRun:
+def play(signals: list[dict], *, end_clock: int | None = None, ontology=None, settings=None, models=None) -> ReferenceRun:
     """Deliver the signals in the given order through intake and both keyed roles, then end the input."""
-    run = ReferenceRun(ontology or load_ontology(), settings or load_settings(), end_clock=end_clock, now_ms=NOW)
+    run = ReferenceRun(ontology or load_ontology(), settings or load_settings(), end_clock=end_clock, now_ms=NOW,
+                       models=models)
     return run.feed(line(s) for s in signals).finish()
 
 
