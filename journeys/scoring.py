@@ -72,11 +72,6 @@ class ModelSource(Protocol):
     def active(self) -> ActiveModels: ...
 
 
-class NoModels:
-    def active(self) -> ActiveModels:
-        return ActiveModels()
-
-
 def score_decisions(decisions: list[dict], models: ActiveModels, stage_action, override_confidence: float) -> None:
     """Score a batch of decision records with every active model, in one call per model, and
     record the results in place: `models` (champions), `shadow` (challengers), and `mapped_stage`.

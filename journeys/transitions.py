@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 
-from journeys.features import CACHED, ONLINE, NoProfiles, ProfileSource, activity_features, record_activity
+from journeys.features import CACHED, DISABLED, ONLINE, NoProfiles, ProfileSource, activity_features, record_activity
 from journeys.ontology import ActionSpec, Ontology
-from journeys.scoring import ModelSource, NoModels, score_decisions
+from journeys.scoring import ModelSource, score_decisions
 from journeys.settings import JourneySettings
 from journeys.state import Journey, Session
 from journeys.timeutil import format_duration
@@ -39,7 +39,7 @@ class JourneyModel:
         (journeys.keyed) also output customers' behavioural features for the feature store.
         models: the stage models decisions are scored with (none by default)."""
         self.ontology = ontology
-        self.models = models or NoModels()
+        self.models = models  # None: decisions are not scored
         self.override_confidence = settings.stage_override_confidence
         self.push_features = push_features
         self.gap = settings.session_gap_ms
@@ -274,6 +274,8 @@ class JourneyModel:
     # -- decisions -----------------------------------------------------------------------------
     def score(self, out: list) -> None:
         """Score the decisions of one batch of outputs with the active models, in one call per model."""
+        if self.models is None:
+            return
         models = self.models.active()
         if not (models.champions or models.challengers or models.note):
             return
@@ -287,11 +289,14 @@ class JourneyModel:
         action = self.ontology.stage_action(stage, identified)
         if action is None or (not identified and not self.ontology.usable_by_anonymous(action)):
             return None
+        # The features hold the profile only when one was looked up (as the rules' decision saw it).
+        profile = (record.get("features") or {}) if record.get("feature_source") not in ("none", DISABLED) else {}
+        return None if self._consent_withheld(action, profile) else action
+
+    def _consent_withheld(self, action: ActionSpec, profile: dict) -> str | None:
+        """The consent flag the action's channel needs and the profile does not give; none without a profile."""
         consent = self.ontology.channel_consent.get(action.channel)
-        features = record.get("features") or {}
-        if consent and record.get("feature_source") != "none" and not features.get(consent):
-            return None
-        return action
+        return consent if consent and profile and not profile.get(consent) else None
 
     def _decide_for_stage(self, journey, trigger, event_id, at, rule_id, why, ingested_at, out) -> None:
         action = self.ontology.stage_action(journey.stage, journey.identified)
@@ -330,8 +335,8 @@ class JourneyModel:
             features = lookup.values | features
             if lookup.defaulted:
                 reason += f" Profile features: {lookup.note}; decided with defaults."
-            consent = self.ontology.channel_consent.get(action.channel)
-            if consent and lookup.values and not lookup.values.get(consent):
+            consent = self._consent_withheld(action, lookup.values)
+            if consent:
                 alternative = self.ontology.stage_by_id[journey.stage].anonymous_action
                 if alternative is None or alternative.channel in self.ontology.channel_consent:
                     return

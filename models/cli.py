@@ -47,12 +47,11 @@ def add_arguments(models: argparse.ArgumentParser) -> None:
 def _client(args):
     from models.registry import client_for, tracking_uri
 
-    uri = tracking_uri(args.tracking_uri)
-    return uri, client_for(uri)
+    return client_for(tracking_uri(args.tracking_uri))
 
 
 def _train(args) -> int:
-    from models.registry import client_for, register, tracking_uri, train_and_log
+    from models.registry import register, tracking_uri, train_and_log
 
     uri = tracking_uri(args.tracking_uri)
     trained = train_and_log(args.kind, args.training_set, args.truth, uri=uri, experiment=args.experiment,
@@ -61,7 +60,7 @@ def _train(args) -> int:
                         for name, value in trained.metrics.items())
     print(f"trained {trained.kind}: run {trained.run_id}; on held-back customers: {figures}")
     if args.register:
-        version = register(client_for(uri), trained.run_id, args.register)
+        version = register(_client(args), trained.run_id, args.register)
         print(f"registered {args.register} version {version}")
     return 0
 
@@ -69,7 +68,7 @@ def _train(args) -> int:
 def _register(args) -> int:
     from models.registry import register
 
-    _, client = _client(args)
+    client = _client(args)
     print(f"registered {args.name} version {register(client, args.run_id, args.name)}")
     return 0
 
@@ -78,7 +77,7 @@ def _promote(args) -> int:
     from models.evaluate import PRIMARY_METRIC
     from models.registry import PromotionRefused, promote
 
-    _, client = _client(args)
+    client = _client(args)
     try:
         done = promote(client, args.name, args.version, args.alias, force=args.force)
     except PromotionRefused as refused:
@@ -98,7 +97,7 @@ def _promote(args) -> int:
 def _rollback(args) -> int:
     from models.registry import rollback
 
-    _, client = _client(args)
+    client = _client(args)
     done = rollback(client, args.name)
     print(f"{args.name}@champion -> version {done.version} (rolled back from {done.previous})")
     return 0

@@ -11,6 +11,8 @@ import mlflow.pyfunc
 import pandas as pd
 
 from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL
+from models.evaluate import positive_probability
+from models.features import input_frame
 
 PIPELINE_ARTIFACT = "pipeline"
 
@@ -39,17 +41,15 @@ class StageModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"prediction": predictions, "score": scores})
 
     def score_rows(self, rows: list[dict]) -> list[tuple[str, float]]:
-        from models.features import input_frame
-
         predictions, scores = self._answer(input_frame(rows))
         return list(zip(predictions, scores))
 
     def _answer(self, inputs: pd.DataFrame) -> tuple[list[str], list[float]]:
-        probabilities = self.pipeline.predict_proba(inputs)
-        classes = list(self.pipeline.classes_)
         if self.kind == PROPENSITY_MODEL:
-            positive = probabilities[:, classes.index(True)] if True in classes else [0.0] * len(inputs)
+            positive = positive_probability(self.pipeline, inputs)
             return (["converts" if p >= 0.5 else "does_not_convert" for p in positive],
                     [float(p) for p in positive])
+        probabilities = self.pipeline.predict_proba(inputs)
+        classes = list(self.pipeline.classes_)
         best = probabilities.argmax(axis=1)
         return [str(classes[i]) for i in best], [float(probabilities[row, i]) for row, i in enumerate(best)]

@@ -143,3 +143,31 @@ def test_the_override_confidence_comes_from_the_settings_and_a_bad_one_points_to
 
     with pytest.raises(ConfigError, match=r"journeys.yaml line 5: .*between 0.5 and 1"):
         load_settings(settings)
+
+
+def mapped_to_conversion(profiles=None):
+    from journeys.ontology import load_ontology
+    from journeys.reference import ReferenceRun
+    from journeys.settings import load_settings
+    from tests.builders import NOW, line
+
+    run = ReferenceRun(load_ontology(), load_settings(), now_ms=NOW, profiles=profiles,
+                       models=Fixed(ActiveModels(champions=(stage_model("conversion", 0.95),))))
+    return run.feed(line(s) for s in a_cart_then_a_complaint()).finish().decisions[0]
+
+
+def test_a_mapped_stage_action_by_email_is_taken_without_a_feature_store_as_the_rules_would():
+    decision = mapped_to_conversion()
+
+    assert (decision["action"], decision["channel"]) == ("order_follow_up", "email")
+
+
+def test_a_mapped_stage_action_by_email_needs_the_customers_email_consent():
+    from journeys.features import PROFILE_DEFAULTS, StaticProfiles
+
+    profile = PROFILE_DEFAULTS | {"customer_id": "c-1", "consent_email": False}
+    decision = mapped_to_conversion(StaticProfiles([profile]))
+
+    assert decision["mapped_stage"] == "conversion"
+    assert (decision["action"], decision["channel"]) == ("onsite_cart_nudge", "web")
+    assert decision["reason"].endswith("maps the customer to conversion (0.95).")
