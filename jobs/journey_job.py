@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `flink run -py` does not install the project
 
-from journeys.contract import SignalDecoder, decode_record_avro  # noqa: E402
+from journeys.contract import DECISION_SCHEMA, SignalDecoder, decode_record_avro  # noqa: E402
 from journeys.inputs import read_lines, scan_records  # noqa: E402
 from journeys.ontology import load_ontology  # noqa: E402
 from journeys.settings import load_settings, load_settings_ontology  # noqa: E402
@@ -231,7 +231,7 @@ def _output_records(address, kafka: KafkaSettings, name: str):
 
     from pipelines.kafka_tools import read_topic
 
-    schema = {"decisions": "decision.v2", "dead-letters": "dead_letter.v1"}.get(name)
+    schema = {"decisions": DECISION_SCHEMA, "dead-letters": "dead_letter.v1"}.get(name)
     values = (value for _, value in read_topic(address.bootstrap_servers, address.topic, kafka.client_properties()))
     if address.format == "avro" and schema:
         return (decode_record_avro(value, schema) for value in values)

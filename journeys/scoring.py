@@ -36,15 +36,21 @@ def model_input(values: dict) -> dict:
 @dataclass(frozen=True)
 class ModelScore:
     """One model's answer for one input: a predicted class and a score in [0, 1] (the
-    probability of that class for the stage model, of converting for the propensity model)."""
+    probability of that class for the stage model, of converting for the propensity model).
+    model is the registered name; kind (one of MODEL_KINDS) is that name unless given."""
 
     model: str
     version: str
     prediction: str
     score: float
+    kind: str | None = None
+
+    @property
+    def model_kind(self) -> str:
+        return self.kind or self.model
 
     def to_record(self) -> dict:
-        return {"model": self.model, "version": self.version, "prediction": self.prediction,
+        return {"model": self.model, "kind": self.model_kind, "version": self.version, "prediction": self.prediction,
                 "score": round(self.score, 6)}
 
 
@@ -94,14 +100,14 @@ def score_decisions(decisions: list[dict], models: ActiveModels, stage_action, o
         if challenger_scores:
             record["shadow"] = [scores[index].to_record() for scores in challenger_scores]
         if models.note:
-            notes.append(f"Models: {models.note}; decided on rules alone.")
+            notes.append(f"Models: {models.note}." if champion_scores else f"Models: {models.note}; decided on rules alone.")
         if notes:
             record["reason"] = " ".join([record["reason"], *notes])
 
 
 def _use(record: dict, score: ModelScore, stage_action, override_confidence: float) -> str:
     cited = f"{score.model} v{score.version}"
-    if score.model != STAGE_MODEL:
+    if score.model_kind != STAGE_MODEL:
         return f"Conversion propensity {score.score:.2f} ({cited})."
     if score.prediction == record["stage"]:
         return f"{cited} agrees on {score.prediction} ({score.score:.2f})."

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
+from journeys.contract import DECISION_VERSION
 from journeys.features import CACHED, DISABLED, ONLINE, NoProfiles, ProfileSource, activity_features, record_activity
 from journeys.ontology import ActionSpec, Ontology
 from journeys.scoring import ModelSource, score_decisions
@@ -351,7 +352,8 @@ class JourneyModel:
             "trigger": trigger, "event_id": event_id, "decided_at": at, "stage": journey.stage,
             "action": action.action, "channel": action.channel, "rule": rule_id, "reason": reason,
             "features": features, "feature_source": source,
-            "latency_ms": None, "schema_version": 2,
+            "models": [], "shadow": [], "mapped_stage": None,
+            "latency_ms": None, "schema_version": DECISION_VERSION,
         }
         if ingested_at is not None:
             record["_ingested_at"] = ingested_at

@@ -11,7 +11,7 @@ from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
-from journeys.contract import Rejection, encode_record_avro
+from journeys.contract import DECISION_SCHEMA, Rejection, encode_record_avro
 from journeys.keyed import CUSTOMER, ROUTE, VISITOR, element_timer
 from journeys.ontology import Ontology
 from journeys.reference import build_intake, build_roles
@@ -199,7 +199,7 @@ class MapJourneys(KeyedProcessFunction):
                 continue
             spec = self.outputs[name]
             if spec.keyed:
-                value = (encode_record_avro(record, "decision.v2").decode(wire.RAW_LINE_CHARSET)
+                value = (encode_record_avro(record, DECISION_SCHEMA).decode(wire.RAW_LINE_CHARSET)
                          if spec.encoding == "avro" else orjson.dumps(record).decode())
                 yield self.tags[name], Row(record.get("journey") or record["customer_id"], value)
             else:

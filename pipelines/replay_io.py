@@ -117,6 +117,7 @@ SCHEMAS = {
         ("anonymous_id", pa.string()), ("trigger", pa.string()), ("event_id", pa.string()), ("decided_at", MS),
         ("stage", pa.string()), ("action", pa.string()), ("channel", pa.string()), ("rule", pa.string()),
         ("reason", pa.string()), ("features", pa.string()), ("feature_source", pa.string()),
+        ("models", pa.string()), ("shadow", pa.string()), ("mapped_stage", pa.string()),
         ("schema_version", pa.int32())]),
     "dead_letters": pa.schema([
         ("reason", pa.string()), ("detail", pa.string()), ("event_id", pa.string()), ("original", pa.binary())]),
@@ -140,7 +141,8 @@ SCHEMAS = {
 
 def decision_row(record: dict) -> dict:
     row = {name: record.get(name) for name in SCHEMAS["decisions"].names}
-    row["features"] = orjson.dumps(record.get("features") or {}, option=orjson.OPT_SORT_KEYS).decode()
+    for name, empty in (("features", {}), ("models", []), ("shadow", [])):  # JSON text: their shapes vary
+        row[name] = orjson.dumps(record.get(name) or empty, option=orjson.OPT_SORT_KEYS).decode()
     return row
 
 

@@ -55,3 +55,33 @@ def fresh_topics(kafka_broker, request):
     create_topics(kafka_broker.bootstrap_servers, {topics["signals"]: 4, topics["decisions"]: 4, topics["journeys"]: 4,
                                                    topics["late"]: 1, topics["dead-letter"]: 1})
     return topics
+
+
+@pytest.fixture(scope="session")
+def model_registry(tmp_path_factory):
+    """A real MLflow registry (sqlite) holding stage models trained on a small pattern:
+    journey_stage versions 1 and 2 (champion 1) and conversion_propensity version 1 (champion)."""
+    import orjson
+    import pandas as pd
+
+    from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL
+    from models.registry import client_for, promote, register, train_and_log
+    from tests.builders import decision_points_with_a_pattern
+
+    folder = tmp_path_factory.mktemp("served-models")
+    rows, truth = decision_points_with_a_pattern()
+    pd.DataFrame(rows).to_parquet(folder / "training.parquet")
+    (folder / "truth.jsonl").write_bytes(b"".join(
+        orjson.dumps({"event_id": event_id, "simulator_truth": {"stage": stage}}) + b"\n" for event_id, stage in truth.items()))
+    uri = f"sqlite:///{folder / 'registry.db'}"
+    client = client_for(uri)
+    runs = {}
+    for kind, version_label, regularization in ((STAGE_MODEL, "v1", 1.0), (STAGE_MODEL, "v2", 0.05),
+                                                (PROPENSITY_MODEL, "v1", 1.0)):
+        trained = train_and_log(kind, str(folder / "training.parquet"), str(folder / "truth.jsonl"), uri=uri,
+                                regularization=regularization)
+        runs[(kind, version_label)] = trained.run_id
+        register(client, trained.run_id, kind)
+    promote(client, STAGE_MODEL, "1", "champion")
+    promote(client, PROPENSITY_MODEL, "1", "champion")
+    return {"uri": uri, "client": client, "runs": runs, "path": folder / "registry.db"}

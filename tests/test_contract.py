@@ -5,7 +5,7 @@ import fastavro
 import orjson
 import pytest
 
-from journeys.contract import (REJECTION_REASONS, Rejection, SignalDecoder, encode_avro, load_schema,
+from journeys.contract import (DECISION_SCHEMA, REJECTION_REASONS, Rejection, SignalDecoder, encode_avro, load_schema,
                                write_avro_container)
 from journeys.privacy import Masker, PrivacySettings, luhn_valid
 from tests.builders import BEGINNING, NOW, a_signal
@@ -145,7 +145,7 @@ def test_avro_container_files_of_both_versions_are_read(version):
 def test_decisions_match_the_decision_schema(model):
     _, outputs = model.apply(None, a_signal("add_to_cart"), "c-1", False)
     decision = next(entry[1] for entry in outputs if entry[0] == "decision")
-    assert fastavro.validate(decision, load_schema("decision.v2"))
+    assert fastavro.validate(decision, load_schema(DECISION_SCHEMA))
 
 
 # -- privacy ----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from jobs.journey_job import main as run_job
-from journeys.contract import decode_record_avro
+from journeys.contract import DECISION_SCHEMA, decode_record_avro
 from journeys.inputs import read_lines
 from journeys.simulate import SimulationSpec, write_simulation
 from journeys.summary import read_records
@@ -86,7 +86,7 @@ def test_avro_signals_in_and_avro_decisions_out(kafka_broker, fresh_topics, sign
     bootstrap = kafka_broker.bootstrap_servers
     report = produce_signals(bootstrap, fresh_topics["signals"], read_lines(signals_file), encoding="avro")
     assert run_job(kafka_arguments(bootstrap, fresh_topics, report.stop_offsets(), tmp_path / "s.json", fmt="avro")) == 0
-    decisions = [decode_record_avro(value, "decision.v2") for value in topic_values(bootstrap, fresh_topics["decisions"])]
+    decisions = [decode_record_avro(value, DECISION_SCHEMA) for value in topic_values(bootstrap, fresh_topics["decisions"])]
     assert {d["decision_id"] for d in decisions} == {d["decision_id"] for d in read_records(file_run / "decisions")}
     dead = [decode_record_avro(value, "dead_letter.v1") for value in topic_values(bootstrap, fresh_topics["dead-letter"])]
     assert dead and {d["reason"] for d in dead} >= {"invalid_avro"}

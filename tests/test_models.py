@@ -174,3 +174,24 @@ def test_the_stage_model_answers_a_stage_with_its_probability(pattern):
 
     assert stage == "intent"
     assert 0.5 < probability <= 1.0
+
+
+def test_the_read_out_linear_scorer_gives_scikit_learns_probabilities_for_both_kinds(pattern):
+    train, held = pattern
+    fitted = {PROPENSITY_MODEL: train_propensity(input_frame(train), conversion_labels(train)),
+              STAGE_MODEL: train_stage_classifier(input_frame(train), train.true_stage)}
+    rows = held.head(30).to_dict("records") + [a_decision_point(stage="a_stage_never_trained_on", segment="unseen")]
+    for kind, pipeline in fitted.items():
+        model = StageModel(kind, pipeline)
+        assert model.linear is not None, kind
+        expected = pipeline.predict_proba(input_frame(rows))
+        assert np.allclose(model.linear.probabilities([model_input(row) for row in rows]), expected, atol=1e-12)
+
+
+def test_a_pipeline_of_another_shape_is_scored_through_scikit_learn(pattern):
+    from sklearn.linear_model import LogisticRegression
+
+    train, _ = pattern
+    model = StageModel(PROPENSITY_MODEL, train_propensity(input_frame(train), conversion_labels(train)))
+    model.pipeline.steps[-1] = ("model", LogisticRegression())  # unfitted: no coefficients to read
+    assert StageModel(PROPENSITY_MODEL, model.pipeline).linear is None

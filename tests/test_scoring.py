@@ -48,7 +48,7 @@ def test_every_decision_cites_the_model_versions_and_scores_it_used():
 
     assert len(run.decisions) == 3
     for decision in run.decisions:
-        assert decision["models"] == [{"model": PROPENSITY_MODEL, "version": "2", "prediction": "does_not_convert",
+        assert decision["models"] == [{"model": PROPENSITY_MODEL, "kind": PROPENSITY_MODEL, "version": "2", "prediction": "does_not_convert",
                                        "score": 0.42}]
         assert decision["reason"].endswith("Conversion propensity 0.42 (conversion_propensity v2).")
 
@@ -102,7 +102,7 @@ def test_the_challenger_is_scored_on_the_same_inputs_and_never_acts():
     run = play(a_cart_then_a_complaint(), models=Fixed(ActiveModels(champions=(champion,), challengers=(challenger,))))
 
     first = run.decisions[0]
-    assert first["shadow"] == [{"model": STAGE_MODEL, "version": "4", "prediction": "consideration", "score": 0.99}]
+    assert first["shadow"] == [{"model": STAGE_MODEL, "kind": STAGE_MODEL, "version": "4", "prediction": "consideration", "score": 0.99}]
     assert first["action"] == "onsite_cart_nudge" and first["mapped_stage"] == "intent"
     assert champion.batches == challenger.batches
 
@@ -111,13 +111,13 @@ def test_without_models_decisions_say_they_were_made_on_rules_alone():
     run = play(a_cart_then_a_complaint(), models=Fixed(ActiveModels(note="model registry unreachable")))
 
     assert all(d["reason"].endswith("Models: model registry unreachable; decided on rules alone.") for d in run.decisions)
-    assert all("models" not in d for d in run.decisions)
+    assert all(d["models"] == [] and d["shadow"] == [] for d in run.decisions)
 
 
 def test_with_no_model_source_decisions_are_as_before():
     plain = play(a_cart_then_a_complaint())
 
-    assert all("mapped_stage" not in d and "models" not in d for d in plain.decisions)
+    assert all(d["mapped_stage"] is None and d["models"] == [] and d["shadow"] == [] for d in plain.decisions)
 
 
 def test_the_same_models_give_the_same_decisions_twice():
