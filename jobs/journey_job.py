@@ -65,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     features.add_argument("--feature-rows", metavar="ADDRESS",
                           help="also write the behavioural feature rows here (JSON lines), for Feast's offline store: "
                                "`journeys features push-offline` pushes them through the push source")
+    models = parser.add_argument_group("stage models (MLflow)")
+    models.add_argument("--model-registry", metavar="URI",
+                        help="MLflow tracking/registry URI (sqlite:///path/registry.db, http://host:5000): score decisions "
+                             "with models:/<name>@champion and shadow-score @challenger, following the aliases as they "
+                             "move (the configuration's `models` section names them); without it, no models")
     kafka = parser.add_argument_group("Kafka")
     kafka.add_argument("--kafka-properties", metavar="FILE",
                        help="client properties file (security.protocol, sasl.*, ssl.*, ...) for every Kafka client; values may use ${ENV}")
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(signals, FileAddress) and not signals.path.exists():
             raise AddressError(f"{args.signals}: no such file or directory")
         feature_settings = _feature_settings(args, settings)
+        model_settings = _model_settings(args, settings)
         if args.end_clock not in ("auto", "none"):
             parse_instant(args.end_clock)  # fail now, not after the input scan
     except (ConfigError, AddressError, ValueError) as error:
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                               encoding=address.format if isinstance(address, KafkaAddress) else "json")
              for name, address in outputs.items()}
     streams = build_journey_pipeline(raw, ontology, settings, end_clock, shape, specs, feature_settings,
-                                     feature_rows="feature-rows" in outputs)
+                                     feature_rows="feature-rows" in outputs, models=model_settings)
     sinks = Sinks(env, kafka)
     sinks.add(streams.decisions, outputs["decisions"], "decisions", specs["decisions"].keyed)
     sinks.add(streams.dead_letters, outputs["dead-letters"], "dead-letter", False)
@@ -199,6 +205,22 @@ def _feature_settings(args, settings):
     features = FeatureSettings.from_config(args.feature_repo, args.feature_store_yaml, settings.features)
     check_store(features)
     return features
+
+
+def _model_settings(args, settings):
+    """Model serving settings when a registry is given; says at start which versions will score.
+    An unreachable registry does not stop the job: it starts on rules alone and keeps asking."""
+    if not args.model_registry:
+        return None
+    from pipelines.model_serving import ModelServingSettings, RegistryModels
+
+    serving = ModelServingSettings.from_config(args.model_registry, settings.models)
+    active = RegistryModels(serving).start().active()
+    cited = [f"{m.name} v{m.version} (champion)" for m in active.champions]
+    cited += [f"{m.name} v{m.version} (challenger, shadow)" for m in active.challengers]
+    print(f"journey_job: models from {args.model_registry}: {', '.join(cited) or 'none'}"
+          + (f"; {active.note}" if active.note else ""), file=sys.stderr)
+    return serving
 
 
 def _connector_jars(option: str | None) -> list[str]:

@@ -122,6 +122,7 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
         "decisions_by_action": dict(Counter(d["action"] for d in decision_list).most_common()),
         "decisions_by_trigger": dict(Counter(d["trigger"] for d in decision_list).most_common()),
         "feature_lookups": _feature_lookups(decision_list),
+        "model_usage": _model_usage(decision_list),
         "unmapped_signals": dict(unmapped.most_common()),
         "stage_accuracy": round(matched / compared, 4) if compared else None,
         "stage_accuracy_by_true_stage": {stage: round(hit / total, 4) for stage, (total, hit) in sorted(per_stage.items())},
@@ -131,6 +132,17 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
         summary["decision_latency_ms"] = {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
                                           "max": max(latencies)}
     return summary
+
+
+def _model_usage(decisions: list[dict]) -> dict:
+    """Which model versions scored the decisions (champions), which were shadow-scored, how many
+    decisions the stage model mapped to another stage, and how many were made on rules alone."""
+    scored = Counter(f"{m['model']} v{m['version']}" for d in decisions for m in d.get("models") or ())
+    shadow = Counter(f"{m['model']} v{m['version']}" for d in decisions for m in d.get("shadow") or ())
+    remapped = sum(1 for d in decisions if d.get("mapped_stage") and d["mapped_stage"] != d["stage"])
+    rules_alone = sum(1 for d in decisions if not d.get("models"))
+    return {"scored_by": dict(sorted(scored.items())), "shadow": dict(sorted(shadow.items())),
+            "stage_remapped": remapped, "rules_alone": rules_alone}
 
 
 def _feature_lookups(decisions: list[dict]) -> dict:
@@ -173,6 +185,13 @@ def format_summary(summary: dict) -> str:
     if lookups.get("hit") or lookups.get("missed") or lookups.get("fell_back"):
         row("profile feature lookups (decisions)", f"hit {lookups['hit']:,}, missed {lookups['missed']:,}, "
                                                    f"fell back {lookups['fell_back']:,}")
+    usage = summary.get("model_usage") or {}
+    if usage.get("scored_by") or usage.get("shadow"):
+        row("decisions scored by", ", ".join(f"{k}: {v:,}" for k, v in usage["scored_by"].items()) or "none")
+        if usage["shadow"]:
+            row("  shadow-scored by (never acted)", ", ".join(f"{k}: {v:,}" for k, v in usage["shadow"].items()))
+        row("  mapped to another stage by the model", f"{usage['stage_remapped']:,}")
+        row("  on rules alone", f"{usage['rules_alone']:,}")
     if summary["unmapped_signals"]:
         row("signals the ontology does not map", ", ".join(f"{k}: {v}" for k, v in summary["unmapped_signals"].items()))
     if summary["stage_accuracy"] is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from journeys.scoring import CATEGORICAL_INPUTS, NUMERIC_INPUTS
+from journeys.scoring import CATEGORICAL_INPUTS, NUMERIC_INPUTS, PROPENSITY_MODEL
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,30 @@ class LinearScorer:
         logits -= logits.max(axis=1, keepdims=True)
         exponentials = np.exp(logits)
         return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+    def answers(self, kind: str, rows: list[dict]) -> list[tuple[str, float]]:
+        """(prediction, score) per model input row: the predicted stage and its probability, or
+        converts / does_not_convert and the probability of converting."""
+        probabilities = self.probabilities(rows)
+        classes = self.classes
+        if kind == PROPENSITY_MODEL:
+            column = classes.index(True) if True in classes else None
+            positive = probabilities[:, column] if column is not None else [0.0] * len(rows)
+            return [("converts" if p >= 0.5 else "does_not_convert", float(p)) for p in positive]
+        best = probabilities.argmax(axis=1)
+        return [(str(classes[i]), float(probabilities[row, i])) for row, i in enumerate(best)]
+
+    def to_dict(self) -> dict:
+        """Plain JSON values: what a registry watcher process hands to the job's tasks."""
+        return {"classes": [c.item() if hasattr(c, "item") else c for c in self.classes],
+                "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                "numeric_weights": self.numeric_weights.tolist(),
+                "category_weights": [{c: w.tolist() for c, w in weights.items()} for weights in self.category_weights],
+                "intercept": self.intercept.tolist()}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "LinearScorer":
+        return cls(tuple(doc["classes"]), np.asarray(doc["mean"], float), np.asarray(doc["scale"], float),
+                   np.asarray(doc["numeric_weights"], float),
+                   tuple({c: np.asarray(w, float) for c, w in weights.items()} for weights in doc["category_weights"]),
+                   np.asarray(doc["intercept"], float))

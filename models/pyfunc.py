@@ -48,14 +48,7 @@ class StageModel(mlflow.pyfunc.PythonModel):
         if self.linear is None:
             predictions, scores = self._answer(input_frame(rows))
             return list(zip(predictions, scores))
-        probabilities = self.linear.probabilities([model_input(row) for row in rows])
-        classes = self.linear.classes
-        if self.kind == PROPENSITY_MODEL:
-            column = classes.index(True) if True in classes else None
-            positive = probabilities[:, column] if column is not None else [0.0] * len(rows)
-            return [("converts" if p >= 0.5 else "does_not_convert", float(p)) for p in positive]
-        best = probabilities.argmax(axis=1)
-        return [(str(classes[i]), float(probabilities[row, i])) for row, i in enumerate(best)]
+        return self.linear.answers(self.kind, [model_input(row) for row in rows])
 
     def _answer(self, inputs: pd.DataFrame) -> tuple[list[str], list[float]]:
         if self.kind == PROPENSITY_MODEL:

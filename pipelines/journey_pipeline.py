@@ -24,6 +24,7 @@ from journeys.ontology import Ontology
 from journeys.settings import JourneySettings
 from pipelines import wire
 from pipelines.feast_features import FeatureSettings
+from pipelines.model_serving import ModelServingSettings
 from pipelines.operators import VISITOR_ITEMS, MapJourneys, OutputSpec, ParseSignals, output_tag
 
 
@@ -55,7 +56,8 @@ class JourneyStreams:
 def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: JourneySettings,
                            end_clock: int | None = None, source: InputShape = InputShape(),
                            outputs: dict[str, OutputSpec] | None = None,
-                           features: FeatureSettings | None = None, feature_rows: bool = False) -> JourneyStreams:
+                           features: FeatureSettings | None = None, feature_rows: bool = False,
+                           models: ModelServingSettings | None = None) -> JourneyStreams:
     """Wire the job onto a stream of raw input records (STRING, ISO-8859-1 characters for bytes).
 
     end_clock: for a bounded input, the event time at which time stops when the input ends (see
@@ -64,6 +66,7 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     features: a Feast repository to read profile features from and push behavioural features to.
     feature_rows: also emit each customer's behavioural feature rows as a stream, for Feast's
     offline store (`journeys features push-offline`).
+    models: the MLflow registry and registered names of the stage models that score decisions.
     """
     outputs = {name: (outputs or {}).get(name, OutputSpec()) for name in OUTPUTS}
     from_intake = source.watermarks == "intake"
@@ -77,10 +80,11 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     journey_outputs = {name: outputs[name] for name in ("decisions", "journeys", "late")}
     customer_outputs = journey_outputs | ({"feature-rows": outputs["feature-rows"]} if feature_rows else {})
     visitors = (_keyed(visitor_items)
-                .process(MapJourneys(VISITOR, ontology, settings, end_clock, journey_outputs), output_type=wire.KEYED_ITEM)
+                .process(MapJourneys(VISITOR, ontology, settings, end_clock, journey_outputs, models=models),
+                         output_type=wire.KEYED_ITEM)
                 .name("map_visitor_journeys").uid("map-visitor-journeys"))
     customers = (_keyed(customer_items.union(visitors))
-                 .process(MapJourneys(CUSTOMER, ontology, settings, end_clock, customer_outputs, features),
+                 .process(MapJourneys(CUSTOMER, ontology, settings, end_clock, customer_outputs, features, models),
                           output_type=wire.RECORD)
                  .name("map_customer_journeys").uid("map-customer-journeys"))
 

@@ -1,21 +1,28 @@
-"""The journey job's link to the MLflow registry: the stage models each task scores decisions with.
+"""The stage models each task of the journey job scores decisions with, from the MLflow registry.
 
-A task loads `models:/<name>@champion` (and `@challenger`, scored in the shadow) once, in the
-operator's open(). It asks the registry where the aliases point again every `poll_interval`,
-from inside the operator's own calls: when an alias has moved, the new version is loaded and
-swapped in between two calls, so no event waits for a restart and none is lost. Versions are
-loaded by number (`models:/<name>/<version>`), so a decision cites exactly the version that
-scored it.
+A task serves `models:/<name>@champion` (acting) and `models:/<name>@challenger` (shadow-scored,
+never acting). Where the aliases point is read once at start (open()) and again every
+`poll_interval`: when an alias has moved, the new version is swapped in between two operator
+calls, with no restart and no event held back. A decision cites the exact version that scored it.
 
-When the registry cannot be reached, or a version fails to load, the task keeps the versions
-it has; with none, decisions are made on rules alone and say why, and the next poll retries.
+The registry is read by pipelines.registry_watcher: in a process of the task's own inside the
+job (MLflow cannot run in PyFlink's thread mode), or in this process for the pure core (tests,
+the benchmark). Either way a read gives a snapshot: per registered name, the versions the
+aliases point at, each with its model read out as arrays (models.linear), or why it failed.
+
+When the registry cannot be reached, or a version fails to load, the task keeps the versions it
+has; with none, decisions are made on rules alone and say why, and later reads retry.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +33,7 @@ log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 KIND_TAG = "journeys.kind"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,8 @@ class ModelServingSettings:
     poll_interval_s: float = 10.0
     shadow_challengers: bool = True
     request_timeout_s: float = 5.0
+    startup_timeout_s: float = 60.0                 # how long open() waits for the first read
+    python: str = sys.executable                    # the interpreter that runs the watcher (the driver's)
 
     @classmethod
     def from_config(cls, registry_uri: str, section: dict) -> "ModelServingSettings":
@@ -44,12 +54,22 @@ class ModelServingSettings:
         unknown = [kind for kind in registered if kind not in MODEL_KINDS]
         if unknown:
             raise ValueError(f"models.registered: unknown model kind {unknown[0]!r}; the kinds are {', '.join(MODEL_KINDS)}")
-        interval = parse_duration(str(section.get("poll_interval", "10s"))) / 1000
+        seconds = lambda key, default: parse_duration(str(section.get(key, default))) / 1000  # noqa: E731
+        interval = seconds("poll_interval", "10s")
         if interval <= 0:
             raise ValueError("models.poll_interval must be positive")
-        timeout = parse_duration(str(section.get("request_timeout", "5s"))) / 1000
-        return cls(registry_uri, tuple((kind, str(name)) for kind, name in registered.items() if name),
-                   interval, bool(section.get("shadow_challengers", True)), timeout)
+        return cls(registry_uri, tuple((kind, str(name)) for kind, name in registered.items() if name), interval,
+                   bool(section.get("shadow_challengers", True)), seconds("request_timeout", "5s"),
+                   seconds("startup_timeout", "60s"))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelServingSettings":
+        doc = json.loads(text)
+        doc["registered"] = tuple(tuple(pair) for pair in doc["registered"])
+        return cls(**doc)
 
 
 @dataclass
@@ -62,83 +82,167 @@ class ServingCounts:
     champion_versions: dict = field(default_factory=dict)  # registered name -> the version scoring now
 
 
-class LoadedModel:
-    """One registered version, scoring the rows of one call at once (models.pyfunc's fast path)."""
+class LinearModel:
+    """One registered version, scoring the rows of one call at once."""
 
-    def __init__(self, kind: str, name: str, version: str, model, observe: Callable[[int, float], None] | None = None):
+    def __init__(self, kind: str, name: str, version: str, scorer, observe: Callable[[int, float], None] | None = None):
         self.kind, self.name, self.version = kind, name, version
-        self._model = model
+        self._scorer = scorer
         self._observe = observe
 
     def score(self, rows) -> list[ModelScore]:
         started = time.perf_counter()
-        answers = self._model.score_rows(list(rows))
+        answers = self._scorer.answers(self.kind, list(rows))
         if self._observe is not None:
             self._observe(len(answers), time.perf_counter() - started)
         return [ModelScore(self.name, self.version, prediction, score, self.kind) for prediction, score in answers]
 
 
-class RegistryModels:
-    """A journeys.scoring.ModelSource over the MLflow registry, for one task."""
+class InProcessRegistry:
+    """Reads the registry in this process, at most once per poll interval."""
 
-    def __init__(self, settings: ModelServingSettings, clock: Callable[[], float] = time.monotonic,
-                 observe: Callable[[int, float], None] | None = None):
+    def __init__(self, settings: ModelServingSettings, clock: Callable[[], float] = time.monotonic):
+        from pipelines.registry_watcher import RegistryReader
+
+        self._reader = RegistryReader(settings)
+        self._interval = settings.poll_interval_s
+        self._clock = clock
+        self._next = float("-inf")
+
+    def start(self) -> None:
+        pass
+
+    def fetch(self) -> dict | None:
+        if self._clock() < self._next:
+            return None
+        self._next = self._clock() + self._interval
+        return self._reader.read()
+
+    def stop(self) -> None:
+        pass
+
+
+class WatchedRegistry:
+    """Reads the snapshots a registry_watcher process writes, when a new one is there."""
+
+    def __init__(self, settings: ModelServingSettings, clock: Callable[[], float] = time.monotonic):
+        self.settings = settings
+        self._clock = clock
+        self._check_every = min(1.0, settings.poll_interval_s)
+        self._next = float("-inf")
+        self._seen = None
+        self._process = None
+        self._folder = None
+
+    def start(self) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="journeys-models-")
+        self._state = Path(self._folder.name) / "registry.json"
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), environment.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self._process = subprocess.Popen(
+            [self.settings.python, "-m", "pipelines.registry_watcher", "--settings", self.settings.to_json(),
+             "--state", str(self._state)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=str(PROJECT_ROOT), env=environment)
+        deadline = time.monotonic() + self.settings.startup_timeout_s
+        while not self._state.exists() and time.monotonic() < deadline and self._process.poll() is None:
+            time.sleep(0.05)
+
+    def fetch(self) -> dict | None:
+        if self._clock() < self._next:
+            return None
+        self._next = self._clock() + self._check_every
+        if self._process is not None and self._process.poll() is not None:
+            return {"error": f"the registry watcher exited with code {self._process.returncode}", "entries": {},
+                    "polls": 0, "poll_failures": 0}
+        try:
+            stat = self._state.stat()
+        except FileNotFoundError:
+            return None if self._seen is not None else {"error": "the model registry has not answered yet",
+                                                        "entries": {}, "polls": 0, "poll_failures": 0}
+        if (stat.st_mtime_ns, stat.st_size) == self._seen:
+            return None
+        self._seen = (stat.st_mtime_ns, stat.st_size)
+        return json.loads(self._state.read_text())
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.stdin.close()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        if self._folder is not None:
+            self._folder.cleanup()
+
+
+class RegistryModels:
+    """A journeys.scoring.ModelSource: the active champions and challengers of one task."""
+
+    def __init__(self, settings: ModelServingSettings, registry=None, observe: Callable[[int, float], None] | None = None):
         self.settings = settings
         self.counts = ServingCounts()
-        self._clock = clock
+        self._registry = registry if registry is not None else InProcessRegistry(settings)
         self._observe = observe
-        self._loaded: dict[tuple[str, str], LoadedModel] = {}
-        self._active = ActiveModels(note="the model registry has not been asked yet")
-        self._next_poll = float("-inf")
-        self._client = None
+        self._loaded: dict[tuple[str, str], LinearModel] = {}
+        self._failed: set[tuple[str, str]] = set()
+        self._active = ActiveModels(note="the model registry has not been read yet")
+
+    def start(self) -> "RegistryModels":
+        self._registry.start()
+        self.poll()
+        return self
+
+    def stop(self) -> None:
+        self._registry.stop()
 
     def active(self) -> ActiveModels:
-        if self._clock() >= self._next_poll:
-            self.poll()
+        self.poll()
         return self._active
 
     def poll(self) -> None:
-        """Ask where the aliases point, load what moved, and make that the active set."""
-        self._next_poll = self._clock() + self.settings.poll_interval_s
-        self.counts.polls += 1
-        try:
-            pointing = self._aliases()
-        except Exception as error:  # any failure of the registry's client: keep serving, retry next poll
-            self.counts.poll_failures += 1
-            reason = f"model registry unreachable ({_short(error)})"
-            log.warning("%s; retrying in %.0f s", reason, self.settings.poll_interval_s)
+        snapshot = self._registry.fetch()
+        if snapshot is None:
+            return
+        self.counts.polls, self.counts.poll_failures = snapshot["polls"], snapshot["poll_failures"]
+        if snapshot["error"]:
+            log.warning("%s; the task keeps %s", snapshot["error"], "its models" if self._loaded else "to rules alone")
             if not self._loaded:
-                self._active = ActiveModels(note=f"{reason}; retrying every {self.settings.poll_interval_s:g} s")
+                self._active = ActiveModels(note=f"{snapshot['error']}; retrying every {self.settings.poll_interval_s:g} s")
             return
         aliases = (CHAMPION, CHALLENGER) if self.settings.shadow_challengers else (CHAMPION,)
         champions, challengers, notes = [], [], []
         for kind, name in self.settings.registered:
+            entry = snapshot["entries"].get(name, {"registered": False})
             for alias in aliases:
-                model = self._resolve(kind, name, alias, pointing.get(name), notes)
+                model = self._resolve(kind, name, alias, entry, notes)
                 if model is not None:
                     (champions if alias == CHAMPION else challengers).append(model)
         self.counts.champion_versions = {m.name: m.version for m in champions}
         self._active = ActiveModels(tuple(champions), tuple(challengers), "; ".join(notes) or None)
 
-    def _resolve(self, kind: str, name: str, alias: str, versions: dict | None, notes: list) -> LoadedModel | None:
+    def _resolve(self, kind: str, name: str, alias: str, entry: dict, notes: list) -> LinearModel | None:
+        from models.linear import LinearScorer
+
         key = (name, alias)
-        version = None if versions is None else versions.get(alias)
-        if version is None:
+        pointed = entry.get(alias)
+        if pointed is None:
             self._loaded.pop(key, None)
             if alias == CHAMPION:
-                notes.append(f"{name} is not registered" if versions is None else f"{name} has no champion alias")
+                notes.append(f"{name} has no champion alias" if entry.get("registered") else f"{name} is not registered")
             return None
         current = self._loaded.get(key)
+        version = pointed["version"]
         if current is not None and current.version == version:
             return current
-        try:
-            loaded = self._load(kind, name, version)
-        except Exception as error:  # a broken version must not stop the job: keep the one in use
-            self.counts.load_failures += 1
-            log.warning("%s version %s (@%s) failed to load: %s", name, version, alias, _short(error))
+        if pointed.get("error"):
+            if (name, version) not in self._failed:
+                self._failed.add((name, version))
+                self.counts.load_failures += 1
+                log.warning("%s version %s (@%s) failed to load: %s", name, version, alias, pointed["error"])
             if current is None and alias == CHAMPION:
-                notes.append(f"{name} version {version} failed to load ({_short(error)})")
+                notes.append(f"{name} version {version} failed to load ({pointed['error']})")
             return current
+        loaded = LinearModel(kind, name, version, LinearScorer.from_dict(pointed["weights"]), self._observe)
         self.counts.loads += 1
         if current is not None:
             self.counts.swaps += 1
@@ -146,64 +250,11 @@ class RegistryModels:
         self._loaded[key] = loaded
         return loaded
 
-    # -- the registry ------------------------------------------------------------------------------
-    def _registry(self):
-        if self._client is None:
-            uri = self.settings.registry_uri
-            if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-                raise FileNotFoundError(f"no registry database at {uri.removeprefix('sqlite:///')}")
-            # A poll runs inside an operator call: fail fast and retry at the next poll, rather than
-            # hold the stream for MLflow's default retries with backoff.
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(1, self.settings.request_timeout_s))))
-            import mlflow
-            from mlflow import MlflowClient
 
-            mlflow.set_tracking_uri(uri)  # models:/ URIs resolve through these: one registry per job
-            mlflow.set_registry_uri(uri)
-            self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        return self._client
-
-    def _aliases(self) -> dict[str, dict[str, str] | None]:
-        """Registered name -> {alias: version}, or None for a name that is not registered."""
-        from mlflow.exceptions import MlflowException
-
-        client = self._registry()
-        pointing = {}
-        for _, name in self.settings.registered:
-            try:
-                model = client.get_registered_model(name)
-            except MlflowException as error:
-                if error.error_code != "RESOURCE_DOES_NOT_EXIST":
-                    raise
-                pointing[name] = None
-                continue
-            pointing[name] = {alias: str(version) for alias, version in _alias_items(model.aliases)}
-        return pointing
-
-    def _load(self, kind: str, name: str, version: str) -> LoadedModel:
-        import mlflow.pyfunc
-
-        found = self._registry().get_model_version(name, version)
-        logged_kind = found.tags.get(KIND_TAG)
-        if logged_kind != kind:
-            raise ValueError(f"it is a {logged_kind or 'non-journeys'} model, configured as {kind}")
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
-        if not hasattr(model, "score_rows"):
-            raise ValueError("its pyfunc has no score_rows (not a journeys stage model)")
-        return LoadedModel(kind, name, version, model, self._observe)
-
-
-def _alias_items(aliases):
-    """MLflow gives a registered model's aliases as a dict, or as alias objects in some stores."""
-    if isinstance(aliases, dict):
-        return aliases.items()
-    return [(a.alias, a.version) for a in aliases or ()]
-
-
-def _short(error: Exception) -> str:
+def short_error(error: Exception) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {text[:160]}" if text else type(error).__name__
 
 
-__all__ = ["ModelServingSettings", "RegistryModels", "LoadedModel", "ServingCounts", "CHAMPION", "CHALLENGER"]
+__all__ = ["ModelServingSettings", "RegistryModels", "InProcessRegistry", "WatchedRegistry", "LinearModel",
+           "ServingCounts", "CHAMPION", "CHALLENGER", "short_error"]

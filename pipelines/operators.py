@@ -20,6 +20,7 @@ from journeys.state import decode, encode
 from journeys.transitions import DECISION, FEATURES, JOURNEY
 from pipelines import wire
 from pipelines.feast_features import FeatureSettings
+from pipelines.model_serving import ModelServingSettings
 
 VISITOR_ITEMS = OutputTag("visitor-items", wire.TIMESTAMPED_KEYED_ITEM)
 
@@ -115,13 +116,15 @@ class MapJourneys(KeyedProcessFunction):
     the core, and writes the new state back once."""
 
     def __init__(self, role: str, ontology: Ontology, settings: JourneySettings, end_clock: int | None,
-                 outputs: dict[str, OutputSpec], features: FeatureSettings | None = None):
+                 outputs: dict[str, OutputSpec], features: FeatureSettings | None = None,
+                 models: ModelServingSettings | None = None):
         self.role = role
         self.ontology = ontology
         self.settings = settings
         self.end_clock = end_clock
         self.outputs = outputs  # for "journeys", "decisions", "late", and "feature-rows" when asked for
         self.features = features if role == CUSTOMER else None  # visitors have no customer features
+        self.models = models  # both roles decide, so both score
 
     def open(self, runtime_context: RuntimeContext):
         profiles, self.pusher = None, None
@@ -132,8 +135,16 @@ class MapJourneys(KeyedProcessFunction):
             profiles = FeastProfiles(store, self.features)
             self.pusher = FeastPusher(store, self.features)
             self.metrics = _FeatureMetrics(runtime_context.get_metrics_group(), profiles, self.pusher)
+        self.model_source, self.model_metrics = None, None
+        if self.models is not None:
+            from pipelines.model_serving import RegistryModels, WatchedRegistry
+
+            self.model_metrics = _ModelMetrics(runtime_context.get_metrics_group())
+            self.model_source = RegistryModels(self.models, WatchedRegistry(self.models), self.model_metrics.observe).start()
+            self.model_metrics.watch(self.model_source)
         feature_rows = self.pusher is not None or "feature-rows" in self.outputs
-        self.keyed = build_roles(self.ontology, self.settings, profiles, push_features=feature_rows)[self.role]
+        self.keyed = build_roles(self.ontology, self.settings, profiles, push_features=feature_rows,
+                                 models=self.model_source)[self.role]
         state_descriptor = ValueStateDescriptor("journey", wire.KEY_STATE)
         arrivals_descriptor = ListStateDescriptor("arrivals", wire.ITEM)
         if self.settings.state_ttl_ms > 0:
@@ -170,12 +181,16 @@ class MapJourneys(KeyedProcessFunction):
                     self.pusher.add(entry[1], entry[2])
             self.pusher.flush_if_due()
             self.metrics.update()
+        if self.model_metrics is not None:
+            self.model_metrics.update(out)
         return self._emit(out)
 
     def close(self):
         if self.pusher is not None:
             self.pusher.flush()
             self.metrics.update()
+        if self.model_source is not None:
+            self.model_source.stop()
 
 
     def _emit(self, out: list):
@@ -206,6 +221,43 @@ class MapJourneys(KeyedProcessFunction):
                 batches.setdefault(name, []).append(orjson.dumps(record).decode())
         for name, lines in batches.items():
             yield self.tags[name], "\n".join(lines)
+
+
+class _ModelMetrics:
+    """The stage models as Flink metrics: decisions scored or on rules alone, registry polls and
+    swaps, each champion's version (a gauge), and the inference cost per decision (microseconds)."""
+
+    def __init__(self, group):
+        self._group = group
+        self._counters = {name: group.counter(f"model_{name}") for name in
+                          ("decisions_scored", "decisions_rules_alone", "polls", "poll_failures", "loads", "swaps",
+                           "load_failures")}
+        self._inference = group.distribution("model_inference_us_per_decision")
+        self._seen = dict.fromkeys(self._counters, 0)
+        self._source = None
+        self._gauges: set[str] = set()
+
+    def watch(self, source) -> None:
+        self._source = source
+        for _, name in source.settings.registered:
+            self._gauges.add(name)
+            self._group.gauge(f"model_{name}_champion_version",
+                              lambda name=name: int(self._source.counts.champion_versions.get(name) or 0))
+
+    def observe(self, rows: int, seconds: float) -> None:
+        if rows:
+            self._inference.update(int(seconds * 1_000_000 / rows))
+
+    def update(self, out: list) -> None:
+        for entry in out:
+            if entry[0] == DECISION:
+                self._counters["decisions_scored" if entry[1].get("models") else "decisions_rules_alone"].inc()
+        counts = self._source.counts
+        for name in ("polls", "poll_failures", "loads", "swaps", "load_failures"):
+            value = getattr(counts, name)
+            if value != self._seen[name]:
+                self._counters[name].inc(value - self._seen[name])
+                self._seen[name] = value
 
 
 class _FeatureMetrics:

@@ -11,7 +11,7 @@ import pytest
 
 from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL
 from models.registry import promote, register
-from pipelines.model_serving import ModelServingSettings, RegistryModels
+from pipelines.model_serving import InProcessRegistry, ModelServingSettings, RegistryModels, WatchedRegistry
 from tests.builders import BEGINNING, FIVE_MINUTES_LATER, ONE_MINUTE_LATER, a_signal, play
 
 pytestmark = pytest.mark.mlflow
@@ -30,7 +30,8 @@ class Clock:
 
 
 def served(uri: str, clock: Clock, **options) -> RegistryModels:
-    return RegistryModels(ModelServingSettings(uri, poll_interval_s=POLL, **options), clock=clock)
+    settings = ModelServingSettings(uri, poll_interval_s=POLL, **options)
+    return RegistryModels(settings, InProcessRegistry(settings, clock))
 
 
 def a_cart_then_a_complaint(customer: str = "c-1") -> list[dict]:
@@ -131,3 +132,20 @@ def test_a_version_that_fails_to_load_leaves_the_version_in_use_in_place(registr
 
     assert {m.name: m.version for m in active.champions}[STAGE_MODEL] == "1"
     assert models.counts.load_failures == 1
+
+
+def test_a_watcher_process_reads_the_registry_for_a_task_and_ends_with_it(registry):
+    settings = ModelServingSettings(registry["uri"], poll_interval_s=0.5)
+    watched = WatchedRegistry(settings)
+    models = RegistryModels(settings, watched).start()
+    try:
+        assert {m.name: m.version for m in models.active().champions} == {STAGE_MODEL: "1", PROPENSITY_MODEL: "1"}
+        registry["client"].set_registered_model_alias(STAGE_MODEL, "champion", "2")
+        deadline = time.monotonic() + 30
+        while {m.name: m.version for m in models.active().champions}[STAGE_MODEL] != "2":
+            assert time.monotonic() < deadline, "the watcher never reported the moved alias"
+            time.sleep(0.2)
+        assert models.counts.swaps == 1
+    finally:
+        models.stop()
+    assert watched._process.poll() is not None
