@@ -1,7 +1,8 @@
 """make bench: throughput and latency of the journey job against the pure core, on the same signals,
 from a file and from Kafka to Kafka (on a local Tansu broker); the job with Feast features on and
-off; Feast online lookup latency on sqlite and Redis (bench/feature_bench.py); and the Beam replay
-of the same signals on the DirectRunner, in one process and in two.
+off; Feast online lookup latency on sqlite and Redis (bench/feature_bench.py); the job with the
+MLflow stage models on and off, and the inference cost per decision (bench/model_bench.py); and
+the Beam replay of the same signals on the DirectRunner, in one process and in two.
 
 Each figure is the median of several runs measured in this one invocation, so ratios compare
 like with like on a noisy machine. Results go to bench/results.json and a table on stdout.
@@ -40,7 +41,8 @@ def simulate_events(target: int, work: Path) -> tuple[Path, Path]:
     return path, profiles
 
 
-def run_job(signals: Path, work: Path, parallelism: int, feature_repo: Path | None = None) -> dict:
+def run_job(signals: Path, work: Path, parallelism: int, feature_repo: Path | None = None,
+            model_registry: str | None = None) -> dict:
     out = work / "job"
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, str(ROOT / "jobs" / "journey_job.py"), "--signals", signals.as_uri(),
@@ -49,6 +51,8 @@ def run_job(signals: Path, work: Path, parallelism: int, feature_repo: Path | No
                "--checkpoints", str(work / "checkpoints"), "--parallelism", str(parallelism)]
     if feature_repo is not None:
         command += ["--feature-repo", str(feature_repo)]
+    if model_registry is not None:
+        command += ["--model-registry", model_registry]
     return _timed_job(command, out)
 
 
@@ -118,6 +122,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-kafka", dest="kafka", action="store_false", help="skip the Kafka-to-Kafka figure")
     parser.add_argument("--no-features", dest="features", action="store_false", help="skip the Feast figures")
     parser.add_argument("--no-replay", dest="replay", action="store_false", help="skip the Beam replay figures")
+    parser.add_argument("--no-models", dest="models", action="store_false", help="skip the stage-model figures")
     args = parser.parse_args(argv)
 
     work = ROOT / "bench" / "work"
@@ -144,7 +149,18 @@ def main(argv=None) -> int:
             print(f"  Feast online lookups on {store}: one entity p50 {figures['one_entity_p50_ms']} ms, "
                   f"p99 {figures['one_entity_p99_ms']} ms; 100 entities p50 {figures['batch_100_p50_ms']} ms", flush=True)
 
+    registry, inference = None, None
+    if args.models:
+        from model_bench import measure_inference, prepare_registry
+
+        registry = prepare_registry(work, signals, profiles)
+        inference = measure_inference(lines, registry)
+        print(f"  stage models: inference per decision p50 {inference['inference_p50_us_per_decision']} us, "
+              f"p99 {inference['inference_p99_us_per_decision']} us (both champions); pyfunc predict "
+              f"{inference['pyfunc_one_row_ms']} ms on one row", flush=True)
+
     core_runs, job_runs, kafka_runs, feature_runs, replay_runs, replay2_runs = [], [], [], [], [], []
+    model_runs = []
     for attempt in range(args.runs):
         # Interleave the two so that drift in machine load affects both alike.
         core_runs.append(run_core(lines))
@@ -160,6 +176,10 @@ def main(argv=None) -> int:
         if feature_repo is not None:
             feature_runs.append(run_job(signals, work, args.parallelism, feature_repo))
             print(f"  run {attempt + 1}: job with Feast features {feature_runs[-1]['events_per_second']:,.0f} events/s",
+                  flush=True)
+        if registry is not None:
+            model_runs.append(run_job(signals, work, args.parallelism, model_registry=registry))
+            print(f"  run {attempt + 1}: job with stage models {model_runs[-1]['events_per_second']:,.0f} events/s",
                   flush=True)
         if broker is not None:
             kafka_runs.append(run_kafka_job(broker.bootstrap_servers, stop_offsets, work, attempt, args.parallelism))
@@ -210,6 +230,14 @@ def main(argv=None) -> int:
             "lookup_budget_p99_ms_redis": 5.0,
             "feature_runs": feature_runs,
         })
+    if model_runs:
+        models_rate = median(r["events_per_second"] for r in model_runs)
+        results.update({
+            "models_job_events_per_second": round(models_rate),
+            "models_on_to_off_ratio": round(models_rate / job_rate, 3),
+            "model_inference": inference,
+            "model_runs": model_runs,
+        })
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
 
@@ -246,6 +274,16 @@ def main(argv=None) -> int:
                       f"{figures['batch_100_p50_ms']} / {figures['batch_100_p99_ms']} ms")]
         verdict = "within" if lookups["redis"]["one_entity_p99_ms"] < 5.0 else "OVER"
         rows.append(("Redis lookup p99 vs the 5 ms budget", verdict))
+    if model_runs:
+        rows += [
+            ("job events/s with stage models / without", f"{results['models_job_events_per_second']:,} / "
+                                                        f"{results['job_events_per_second']:,}"),
+            ("models on / off", f"{results['models_on_to_off_ratio']:.2f}"),
+            ("inference per decision p50 / p99 (both champions)",
+             f"{inference['inference_p50_us_per_decision']} / {inference['inference_p99_us_per_decision']} us"),
+            ("pyfunc predict: 1 row / per row of 100",
+             f"{inference['pyfunc_one_row_ms']} / {inference['pyfunc_100_rows_ms_per_row']} ms"),
+        ]
     width = max(len(label) for label, _ in rows)
     print(f"\nmedians of {args.runs} runs")
     for label, value in rows:

@@ -18,6 +18,7 @@ import itertools
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `flink run -py` does not install the project
@@ -215,7 +216,8 @@ def _model_settings(args, settings):
     from pipelines.model_serving import ModelServingSettings, RegistryModels
 
     serving = ModelServingSettings.from_config(args.model_registry, settings.models)
-    active = RegistryModels(serving).start().active()
+    with warnings.catch_warnings():  # MLflow's imports change the warning filters for the whole process
+        active = RegistryModels(serving).start().active()
     cited = [f"{m.name} v{m.version} (champion)" for m in active.champions]
     cited += [f"{m.name} v{m.version} (challenger, shadow)" for m in active.challengers]
     print(f"journey_job: models from {args.model_registry}: {', '.join(cited) or 'none'}"

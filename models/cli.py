@@ -24,6 +24,11 @@ def add_arguments(models: argparse.ArgumentParser) -> None:
     train.add_argument("--regularization", type=float, default=1.0, help="inverse regularization strength C")
     train.add_argument("--experiment", default="journey-agents")
     train.add_argument("--register", metavar="NAME", help="also register the model under this name")
+    train.add_argument("--promote", choices=("champion", "challenger"),
+                       help="and point this alias at it (a champion promotion is gated; a refusal keeps the champion "
+                            "and is not an error)")
+    train.add_argument("--reuse", action="store_true", help="skip training when NAME@ALIAS (--promote's, else champion) "
+                                                            "is a model of this kind trained on the same training set")
     train.set_defaults(run=_train)
 
     register = command("register", "register a trained run's model as a new version")
@@ -43,6 +48,15 @@ def add_arguments(models: argparse.ArgumentParser) -> None:
     rollback.add_argument("name")
     rollback.set_defaults(run=_rollback)
 
+    compare = commands.add_parser("compare", help="champion against challenger on the decisions a job logged: "
+                                                   "agreement, and each one's accuracy against what happened")
+    compare.add_argument("--decisions", required=True, help="the job's decisions (a file or directory of JSON lines)")
+    compare.add_argument("--journeys", help="the job's journey log: conversions observed after each decision")
+    compare.add_argument("--truth", help="signals with ground truth (journeys simulate output): the real stages")
+    compare.add_argument("--horizon", default="7d", help="how long after a decision a conversion counts")
+    compare.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    compare.set_defaults(run=_compare)
+
 
 def _client(args):
     from models.registry import client_for, tracking_uri
@@ -51,9 +65,18 @@ def _client(args):
 
 
 def _train(args) -> int:
-    from models.registry import register, tracking_uri, train_and_log
+    from models.registry import PromotionRefused, alias_trained_on, promote, register, tracking_uri, train_and_log
 
     uri = tracking_uri(args.tracking_uri)
+    if (args.reuse or args.promote) and not args.register:
+        print("journeys: --reuse and --promote need --register NAME")
+        return 2
+    if args.reuse:
+        alias = args.promote or "champion"
+        reused = alias_trained_on(_client(args), args.register, alias, args.training_set, args.kind)
+        if reused is not None:
+            print(f"reusing {args.register}@{alias} version {reused}: trained on this training set already")
+            return 0
     trained = train_and_log(args.kind, args.training_set, args.truth, uri=uri, experiment=args.experiment,
                             held_back_share=args.held_back, regularization=args.regularization)
     figures = ", ".join(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value:,}"
@@ -62,6 +85,13 @@ def _train(args) -> int:
     if args.register:
         version = register(_client(args), trained.run_id, args.register)
         print(f"registered {args.register} version {version}")
+        if args.promote:
+            try:
+                done = promote(_client(args), args.register, version, args.promote)
+            except PromotionRefused as refused:
+                print(f"not promoted: {refused}")
+                return 0
+            print(f"{args.register}@{args.promote} -> version {version}" + (f" (was {done.previous})" if done.previous else " (first)"))
     return 0
 
 
@@ -100,4 +130,20 @@ def _rollback(args) -> int:
     client = _client(args)
     done = rollback(client, args.name)
     print(f"{args.name}@champion -> version {done.version} (rolled back from {done.previous})")
+    return 0
+
+
+def _compare(args) -> int:
+    import json
+    from pathlib import Path
+
+    from journeys.model_comparison import compare_models, format_comparison
+    from journeys.summary import read_records, read_truth
+    from journeys.timeutil import parse_duration
+
+    report = compare_models(read_records(args.decisions), read_truth(args.truth) if args.truth else None,
+                            read_records(args.journeys) if args.journeys else None, parse_duration(args.horizon))
+    print(format_comparison(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -275,3 +275,16 @@ def compare_on_held_back(client, name: str, candidate, champion_version: str) ->
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
         results.append(evaluate(kind, model.pipeline, inputs, labels))
     return results[0], results[1]
+
+
+def alias_trained_on(client, name: str, alias: str, training_set: str, kind: str) -> str | None:
+    """The version `alias` points at when it is a `kind` model trained on exactly this training
+    set (same sha256), else None: a rerun on the same data can reuse it instead of training again."""
+    version = alias_version(client, name, alias)
+    if version is None:
+        return None
+    found = client.get_model_version(name, version)
+    if found.tags.get("journeys.kind") != kind:
+        return None
+    run = client.get_run(found.tags["journeys.run_id"])
+    return version if run.data.tags.get("lineage.training_set_sha256") == files_digest(training_set) else None

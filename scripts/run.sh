@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make run: simulate signals and customer profiles, load the profiles into the feature store with
-# the Feast CLI, run the journey job with features, print its summary.
+# the Feast CLI, train the stage models on a Beam replay and promote them in the MLflow registry
+# (or reuse the champions trained on the same data), run the journey job with features and
+# models, print its summary and the champion/challenger comparison.
 # FEATURES=sqlite (default) uses the embedded sqlite online store; FEATURES=redis starts Debian's
 # redis-server on loopback and uses the Redis profile (features/feature_store.redis.yaml).
 set -euo pipefail
@@ -30,6 +32,22 @@ rm -f features/data/registry.db features/data/online.db features/data/journey_ac
 "$feast" -c features "${store_yaml[@]}" apply
 "$feast" -c features "${store_yaml[@]}" materialize-incremental "$(date -u +%Y-%m-%dT%H:%M:%S)"
 
+# Stage models: a training set from a Beam replay of the same history, then train, register and
+# promote in the sqlite registry under var/mlflow (MLFLOW_TRACKING_URI points elsewhere if set).
+registry=${MLFLOW_TRACKING_URI:-sqlite:///$PWD/var/mlflow/registry.db}
+mkdir -p var/mlflow
+rm -rf "$run/replay"
+.venv/bin/journeys replay --input "$run/signals.jsonl" --output "$run/replay" --emit training-set \
+  --profiles features/data/customer_profiles.parquet
+for kind in journey_stage conversion_propensity; do
+  .venv/bin/journeys models train --kind "$kind" --training-set "$run/replay/training_set" --truth "$run/signals.jsonl" \
+    --register "$kind" --promote champion --reuse --tracking-uri "$registry"
+done
+# A more strongly regularized stage model as the challenger: the job shadow-scores it, and
+# `journeys models compare` below sets it against the champion on the same decisions.
+.venv/bin/journeys models train --kind journey_stage --training-set "$run/replay/training_set" --truth "$run/signals.jsonl" \
+  --regularization 0.02 --register journey_stage --promote challenger --reuse --tracking-uri "$registry"
+
 rm -rf "$run/decisions" "$run/journeys" "$run/late" "$run/dead-letter" "$run/feature-rows" "$run/checkpoints"
 job_yaml=()
 [ "$features" = "redis" ] && job_yaml=(--feature-store-yaml features/feature_store.redis.yaml)
@@ -38,6 +56,9 @@ job_yaml=()
   --decisions "file://$PWD/$run/decisions" --journeys "file://$PWD/$run/journeys" \
   --late "file://$PWD/$run/late" --dead-letter "file://$PWD/$run/dead-letter" \
   --checkpoints "$run/checkpoints" --summary "$run/summary.json" \
-  --feature-repo features "${job_yaml[@]}" --feature-rows "file://$PWD/$run/feature-rows"
+  --feature-repo features "${job_yaml[@]}" --feature-rows "file://$PWD/$run/feature-rows" \
+  --model-registry "$registry"
 # The online store already has the job's features; this gives the offline store their history.
 .venv/bin/journeys features push-offline --repo features --rows "$run/feature-rows"
+.venv/bin/journeys models compare --decisions "$run/decisions" --journeys "$run/journeys" --truth "$run/signals.jsonl"
+echo "decisions: $run/decisions   journey log: $run/journeys   model registry: $registry"

@@ -185,3 +185,20 @@ def test_models_train_on_a_replayed_simulation_and_the_stage_model_beats_the_rul
     assert metrics["rows"] > 100
     assert metrics["accuracy"] > metrics["rules_accuracy"]
     assert "registered journey_stage version 1" in capsys.readouterr().out
+
+
+def test_train_can_promote_and_a_rerun_on_the_same_training_set_reuses_the_version(data, tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'registry.db'}"
+    command = ["models", "train", "--kind", PROPENSITY_MODEL, "--training-set", data["training"], "--register", NAME,
+               "--promote", "champion", "--reuse", "--tracking-uri", uri]
+
+    assert journeys(command) == 0
+    assert f"{NAME}@champion -> version 1 (first)" in capsys.readouterr().out
+    assert journeys(command) == 0
+    assert f"reusing {NAME}@champion version 1" in capsys.readouterr().out
+
+    challenger = ["models", "train", "--kind", PROPENSITY_MODEL, "--training-set", data["noise"], "--register", NAME,
+                  "--promote", "challenger", "--reuse", "--tracking-uri", uri]
+    assert journeys(challenger) == 0
+    assert f"{NAME}@challenger -> version 2" in capsys.readouterr().out
+    assert alias_version(client_for(uri), NAME, CHAMPION) == "1"

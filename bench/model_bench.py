@@ -1,0 +1,81 @@
+"""Stage-model figures for make bench: a registry with both models trained on a replay of the
+benchmark's signals, the inference cost per decision on the job's path (read-out linear models,
+one call per model per timer call), and MLflow's pyfunc predict on one row and on 100 for scale."""
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from journeys.ontology import load_ontology
+from journeys.reference import ReferenceRun
+from journeys.scoring import MODEL_KINDS, STAGE_MODEL
+from journeys.settings import load_settings
+
+
+def prepare_registry(work: Path, signals: Path, profiles: Path) -> str:
+    """A fresh sqlite registry with both models trained on this input, promoted to champion."""
+    from models.registry import client_for, promote, register, train_and_log
+
+    folder = work / "models"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    replayed = subprocess.run([str(Path(sys.executable).parent / "journeys"), "replay", "--input", str(signals),
+                               "--output", str(folder / "replay"), "--emit", "training-set", "--profiles", str(profiles)],
+                              capture_output=True, text=True)
+    if replayed.returncode != 0:
+        raise SystemExit(f"the replay for the training set failed:\n{replayed.stderr[-3000:]}")
+    uri = f"sqlite:///{folder / 'registry.db'}"
+    client = client_for(uri)
+    for kind in MODEL_KINDS:
+        trained = train_and_log(kind, str(folder / "replay" / "training_set"), str(signals), uri=uri)
+        promote(client, kind, register(client, trained.run_id, kind), "champion")
+    return uri
+
+
+def measure_inference(lines: list[bytes], uri: str) -> dict:
+    """Per decision: the time both champions took to score it, with the decisions of one timer
+    call scored together, as the job does; and pyfunc predict on 1 and 100 rows for comparison."""
+    from pipelines.model_serving import ModelServingSettings, RegistryModels
+
+    per_decision_us: list[float] = []
+    models = RegistryModels(ModelServingSettings(uri), observe=lambda rows, seconds: per_decision_us.extend(
+        [seconds * 1e6 / rows] * rows)).start()
+    run = ReferenceRun(load_ontology(), load_settings(), models=models).feed(lines).finish()
+    # Each decision was scored once per champion: add the champions' shares together.
+    champions = max(1, len(models.active().champions))
+    costs = sorted(sum(per_decision_us[i:i + champions]) for i in range(0, len(per_decision_us), champions))
+    pyfunc_one, pyfunc_batch = _pyfunc_predict(uri, run.decisions[:100])
+    return {"decisions": len(run.decisions), "inference_p50_us_per_decision": round(_percentile(costs, 0.5), 1),
+            "inference_p99_us_per_decision": round(_percentile(costs, 0.99), 1),
+            "pyfunc_one_row_ms": round(pyfunc_one, 3), "pyfunc_100_rows_ms_per_row": round(pyfunc_batch, 4)}
+
+
+def _pyfunc_predict(uri: str, decisions: list[dict]) -> tuple[float, float]:
+    import mlflow.pyfunc
+
+    from models.features import input_frame
+    from models.registry import client_for
+
+    client_for(uri)
+    model = mlflow.pyfunc.load_model(f"models:/{STAGE_MODEL}@champion")
+    one, hundred = input_frame(decisions[:1]), input_frame((decisions * 100)[:100])
+    singles, batches = [], []
+    for _ in range(50):
+        started = time.perf_counter()
+        model.predict(one)
+        singles.append((time.perf_counter() - started) * 1000)
+    for _ in range(10):
+        started = time.perf_counter()
+        model.predict(hundred)
+        batches.append((time.perf_counter() - started) * 1000 / 100)
+    return statistics.median(singles), statistics.median(batches)
+
+
+def _percentile(values: list[float], share: float) -> float:
+    if not values:
+        return 0.0
+    return values[min(len(values) - 1, int(share * len(values)))]
