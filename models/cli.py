@@ -67,6 +67,12 @@ def _client(args):
 def _train(args) -> int:
     from models.registry import PromotionRefused, alias_trained_on, promote, register, tracking_uri, train_and_log
 
+    import warnings
+
+    # Harmless here: the training set's integer columns are counts with no missing values, and
+    # its parquet source is a local file either way.
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
+    warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted", category=UserWarning)
     uri = tracking_uri(args.tracking_uri)
     if (args.reuse or args.promote) and not args.register:
         print("journeys: --reuse and --promote need --register NAME")
