@@ -102,7 +102,8 @@ def score_decisions(decisions: list[dict], models: ActiveModels, stage_action, o
         if models.note:
             notes.append(f"Models: {models.note}." if champion_scores else f"Models: {models.note}; decided on rules alone.")
         if notes:
-            record["reason"] = " ".join([record["reason"], *notes])
+            reason = record["reason"] if record["reason"].endswith(".") else record["reason"] + "."
+            record["reason"] = " ".join([reason, *notes])
 
 
 def _use(record: dict, score: ModelScore, stage_action, override_confidence: float) -> str:

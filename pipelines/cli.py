@@ -151,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_model_arguments(models)
 
+    explain = commands.add_parser("explain", help="one customer's journey path and every decision with its "
+                                                   "justification, in time order")
+    explain.add_argument("customer_id")
+    explain.add_argument("--log", required=True, help="the decision log: the job's decisions (a file or directory)")
+    explain.add_argument("--journeys", help="the journey log, for the path (default: journeys/ beside the log)")
+    explain.add_argument("--every-signal", action="store_true", help="also list signals that moved no stage")
+    explain.set_defaults(run=_explain)
+
     summary = commands.add_parser("summary", help="summarize a finished run from its input and outputs")
     summary.add_argument("--signals", required=True)
     summary.add_argument("--journeys", required=True)
@@ -169,6 +177,20 @@ def main(argv: list[str] | None = None) -> int:
         return _guarded(replay, argv[1:])
     args = build_parser().parse_args(argv)
     return _guarded(args.run, args)
+
+
+def _explain(args) -> int:
+    from journeys.explain import explain
+    from journeys.summary import read_records
+
+    log = Path(args.log)
+    if not log.exists():
+        raise FileNotFoundError(f"{log}: no decision log there")
+    journeys = Path(args.journeys) if args.journeys else log.parent / "journeys"
+    text = explain(args.customer_id, read_records(log), read_records(journeys) if journeys.exists() else (),
+                   args.every_signal)
+    print(text)
+    return 0 if not text.startswith("no journey") else 1
 
 
 def _guarded(command, arguments) -> int:

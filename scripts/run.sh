@@ -62,3 +62,4 @@ job_yaml=()
 .venv/bin/journeys features push-offline --repo features --rows "$run/feature-rows"
 .venv/bin/journeys models compare --decisions "$run/decisions" --journeys "$run/journeys" --truth "$run/signals.jsonl"
 echo "decisions: $run/decisions   journey log: $run/journeys   model registry: $registry"
+echo "explain a customer: .venv/bin/journeys explain cust-000001 --log $run/decisions"

@@ -1,0 +1,72 @@
+"""`journeys explain`: one customer's journey path and every decision made for them, with its
+justification, in time order, from a run's decision log and journey log.
+
+The customer's anonymous visits stitched into the journey (stitch records) are followed too, so
+the path starts where the customer first appeared, before they logged in.
+"""
+from __future__ import annotations
+
+import textwrap
+from typing import Iterable
+
+from journeys.timeutil import iso
+
+STAGE_KINDS = ("signal", "transition", "stitch")
+
+
+def explain(customer: str, decisions: Iterable[dict], journey_records: Iterable[dict] = (),
+            every_signal: bool = False) -> str:
+    records = list(journey_records)
+    keys = {customer} | {r["anonymous_id"] for r in records if r["kind"] == "stitch" and r["journey"] == customer}
+    events = []
+    for order, record in enumerate(records):
+        if record["journey"] not in keys:
+            continue
+        line = _journey_line(record, customer, every_signal)
+        if line is not None:
+            events.append((record["at"], 0, order, line))
+    mine = [d for d in decisions if d["journey"] in keys]
+    for order, decision in enumerate(sorted(mine, key=lambda d: (d["decided_at"], d["decision_id"]))):
+        events.append((decision["decided_at"], 1, order, _decision_lines(decision)))
+    if not events:
+        return f"no journey or decision for {customer}"
+    events.sort(key=lambda event: event[:3])
+    visits = sorted(keys - {customer})
+    header = f"Journey of {customer}" + (f" (with anonymous visits {', '.join(visits)})" if visits else "")
+    body = [header, f"  {len(mine)} decisions"]
+    body.extend(line for *_, line in events)
+    return "\n".join(body)
+
+
+def _journey_line(record: dict, customer: str, every_signal: bool) -> str | None:
+    at = iso(record["at"])
+    where = "" if record["journey"] == customer else f"  [as {record['journey']}]"
+    kind = record["kind"]
+    if kind == "stitch":
+        return f"{at}  identified: visitor {record['anonymous_id']} is {customer} ({record.get('stage')}){where}"
+    if kind == "late":
+        return f"{at}  late signal {record.get('event_id')}: logged, not applied{where}"
+    if kind not in STAGE_KINDS:
+        return None
+    moved = record.get("from_stage") not in (None, record.get("stage"))
+    if kind == "transition":
+        return f"{at}  {record['from_stage']} -> {record['stage']} as time passed (rule {record.get('rule')}){where}"
+    if moved:
+        return (f"{at}  {record['from_stage']} -> {record['stage']} on {record.get('event_type')} by "
+                f"{record.get('channel')} (rule {record.get('rule')}){where}")
+    if every_signal:
+        return f"{at}  {record.get('event_type')} by {record.get('channel')}, stays in {record.get('stage')}{where}"
+    return None
+
+
+def _decision_lines(decision: dict) -> str:
+    models = ", ".join(f"{m['model']} v{m['version']} {m['prediction']} {m['score']:.2f}" for m in decision.get("models") or ())
+    head = (f"{iso(decision['decided_at'])}  DECISION {decision['action']} by {decision['channel']} "
+            f"({decision['trigger']}, stage {decision['stage']}"
+            + (f", mapped to {decision['mapped_stage']}" if decision.get("mapped_stage") not in (None, decision["stage"]) else "")
+            + f") {decision['decision_id']}")
+    lines = [head]
+    if models:
+        lines.append(f"      models: {models}")
+    lines.extend(textwrap.wrap(decision["reason"], width=100, initial_indent="      why: ", subsequent_indent="           "))
+    return "\n".join(lines)
