@@ -1,0 +1,26 @@
+"""Outcome rates and uplift against the control group, worked by hand."""
+from __future__ import annotations
+
+from journeys.uplift import format_uplift, uplift_table
+
+
+def decided(decision_id: str, action: str, control: bool = False) -> dict:
+    return {"decision_id": decision_id, "action": action, "control": control}
+
+
+def test_uplift_is_the_treated_rate_minus_the_control_rate_of_the_same_action():
+    decisions = [decided("t1", "cart_reminder"), decided("t2", "cart_reminder"), decided("t3", "cart_reminder"),
+                 decided("t4", "cart_reminder"), decided("c1", "cart_reminder", True), decided("c2", "cart_reminder", True),
+                 decided("t5", "winback_offer")]
+    outcomes = [{"decision_id": "t1", "outcome": "converted"}, {"decision_id": "t2", "outcome": "converted"},
+                {"decision_id": "t3", "outcome": "opened"}, {"decision_id": "t1", "outcome": "opened"},
+                {"decision_id": "c1", "outcome": "opened"}]
+
+    table = uplift_table(decisions, outcomes)
+
+    reminder = table["cart_reminder"]
+    assert (reminder["treated"], reminder["control"]) == (4, 2)
+    assert reminder["converted_treated"] == 0.5 and reminder["converted_control"] == 0.0 and reminder["uplift"] == 0.5
+    assert reminder["outcome_rates"]["opened"] == 0.5  # control customers' outcomes are not the action's
+    assert table["winback_offer"]["uplift"] is None  # no control customers for it: no uplift to claim
+    assert "cart_reminder" in format_uplift(table) and "50.0%" in format_uplift(table)
