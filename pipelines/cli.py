@@ -151,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_model_arguments(models)
 
+    policy = commands.add_parser("policy", help="decision policies (docs/policy.md)")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_commands.add_parser("check", help="load a policy file and print what it says, or the error and its line")
+    check.add_argument("file")
+    check.set_defaults(run=_policy_check)
+
     explain = commands.add_parser("explain", help="one customer's journey path and every decision with its "
                                                    "justification, in time order")
     explain.add_argument("customer_id")
@@ -177,6 +183,22 @@ def main(argv: list[str] | None = None) -> int:
         return _guarded(replay, argv[1:])
     args = build_parser().parse_args(argv)
     return _guarded(args.run, args)
+
+
+def _policy_check(args) -> int:
+    from journeys.policy import load_policy
+    from journeys.yamlconf import ConfigError
+
+    try:
+        policy = load_policy(args.file)
+    except ConfigError as error:
+        print(f"journeys: {error}", file=sys.stderr)
+        return 1
+    print(f"policy {policy.name} version {policy.version}: priority = {' x '.join(policy.priority)}; "
+          f"{len(policy.caps)} frequency caps, quiet hours {'on' if policy.quiet_hours else 'off'}, "
+          f"{len(policy.eligibility)} eligibility rules, mandatory: {', '.join(sorted(policy.mandatory)) or 'none'}, "
+          f"control group {policy.control_share:.0%}")
+    return 0
 
 
 def _explain(args) -> int:

@@ -145,3 +145,14 @@ def test_a_bad_policy_is_rejected_with_the_line(text, line, words):
     with pytest.raises(ConfigError) as error:
         policy(text)
     assert f"test.yaml line {line}" in str(error.value) and words in str(error.value)
+
+
+def test_policy_check_prints_the_policy_or_the_error_with_its_line(tmp_path, capsys):
+    from pipelines.cli import main as journeys
+
+    assert journeys(["policy", "check", str(resources.files("journeys.conf").joinpath("policy/retail.yaml"))]) == 0
+    assert "policy retail version 1: priority = propensity x context_weight x business_value x lever" in capsys.readouterr().out
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("policy: p\nversion: '2'\ncontrol_group: {share: 3}\n")
+    assert journeys(["policy", "check", str(broken)]) == 1
+    assert f"{broken} line 3" in capsys.readouterr().err
