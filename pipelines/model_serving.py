@@ -137,23 +137,31 @@ class WatchedRegistry:
     def start(self) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="journeys-models-")
         self._state = Path(self._folder.name) / "registry.json"
+        self._spawn()
+        deadline = time.monotonic() + self.settings.startup_timeout_s
+        while not self._state.exists() and time.monotonic() < deadline and self._process.poll() is None:
+            time.sleep(0.05)
+
+    def _spawn(self) -> None:
+        self._restart_at = self._clock() + self.settings.poll_interval_s
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), environment.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self._process = subprocess.Popen(
             [self.settings.python, "-m", "pipelines.registry_watcher", "--settings", self.settings.to_json(),
              "--state", str(self._state)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             cwd=str(PROJECT_ROOT), env=environment)
-        deadline = time.monotonic() + self.settings.startup_timeout_s
-        while not self._state.exists() and time.monotonic() < deadline and self._process.poll() is None:
-            time.sleep(0.05)
 
     def fetch(self) -> dict | None:
         if self._clock() < self._next:
             return None
         self._next = self._clock() + self._check_every
         if self._process is not None and self._process.poll() is not None:
-            return {"error": f"the registry watcher exited with code {self._process.returncode}", "entries": {},
-                    "polls": 0, "poll_failures": 0}
+            code = self._process.returncode
+            if self._clock() >= self._restart_at:  # at most once per poll interval
+                log.warning("the registry watcher exited with code %s; starting it again", code)
+                self._spawn()
+            return {"error": f"the registry watcher exited with code {code}", "entries": {}, "polls": 0,
+                    "poll_failures": 0, "watcher_exited": True}
         try:
             stat = self._state.stat()
         except FileNotFoundError:
@@ -186,6 +194,7 @@ class RegistryModels:
         self._loaded: dict[tuple[str, str], LinearModel] = {}
         self._failed: set[tuple[str, str]] = set()
         self._active = ActiveModels(note="the model registry has not been read yet")
+        self._base, self._last, self._watcher_failures = (0, 0), (0, 0), 0
 
     def start(self) -> "RegistryModels":
         self._registry.start()
@@ -203,7 +212,7 @@ class RegistryModels:
         snapshot = self._registry.fetch()
         if snapshot is None:
             return
-        self.counts.polls, self.counts.poll_failures = snapshot["polls"], snapshot["poll_failures"]
+        self._count_polls(snapshot)
         if snapshot["error"]:
             log.warning("%s; the task keeps %s", snapshot["error"], "its models" if self._loaded else "to rules alone")
             if not self._loaded:
@@ -219,6 +228,18 @@ class RegistryModels:
                     (champions if alias == CHAMPION else challengers).append(model)
         self.counts.champion_versions = {m.name: m.version for m in champions}
         self._active = ActiveModels(tuple(champions), tuple(challengers), "; ".join(notes) or None)
+
+    def _count_polls(self, snapshot: dict) -> None:
+        """Running totals across watcher restarts (a new watcher counts from zero again)."""
+        polls, failures = snapshot["polls"], snapshot["poll_failures"]
+        if polls < self._last[0]:
+            self._base = (self._base[0] + self._last[0], self._base[1] + self._last[1])
+        self._last = (polls, failures)
+        self.counts.polls = self._base[0] + polls
+        self.counts.poll_failures = self._base[1] + failures + self._watcher_failures
+        if snapshot.get("watcher_exited"):
+            self._watcher_failures += 1
+            self.counts.poll_failures += 1
 
     def _resolve(self, kind: str, name: str, alias: str, entry: dict, notes: list) -> LinearModel | None:
         from models.linear import LinearScorer

@@ -149,3 +149,25 @@ def test_a_watcher_process_reads_the_registry_for_a_task_and_ends_with_it(regist
     finally:
         models.stop()
     assert watched._process.poll() is not None
+
+
+def test_a_watcher_that_dies_is_started_again_and_the_task_keeps_its_models_meanwhile(registry):
+    settings = ModelServingSettings(registry["uri"], poll_interval_s=0.5)
+    watched = WatchedRegistry(settings)
+    models = RegistryModels(settings, watched).start()
+    try:
+        first = watched._process
+        first.kill()
+        first.wait()
+        deadline = time.monotonic() + 30
+        while watched._process is first or watched._process.poll() is not None:
+            assert {m.name: m.version for m in models.active().champions}[STAGE_MODEL] == "1"
+            assert time.monotonic() < deadline, "the watcher was not started again"
+            time.sleep(0.2)
+        registry["client"].set_registered_model_alias(STAGE_MODEL, "champion", "2")
+        while {m.name: m.version for m in models.active().champions}[STAGE_MODEL] != "2":
+            assert time.monotonic() < deadline, "the new watcher never reported the moved alias"
+            time.sleep(0.2)
+        assert models.counts.poll_failures >= 1 and models.counts.swaps == 1
+    finally:
+        models.stop()
