@@ -9,9 +9,8 @@ from __future__ import annotations
 import textwrap
 from typing import Iterable
 
+from journeys.summary import STAGE_ENTRY_KINDS, enters_stage
 from journeys.timeutil import iso
-
-STAGE_KINDS = ("signal", "transition", "stitch")
 
 
 def explain(customer: str, decisions: Iterable[dict], journey_records: Iterable[dict] = (),
@@ -46,9 +45,9 @@ def _journey_line(record: dict, customer: str, every_signal: bool) -> str | None
         return f"{at}  identified: visitor {record['anonymous_id']} is {customer} ({record.get('stage')}){where}"
     if kind == "late":
         return f"{at}  late signal {record.get('event_id')}: logged, not applied{where}"
-    if kind not in STAGE_KINDS:
+    if kind not in STAGE_ENTRY_KINDS:
         return None
-    moved = record.get("from_stage") not in (None, record.get("stage"))
+    moved = enters_stage(record)
     if kind == "transition":
         return f"{at}  {record['from_stage']} -> {record['stage']} as time passed (rule {record.get('rule')}){where}"
     if moved:

@@ -3,14 +3,8 @@ candidate with its priority and what suppressed it, the policy version, and a pa
 can read. (The job's decisions move to these records as agents and policy are wired in.)"""
 from __future__ import annotations
 
-import hashlib
-
 from journeys.policy import Verdict
-
-
-def decision_id(journey: str, trigger: str, trigger_key: str, action: str | None) -> str:
-    text = "\x1f".join((journey, trigger, trigger_key, action or "none"))
-    return "d-" + hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+from journeys.transitions import stable_id
 
 
 def explained_record(verdict: Verdict, *, journey: str, customer_id: str | None, trigger: str, event_ids: list[str],
@@ -19,8 +13,8 @@ def explained_record(verdict: Verdict, *, journey: str, customer_id: str | None,
     would_have = next((c.candidate for c in verdict.considered if not c.suppressed_by), None)
     action = chosen if chosen is not None else (would_have if verdict.control_group else None)
     return {
-        "decision_id": decision_id(journey, trigger, event_ids[-1] if event_ids else f"{trigger}@{at}",
-                                   action.action if action else None),
+        "decision_id": stable_id("d-", journey, trigger, event_ids[-1] if event_ids else f"{trigger}@{at}",
+                                 action.action if action else None),
         "journey": journey, "customer_id": customer_id, "trigger": trigger, "event_ids": list(event_ids),
         "decided_at": at, "stage": stage,
         "action": action.action if action else None, "channel": action.channel if action else None,

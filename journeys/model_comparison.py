@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
+from journeys.replay import Labels
 from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL
+from journeys.summary import enters_stage
 
-CONVERSION_STAGE = "conversion"
-STAGE_KINDS = ("signal", "transition", "stitch")
+CONVERSION_STAGE = Labels.conversion_stage  # what the propensity model was trained to predict
 
 
 def conversions(journey_records: Iterable[dict]) -> tuple[dict[str, list[int]], int | None]:
@@ -27,8 +28,7 @@ def conversions(journey_records: Iterable[dict]) -> tuple[dict[str, list[int]], 
         at = record.get("at")
         if at is not None:
             last = at if last is None else max(last, at)
-        if (record["kind"] in STAGE_KINDS and record.get("stage") == CONVERSION_STAGE
-                and record.get("from_stage") not in (None, CONVERSION_STAGE)):
+        if enters_stage(record) and record["stage"] == CONVERSION_STAGE:
             entered.setdefault(record["journey"], []).append(at)
     return entered, last
 

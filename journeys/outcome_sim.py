@@ -13,6 +13,8 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
+from journeys.transitions import stable_id
+
 MINUTE_MS = 60_000
 
 DEFAULT_EFFECTS = {  # the true, absolute rise in the chance of converting that each action causes
@@ -58,7 +60,7 @@ def outcomes_for(decisions, model: OutcomeModel = OutcomeModel(), seed: int = 7)
 
 
 def _signal(decision: dict, outcome: str, at: int) -> dict:
-    return {"event_id": "o-" + hashlib.blake2b(f"{decision['decision_id']}:{outcome}".encode(), digest_size=10).hexdigest(),
+    return {"event_id": stable_id("o-", decision["decision_id"], outcome),
             "event_time": at, "channel": decision.get("channel") or "web", "event_type": outcome,
             "customer_id": decision.get("customer_id") or decision["journey"], "anonymous_id": None,
             "session_hint": None, "attributes": {"decision_id": decision["decision_id"]}, "schema_version": 2,

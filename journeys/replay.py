@@ -21,6 +21,7 @@ from typing import Iterable
 from journeys.features import ACTIVITY_FEATURES
 from journeys.keyed import MAX_WATERMARK, KeyedJourneys, element_timer
 from journeys.state import AT, EVENT_ID, KeyState, item_head
+from journeys.summary import enters_stage
 
 # Profile features in training rows (null where the replay ran without --profiles).
 PROFILE_INPUTS = ("lifetime_value", "segment", "tenure_days", "preferred_channel")
@@ -178,7 +179,7 @@ def training_rows(customer_id: str, decisions: list[dict], journey_records: list
     of the data, so those labels can only be positive, never a trustworthy negative."""
     entered: dict[str, list[int]] = {}
     for record in journey_records:
-        if record["kind"] in ("signal", "transition", "stitch") and record.get("from_stage") not in (None, record.get("stage")):
+        if enters_stage(record):
             entered.setdefault(record["stage"], []).append(record["at"])
     escalations = sorted(d["decided_at"] for d in decisions if d["trigger"] == "escalation")
     signals = sorted((r["at"], r["event_id"]) for r in journey_records if r["kind"] == "signal")

@@ -16,6 +16,12 @@ import orjson
 from journeys.inputs import input_files, read_lines
 
 STAGE_KINDS = ("signal", "transition", "stitch", "closed")
+STAGE_ENTRY_KINDS = ("signal", "transition", "stitch")  # journey log records that can move a journey into a stage
+
+
+def enters_stage(record: dict) -> bool:
+    """Whether a journey log record moved its journey into another stage (record['stage'] at record['at'])."""
+    return record["kind"] in STAGE_ENTRY_KINDS and record.get("from_stage") not in (None, record.get("stage"))
 
 
 def read_records(directory: str | Path) -> Iterator[dict]:

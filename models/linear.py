@@ -15,6 +15,17 @@ import numpy as np
 from journeys.scoring import CATEGORICAL_INPUTS, NUMERIC_INPUTS, PROPENSITY_MODEL
 
 
+def answers(kind: str, classes, probabilities: np.ndarray) -> list[tuple[str, float]]:
+    """(prediction, score) per row of class probabilities: the predicted stage and its
+    probability, or converts / does_not_convert and the probability of converting."""
+    classes = list(classes)
+    if kind == PROPENSITY_MODEL:
+        positive = probabilities[:, classes.index(True)] if True in classes else np.zeros(len(probabilities))
+        return [("converts" if p >= 0.5 else "does_not_convert", float(p)) for p in positive]
+    best = probabilities.argmax(axis=1)
+    return [(str(classes[i]), float(probabilities[row, i])) for row, i in enumerate(best)]
+
+
 @dataclass(frozen=True)
 class LinearScorer:
     classes: tuple
@@ -66,16 +77,7 @@ class LinearScorer:
         return exponentials / exponentials.sum(axis=1, keepdims=True)
 
     def answers(self, kind: str, rows: list[dict]) -> list[tuple[str, float]]:
-        """(prediction, score) per model input row: the predicted stage and its probability, or
-        converts / does_not_convert and the probability of converting."""
-        probabilities = self.probabilities(rows)
-        classes = self.classes
-        if kind == PROPENSITY_MODEL:
-            column = classes.index(True) if True in classes else None
-            positive = probabilities[:, column] if column is not None else [0.0] * len(rows)
-            return [("converts" if p >= 0.5 else "does_not_convert", float(p)) for p in positive]
-        best = probabilities.argmax(axis=1)
-        return [(str(classes[i]), float(probabilities[row, i])) for row, i in enumerate(best)]
+        return answers(kind, self.classes, self.probabilities(rows))
 
     def to_dict(self) -> dict:
         """Plain JSON values: what a registry watcher process hands to the job's tasks."""

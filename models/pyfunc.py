@@ -12,9 +12,8 @@ import mlflow.pyfunc
 import pandas as pd
 
 from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL, model_input
-from models.evaluate import positive_probability
 from models.features import input_frame
-from models.linear import LinearScorer
+from models.linear import LinearScorer, answers
 
 PIPELINE_ARTIFACT = "pipeline"
 
@@ -40,22 +39,14 @@ class StageModel(mlflow.pyfunc.PythonModel):
         self.linear = LinearScorer.from_pipeline(pipeline) if pipeline is not None else None
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        predictions, scores = self._answer(model_input)
-        return pd.DataFrame({"prediction": predictions, "score": scores})
+        answered = self._answer(model_input)
+        return pd.DataFrame({"prediction": [p for p, _ in answered], "score": [s for _, s in answered]})
 
     def score_rows(self, rows: list[dict]) -> list[tuple[str, float]]:
         """(prediction, score) per model input row (journeys.scoring.model_input)."""
         if self.linear is None:
-            predictions, scores = self._answer(input_frame(rows))
-            return list(zip(predictions, scores))
+            return self._answer(input_frame(rows))
         return self.linear.answers(self.kind, [model_input(row) for row in rows])
 
-    def _answer(self, inputs: pd.DataFrame) -> tuple[list[str], list[float]]:
-        if self.kind == PROPENSITY_MODEL:
-            positive = positive_probability(self.pipeline, inputs)
-            return (["converts" if p >= 0.5 else "does_not_convert" for p in positive],
-                    [float(p) for p in positive])
-        probabilities = self.pipeline.predict_proba(inputs)
-        classes = list(self.pipeline.classes_)
-        best = probabilities.argmax(axis=1)
-        return [str(classes[i]) for i in best], [float(probabilities[row, i]) for row, i in enumerate(best)]
+    def _answer(self, inputs: pd.DataFrame) -> list[tuple[str, float]]:
+        return answers(self.kind, self.pipeline.classes_, self.pipeline.predict_proba(inputs))

@@ -160,13 +160,11 @@ class WatchedRegistry:
             if self._clock() >= self._restart_at:  # at most once per poll interval
                 log.warning("the registry watcher exited with code %s; starting it again", code)
                 self._spawn()
-            return {"error": f"the registry watcher exited with code {code}", "entries": {}, "polls": 0,
-                    "poll_failures": 0, "watcher_exited": True}
+            return _no_answer(f"the registry watcher exited with code {code}", watcher_exited=True)
         try:
             stat = self._state.stat()
         except FileNotFoundError:
-            return None if self._seen is not None else {"error": "the model registry has not answered yet",
-                                                        "entries": {}, "polls": 0, "poll_failures": 0}
+            return None if self._seen is not None else _no_answer("the model registry has not answered yet")
         if (stat.st_mtime_ns, stat.st_size) == self._seen:
             return None
         self._seen = (stat.st_mtime_ns, stat.st_size)
@@ -270,6 +268,11 @@ class RegistryModels:
             log.info("%s@%s moved from version %s to %s", name, alias, current.version, version)
         self._loaded[key] = loaded
         return loaded
+
+
+def _no_answer(error: str, **extra) -> dict:
+    """A snapshot for when no read of the registry is there to hand over."""
+    return {"error": error, "entries": {}, "polls": 0, "poll_failures": 0, **extra}
 
 
 def short_error(error: Exception) -> str:

@@ -223,24 +223,38 @@ class MapJourneys(KeyedProcessFunction):
             yield self.tags[name], "\n".join(lines)
 
 
+class _CountersFromTotals:
+    """Flink counters that follow running totals kept elsewhere (the core's and the clients' counts):
+    each sync adds what a total grew by since the last one."""
+
+    def __init__(self, group, prefix: str, names: tuple[str, ...]):
+        self._counters = {name: group.counter(f"{prefix}{name}") for name in names}
+        self._seen = dict.fromkeys(names, 0)
+
+    def sync(self, totals: dict) -> None:
+        for name, value in totals.items():
+            if value != self._seen[name]:
+                self._counters[name].inc(value - self._seen[name])
+                self._seen[name] = value
+
+
 class _ModelMetrics:
     """The stage models as Flink metrics: decisions scored or on rules alone, registry polls and
     swaps, each champion's version (a gauge), and the inference cost per decision (microseconds)."""
 
+    REGISTRY_COUNTS = ("polls", "poll_failures", "loads", "swaps", "load_failures")
+
     def __init__(self, group):
         self._group = group
-        self._counters = {name: group.counter(f"model_{name}") for name in
-                          ("decisions_scored", "decisions_rules_alone", "polls", "poll_failures", "loads", "swaps",
-                           "load_failures")}
+        self._scored = group.counter("model_decisions_scored")
+        self._rules_alone = group.counter("model_decisions_rules_alone")
+        self._registry = _CountersFromTotals(group, "model_", self.REGISTRY_COUNTS)
         self._inference = group.distribution("model_inference_us_per_decision")
-        self._seen = dict.fromkeys(self._counters, 0)
         self._source = None
-        self._gauges: set[str] = set()
 
     def watch(self, source) -> None:
         self._source = source
         for _, name in source.settings.registered:
-            self._gauges.add(name)
             self._group.gauge(f"model_{name}_champion_version",
                               lambda name=name: int(self._source.counts.champion_versions.get(name) or 0))
 
@@ -251,13 +265,9 @@ class _ModelMetrics:
     def update(self, out: list) -> None:
         for entry in out:
             if entry[0] == DECISION:
-                self._counters["decisions_scored" if entry[1].get("models") else "decisions_rules_alone"].inc()
+                (self._scored if entry[1].get("models") else self._rules_alone).inc()
         counts = self._source.counts
-        for name in ("polls", "poll_failures", "loads", "swaps", "load_failures"):
-            value = getattr(counts, name)
-            if value != self._seen[name]:
-                self._counters[name].inc(value - self._seen[name])
-                self._seen[name] = value
+        self._registry.sync({name: getattr(counts, name) for name in self.REGISTRY_COUNTS})
 
 
 class _FeatureMetrics:
@@ -265,20 +275,16 @@ class _FeatureMetrics:
 
     def __init__(self, group, profiles, pusher):
         self._profiles, self._pusher = profiles, pusher
-        self._counters = {name: group.counter(f"feature_{name}") for name in
-                          ("lookups_online", "lookups_cache", "lookups_missing", "lookups_fallback", "lookups_slow",
-                           "rows_pushed", "push_failures", "rows_dropped")}
-        self._seen = dict.fromkeys(self._counters, 0)
+        self._counters = _CountersFromTotals(group, "feature_", (
+            "lookups_online", "lookups_cache", "lookups_missing", "lookups_fallback", "lookups_slow",
+            "rows_pushed", "push_failures", "rows_dropped"))
 
     def update(self) -> None:
         lookups, pushes = self._profiles.counts, self._pusher.counts
-        values = {"lookups_online": lookups.online, "lookups_cache": lookups.cache, "lookups_missing": lookups.missing,
-                  "lookups_fallback": lookups.fallback, "lookups_slow": lookups.slow, "rows_pushed": pushes.rows_pushed,
-                  "push_failures": pushes.failed_attempts, "rows_dropped": pushes.rows_dropped}
-        for name, value in values.items():
-            if value != self._seen[name]:
-                self._counters[name].inc(value - self._seen[name])
-                self._seen[name] = value
+        self._counters.sync({
+            "lookups_online": lookups.online, "lookups_cache": lookups.cache, "lookups_missing": lookups.missing,
+            "lookups_fallback": lookups.fallback, "lookups_slow": lookups.slow, "rows_pushed": pushes.rows_pushed,
+            "push_failures": pushes.failed_attempts, "rows_dropped": pushes.rows_dropped})
 
 
 __all__ = ["ParseSignals", "MapJourneys", "OutputSpec", "output_tag", "VISITOR_ITEMS"]

@@ -74,7 +74,7 @@ class RegistryReader:
                     raise
                 entries[name] = {"registered": False}
                 continue
-            pointing = dict(_alias_items(model.aliases))
+            pointing = model.aliases  # alias -> version
             entry = {"registered": True}
             for alias in aliases:
                 version = pointing.get(alias)
@@ -104,13 +104,6 @@ class RegistryReader:
         if linear is None:
             raise ValueError("its pipeline is not the journeys linear shape (scaler, one-hot, logistic regression)")
         return linear.to_dict()
-
-
-def _alias_items(aliases):
-    """MLflow gives a registered model's aliases as a dict, or as alias objects in some stores."""
-    if isinstance(aliases, dict):
-        return aliases.items()
-    return [(a.alias, a.version) for a in aliases or ()]
 
 
 def write_state(path: Path, snapshot: dict) -> None:
