@@ -46,6 +46,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     io.add_argument("--journeys", required=True, help="where the journey log goes")
     io.add_argument("--dead-letter", required=True, help="where rejected records go, with reason and original bytes")
     io.add_argument("--late", help="where late signals go; without it they stay in the journey log")
+    io.add_argument("--decision-log", help="where the full record of every decision point goes, acted on or not "
+                                           "(candidates, suppressions, policy version, justification), for audit")
+    policy = parser.add_argument_group("decision policy")
+    policy.add_argument("--policy", metavar="FILE", help="the policy YAML in force at start; overrides the "
+                                                         "configuration's decisions.policy")
+    policy.add_argument("--policy-updates", metavar="ADDRESS",
+                        help="control stream of new policy versions, in force without a restart: file:///dir (a watched "
+                             "directory; `journeys policy publish FILE --to DIR`) or kafka://host:port/topic. "
+                             "It is unbounded: the job then runs until cancelled")
     parser.add_argument("--conf", help="job configuration YAML (default: the packaged journeys/conf/journeys.yaml)")
     parser.add_argument("--ontology", help="ontology YAML; overrides the configuration's `ontology`")
     parser.add_argument("--summary", help="after a bounded run, write the run summary JSON here and print it")
@@ -95,16 +104,18 @@ def main(argv: list[str] | None = None) -> int:
         signals = parse_address(args.signals)
         outputs = {name: parse_address(value) for name, value in (("decisions", args.decisions), ("journeys", args.journeys),
                                                                   ("dead-letters", args.dead_letter), ("late", args.late),
-                                                                  ("feature-rows", args.feature_rows)) if value}
-        for name in ("journeys", "late", "feature-rows"):
+                                                                  ("feature-rows", args.feature_rows),
+                                                                  ("decision-log", args.decision_log)) if value}
+        for name in ("journeys", "late", "feature-rows", "decision-log"):
             if isinstance(outputs.get(name), KafkaAddress) and outputs[name].format == "avro":
                 raise AddressError(f"{outputs[name]}: {name} have no Avro schema; use format=json")
+        policy_updates = parse_address(args.policy_updates) if args.policy_updates else None
         kafka = _kafka_settings(args)
         overrides = dict(option.split("=", 1) for option in args.flink_options)
         overrides.setdefault("execution.checkpointing.dir", Path(args.checkpoints).resolve().as_uri())
         if args.restore:
             overrides["execution.state-recovery.path"] = Path(args.restore).resolve().as_uri()
-        kafka_addresses = [a for a in (signals, *outputs.values()) if isinstance(a, KafkaAddress)]
+        kafka_addresses = [a for a in (signals, *outputs.values(), policy_updates) if isinstance(a, KafkaAddress)]
         if kafka_addresses:
             overrides["pipeline.jars"] = ";".join(_connector_jars(args.jars))
             if any(isinstance(a, KafkaAddress) for a in outputs.values()):
@@ -113,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
             raise AddressError(f"{args.signals}: no such file or directory")
         feature_settings = _feature_settings(args, settings)
         model_settings = _model_settings(args, settings)
+        policy = _start_policy(args, settings)
         if args.end_clock not in ("auto", "none"):
             parse_instant(args.end_clock)  # fail now, not after the input scan
     except (ConfigError, AddressError, ValueError) as error:
         print(f"journey_job: {error}", file=sys.stderr)
         return 2
 
-    from pipelines.connectors import KafkaUnreachable, Sinks, check_kafka, file_source, kafka_source
+    from pipelines.connectors import KafkaUnreachable, Sinks, check_kafka, file_source, kafka_source, policy_update_source
     from pipelines.flink_env import create_environment
     from pipelines.journey_pipeline import InputShape, build_journey_pipeline
     from pipelines.operators import OutputSpec
@@ -133,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     bounded = isinstance(signals, FileAddress) or kafka.stop_offsets is not None
-    if args.summary and not bounded:
-        print("journey_job: --summary needs a bounded input: a file, or Kafka with --stop-offsets", file=sys.stderr)
+    if args.summary and (not bounded or policy_updates is not None):
+        print("journey_job: --summary needs a bounded run: a file, or Kafka with --stop-offsets, and no --policy-updates",
+              file=sys.stderr)
         return 2
     scan = None
     if bounded and (args.end_clock == "auto" or args.summary):
@@ -152,8 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     specs = {name: OutputSpec(keyed=isinstance(address, KafkaAddress) and name != "dead-letters",
                               encoding=address.format if isinstance(address, KafkaAddress) else "json")
              for name, address in outputs.items()}
+    control = policy_update_source(env, policy_updates, kafka) if policy_updates is not None else None
     streams = build_journey_pipeline(raw, ontology, settings, end_clock, shape, specs, feature_settings,
-                                     feature_rows="feature-rows" in outputs, models=model_settings)
+                                     feature_rows="feature-rows" in outputs, models=model_settings,
+                                     decision_log="decision-log" in outputs, policy=policy, policy_updates=control)
     sinks = Sinks(env, kafka)
     sinks.add(streams.decisions, outputs["decisions"], "decisions", specs["decisions"].keyed)
     sinks.add(streams.dead_letters, outputs["dead-letters"], "dead-letter", False)
@@ -162,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         sinks.add(streams.journeys, outputs["journeys"], "journeys", specs["journeys"].keyed)
     else:
         sinks.add(streams.journeys.union(streams.late), outputs["journeys"], "journeys", specs["journeys"].keyed)
+    if streams.decision_log is not None:
+        sinks.add(streams.decision_log, outputs["decision-log"], "decision-log", specs["decision-log"].keyed)
     if streams.feature_rows is not None:
         sinks.add(streams.feature_rows, outputs["feature-rows"], "feature-rows", specs["feature-rows"].keyed)
     sinks.finish()
@@ -174,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         journey_log = _output_records(outputs["journeys"], kafka, "journeys")
         if args.late and outputs["late"] != outputs["journeys"]:
             journey_log = itertools.chain(journey_log, _output_records(outputs["late"], kafka, "late"))
-        summary = summarize(scan.lines, journey_log, _output_records(outputs["decisions"], kafka, "decisions"),
+        decided = "decision-log" if "decision-log" in outputs else "decisions"
+        summary = summarize(scan.lines, journey_log, _output_records(outputs[decided], kafka, decided),
                             _output_records(outputs["dead-letters"], kafka, "dead-letters"),
                             read_truth(_input_records(signals, kafka)))
         summary["end_clock"] = end_clock
@@ -195,6 +213,22 @@ def _kafka_settings(args) -> KafkaSettings:
     properties.update(parse_property(option) for option in args.kafka_property)
     return KafkaSettings(properties, args.delivery_guarantee, args.transactional_id_prefix, args.group_id,
                          args.start_offsets, parse_stop_offsets(args.stop_offsets) if args.stop_offsets else None)
+
+
+def _start_policy(args, settings) -> tuple[str, str]:
+    """(text, source) of the policy in force at start, checked here so that a bad file stops the
+    driver with its line, not a task on a cluster."""
+    from journeys.policy import loads_policy
+    from journeys.settings import settings_policy_text
+
+    if args.policy:
+        if not Path(args.policy).is_file():
+            raise ConfigError(f"--policy {args.policy}: no such file")
+        text, source = Path(args.policy).read_text(), args.policy
+    else:
+        text, source = settings_policy_text(settings)
+    loads_policy(text, source)
+    return text, source
 
 
 def _feature_settings(args, settings):

@@ -47,6 +47,15 @@ class FollowUp:
     propensity: float = 0.5
     reason: str = ""
 
+    def to_wire(self) -> list:
+        return [self.id, self.agent, self.due_at, self.action, self.channel, sorted(self.goal), self.propensity,
+                self.reason]
+
+    @classmethod
+    def from_wire(cls, wire: list) -> "FollowUp":
+        plan_id, agent, due_at, action, channel, goal, propensity, reason = wire
+        return cls(plan_id, agent, due_at, action, channel, frozenset(goal), propensity, reason)
+
 
 @dataclass(frozen=True)
 class Proposal:
@@ -77,14 +86,18 @@ class ConversionAgent:
         chance = _propensity(seen, 0.3)
         if seen.stage == "consideration":
             return [Proposal(Candidate("recommend_products", "web", self.name, chance, "browsing products"))]
+        if seen.stage == "conversion" and seen.identified:
+            return [Proposal(Candidate("order_follow_up", "email", self.name, chance, "has just bought"))]
         if seen.stage != "intent":
             return []
-        if seen.trigger == "session_closed" and cart > 0 and seen.identified:
+        if seen.trigger == "session_closed":
+            if not seen.identified:
+                return []  # the visitor has left the site: only a message could still reach them
             offer = FollowUp(f"{seen.journey}:free_shipping@{seen.at}", self.name, seen.at + self.offer_after_ms,
                              "free_shipping_offer", "email", frozenset({"conversion"}), min(1.0, chance + 0.1),
                              f"no purchase within {self.offer_after_ms // HOUR_MS} h of the cart reminder")
             return [Proposal(Candidate("abandoned_cart_reminder", "email", self.name, chance,
-                                       f"left a cart worth {cart:.2f}"), offer)]
+                                       f"left a cart worth {cart:.2f}" if cart else "left a cart"), offer)]
         return [Proposal(Candidate("onsite_cart_nudge", "web", self.name, chance, "has a cart open"))]
 
 
@@ -114,8 +127,11 @@ class ServiceAgent:
 
     def propose(self, seen: Observation) -> list[Proposal]:
         contacts = int(seen.values.get("support_contacts_7d") or 0)
-        if seen.open_complaint or seen.trigger == "escalation":
-            return [Proposal(Candidate("escalate_to_agent", "call_center", self.name, 1.0, "an open complaint"))]
+        if seen.trigger == "escalation":
+            what = "an open complaint" if seen.open_complaint else f"{contacts} support contacts in 7 days"
+            return [Proposal(Candidate("escalate_to_agent", "call_center", self.name, 1.0, what))]
+        if seen.open_complaint:
+            return []  # the complaint's own escalation has gone to a person; others' marketing waits
         if contacts >= self.repeated_contacts:
             return [Proposal(Candidate("escalate_to_agent", "call_center", self.name, 0.9,
                                        f"{contacts} support contacts in 7 days"))]

@@ -60,12 +60,26 @@ def _journey_line(record: dict, customer: str, every_signal: bool) -> str | None
 
 def _decision_lines(decision: dict) -> str:
     models = ", ".join(f"{m['model']} v{m['version']} {m['prediction']} {m['score']:.2f}" for m in decision.get("models") or ())
-    head = (f"{iso(decision['decided_at'])}  DECISION {decision['action']} by {decision['channel']} "
-            f"({decision['trigger']}, stage {decision['stage']}"
+    if decision.get("control"):
+        what = f"none, control group (would have been {decision['action']} by {decision['channel']})"
+    elif decision.get("acted", True):
+        what = f"{decision['action']} by {decision['channel']}"
+        what += f" from the {decision['agent']} agent" if decision.get("agent") else ""
+    else:
+        what = "none, every candidate held back by the policy"
+    policy = f", policy v{decision['policy_version']}" if decision.get("policy_version") else ""
+    fast = ", fast path" if decision.get("fast_path") else ""
+    head = (f"{iso(decision['decided_at'])}  DECISION {what} "
+            f"({decision['trigger']}, stage {decision['stage']}{policy}{fast}"
             + (f", mapped to {decision['mapped_stage']}" if decision.get("mapped_stage") not in (None, decision["stage"]) else "")
             + f") {decision['decision_id']}")
     lines = [head]
     if models:
         lines.append(f"      models: {models}")
-    lines.extend(textwrap.wrap(decision["reason"], width=100, initial_indent="      why: ", subsequent_indent="           "))
+    candidates = decision.get("candidates") or ()
+    if len(candidates) > 1 or any(c["suppressed_by"] for c in candidates):
+        lines.append("      candidates: " + "; ".join(
+            f"{c['action']} by {c['channel']} ({c['agent']}) {c['priority']:g}"
+            + (f" held back: {', '.join(c['suppressed_by'])}" if c["suppressed_by"] else "") for c in candidates))
+    lines.extend(textwrap.wrap(decision["justification"], width=100, initial_indent="      why: ", subsequent_indent="           "))
     return "\n".join(lines)

@@ -1,24 +1,28 @@
 """A policy verdict as an explained decision record: what was chosen and by which agent, every
 candidate with its priority and what suppressed it, the policy version, and a paragraph a person
-can read. (The job's decisions move to these records as agents and policy are wired in.)"""
+can read. The job's decision records (decision schema v4) are these, with the features, model
+scores and latency added by journeys.transitions."""
 from __future__ import annotations
 
 from journeys.policy import Verdict
-from journeys.transitions import stable_id
+from journeys.ids import stable_id
 
 
 def explained_record(verdict: Verdict, *, journey: str, customer_id: str | None, trigger: str, event_ids: list[str],
-                     at: int, stage: str, policy_name: str) -> dict:
+                     at: int, stage: str, policy_name: str, trigger_key: str | None = None) -> dict:
+    """trigger_key: what makes this decision point unique for the journey and trigger (the event,
+    session or plan id); by default the last triggering event, or the trigger and time."""
     chosen = verdict.chosen
     would_have = next((c.candidate for c in verdict.considered if not c.suppressed_by), None)
     action = chosen if chosen is not None else (would_have if verdict.control_group else None)
     return {
-        "decision_id": stable_id("d-", journey, trigger, event_ids[-1] if event_ids else f"{trigger}@{at}",
+        "decision_id": stable_id("d-", journey, trigger,
+                                 trigger_key or (event_ids[-1] if event_ids else f"{trigger}@{at}"),
                                  action.action if action else None),
         "journey": journey, "customer_id": customer_id, "trigger": trigger, "event_ids": list(event_ids),
         "decided_at": at, "stage": stage,
         "action": action.action if action else None, "channel": action.channel if action else None,
-        "agent": action.agent if action else None,
+        "agent": action.agent if action else None, "acted": chosen is not None,
         "control": verdict.control_group, "mandatory": verdict.mandatory,
         "candidates": [{"action": c.candidate.action, "channel": c.candidate.channel, "agent": c.candidate.agent,
                         "priority": c.priority, "factors": c.factors, "suppressed_by": list(c.suppressed_by)}

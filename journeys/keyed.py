@@ -93,7 +93,6 @@ class KeyedJourneys:
         register = [wakeup] if wakeup is not None and wakeup not in previous_timers else []
         if state is not None:
             state.timers = [wakeup] if wakeup is not None else []
-        self.model.score(out)  # the decisions of one call in one batch per model
         return state, out, register, sorted(stale)
 
     def next_wakeup(self, state: KeyState | None) -> int | None:

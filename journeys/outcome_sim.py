@@ -13,7 +13,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
-from journeys.transitions import stable_id
+from journeys.ids import stable_id
 
 MINUTE_MS = 60_000
 

@@ -1,6 +1,7 @@
 """Live policy updates: the policy in force, and what each update on the control stream did.
 
-A control stream carries policy files (a watched directory, or a Kafka topic where configured);
+A control stream carries policy files as JSON records (files in a watched directory, or a Kafka
+topic where configured; `journeys policy publish` writes them);
 the job feeds it to Flink broadcast state, where each task keeps a PolicyInForce. An update is
 applied only when it parses and its version is new; an invalid one is rejected with the reason
 (file and line) and logged, and the policy in force stays. The decision in force at each moment
@@ -8,8 +9,12 @@ is therefore a function of the order of the control records, the same on every r
 """
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 from journeys.policy import Policy, loads_policy
 from journeys.yamlconf import ConfigError
@@ -52,21 +57,42 @@ class PolicyInForce:
         self.history.append(result)
         return result
 
+    def apply_record(self, line: str) -> UpdateResult:
+        """One control-stream record; one that is not a policy update is rejected like an invalid policy."""
+        try:
+            source, text = read_update(line)
+        except ValueError as error:
+            result = UpdateResult("control stream", False, None, self.policy.version,
+                                  f"rejected, {self.policy.version} stays in force: {error}")
+            self.history.append(result)
+            return result
+        return self.update(text, source)
 
-class WatchedDirectory:
-    """New policy files in a directory, in name order, each once (files ending .yaml or .yml;
-    a file still being written should be written elsewhere and renamed in)."""
 
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-        self._seen: set[str] = set()
+def update_record(text: str, source: str) -> str:
+    """One policy update as a control-stream record: a JSON line with the policy file's text."""
+    return orjson.dumps({"source": source, "policy": text}).decode()
 
-    def new_files(self) -> list[tuple[str, str]]:
-        if not self.directory.is_dir():
-            return []
-        found = []
-        for path in sorted(self.directory.iterdir()):
-            if path.suffix in (".yaml", ".yml") and path.name not in self._seen and path.is_file():
-                self._seen.add(path.name)
-                found.append((str(path), path.read_text()))
-        return found
+
+def read_update(line: str) -> tuple[str, str]:
+    """(source, policy text) of a control-stream record; ValueError when it is not one."""
+    try:
+        record = orjson.loads(line)
+        return str(record["source"]), str(record["policy"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"not a policy update record (a JSON line with source and policy; "
+                         f"use `journeys policy publish`): {line[:80]!r}") from None
+
+
+def publish(path: str | Path, directory: str | Path, validate: bool = True) -> Path:
+    """Put a policy file into a watched directory as one control record, checked first unless told
+    otherwise. Written under a hidden name and renamed, so the job never reads half a file."""
+    path, directory = Path(path), Path(directory)
+    text = path.read_text()
+    policy = loads_policy(text, str(path)) if validate else None
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{time.time_ns()}-{policy.name if policy else 'unchecked'}-v{policy.version if policy else 'x'}.json"
+    hidden = directory / f".{name}.inprogress"
+    hidden.write_text(update_record(text, path.name) + "\n")
+    os.replace(hidden, directory / name)
+    return directory / name

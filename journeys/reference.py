@@ -25,8 +25,9 @@ MIN_WATERMARK = -(2 ** 63)
 
 
 def build_roles(ontology: Ontology, settings: JourneySettings, profiles: ProfileSource | None = None,
-                push_features: bool = False, models: ModelSource | None = None) -> dict[str, KeyedJourneys]:
-    model = JourneyModel(ontology, settings, profiles, push_features, models)
+                push_features: bool = False, models: ModelSource | None = None,
+                policy=None) -> dict[str, KeyedJourneys]:
+    model = JourneyModel(ontology, settings, profiles, push_features, models, policy)
     return {role: KeyedJourneys(model, role, settings.dedupe_horizon_ms, settings.dedupe_max_ids)
             for role in (VISITOR, CUSTOMER)}
 
@@ -39,9 +40,10 @@ def build_intake(ontology: Ontology, settings: JourneySettings, encoding: str = 
 
 class ReferenceRun:
     def __init__(self, ontology: Ontology, settings: JourneySettings, end_clock: int | None = None,
-                 now_ms: int | None = None, profiles: ProfileSource | None = None, models: ModelSource | None = None):
+                 now_ms: int | None = None, profiles: ProfileSource | None = None, models: ModelSource | None = None,
+                 policy=None):
         self.intake = build_intake(ontology, settings)
-        self.roles = build_roles(ontology, settings, profiles, push_features=True, models=models)
+        self.roles = build_roles(ontology, settings, profiles, push_features=True, models=models, policy=policy)
         self.end_clock = end_clock
         self.now_ms = now_ms
         self.states: dict[str, dict] = {VISITOR: {}, CUSTOMER: {}}
@@ -50,7 +52,8 @@ class ReferenceRun:
         self._arrivals: dict[str, dict[str, list[str]]] = {VISITOR: {}, CUSTOMER: {}}
         self.watermark = MIN_WATERMARK
         self.journey_records: list[dict] = []
-        self.decisions: list[dict] = []
+        self.decisions: list[dict] = []      # what the decisions sink gets: the actions taken
+        self.decision_log: list[dict] = []   # every decision point, acted on or not, for audit
         self.dead_letters: list[dict] = []
         self.feature_rows: dict[str, dict] = {}  # customer -> the last behavioural feature row
         self.lines_in = 0
@@ -119,7 +122,9 @@ class ReferenceRun:
             elif kind == DECISION:
                 record = dict(entry[1])
                 record.pop("_ingested_at", None)
-                self.decisions.append(record)
+                self.decision_log.append(record)
+                if record["acted"]:
+                    self.decisions.append(record)
             elif kind == ROUTE:
                 self._accept(CUSTOMER, entry[1], entry[2])
             elif kind == FEATURES:

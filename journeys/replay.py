@@ -76,7 +76,8 @@ class ReplayRun:
 
     end_clock: int | None
     journey_records: list = field(default_factory=list)
-    decisions: list = field(default_factory=list)
+    decisions: list = field(default_factory=list)      # the actions taken
+    decision_log: list = field(default_factory=list)   # every decision point, acted on or not
     dead_letters: list = field(default_factory=list)
     feature_rows: list = field(default_factory=list)
     states: dict = field(default_factory=dict)  # (role, key) -> final KeyState
@@ -119,7 +120,9 @@ def replay_lines(ontology, settings, lines: Iterable[bytes], end_clock: int | No
                 elif kind == DECISION:
                     record = dict(entry[1])
                     record.pop("_ingested_at", None)
-                    run.decisions.append(record)
+                    run.decision_log.append(record)
+                    if record["acted"]:
+                        run.decisions.append(record)
                 elif kind == ROUTE:
                     items[CUSTOMER].setdefault(entry[1], []).append(entry[2])
                 elif kind == FEATURES:

@@ -78,46 +78,45 @@ class ModelSource(Protocol):
     def active(self) -> ActiveModels: ...
 
 
-def score_decisions(decisions: list[dict], models: ActiveModels, stage_action, override_confidence: float) -> None:
-    """Score a batch of decision records with every active model, in one call per model, and
-    record the results in place: `models` (champions), `shadow` (challengers), and `mapped_stage`.
+@dataclass(frozen=True)
+class Scored:
+    """What the models said about one decision point: champions' and challengers' answers (as
+    records), the stage the agents should see, the conversion propensity, and notes for the reason."""
 
-    The rules' stage stays the journey's stage. The stage model maps a decision to another stage
-    only when it disagrees with at least `override_confidence`; a decision made on entering a stage
-    then takes the mapped stage's action: stage_action(record, stage) gives it, or None when the
-    stage has none this customer may receive (identity, consent)."""
-    if not decisions:
-        return
-    rows = [model_input(record) for record in decisions]
-    champion_scores = [scorer.score(rows) for scorer in models.champions]
-    challenger_scores = [scorer.score(rows) for scorer in models.challengers]
-    for index, record in enumerate(decisions):
-        record["mapped_stage"] = record["stage"]
-        notes = []
-        if champion_scores:
-            record["models"] = [scores[index].to_record() for scores in champion_scores]
-            notes.extend(_use(record, scores[index], stage_action, override_confidence) for scores in champion_scores)
-        if challenger_scores:
-            record["shadow"] = [scores[index].to_record() for scores in challenger_scores]
-        if models.note:
-            notes.append(f"Models: {models.note}." if champion_scores else f"Models: {models.note}; decided on rules alone.")
-        if notes:
-            reason = record["reason"] if record["reason"].endswith(".") else record["reason"] + "."
-            record["reason"] = " ".join([reason, *notes])
+    models: tuple = ()
+    shadow: tuple = ()
+    mapped_stage: str | None = None
+    propensity: float | None = None
+    notes: tuple = ()
 
 
-def _use(record: dict, score: ModelScore, stage_action, override_confidence: float) -> str:
-    cited = f"{score.model} v{score.version}"
-    if score.model_kind != STAGE_MODEL:
-        return f"Conversion propensity {score.score:.2f} ({cited})."
-    if score.prediction == record["stage"]:
-        return f"{cited} agrees on {score.prediction} ({score.score:.2f})."
-    if score.score < override_confidence:
-        return f"{cited} leans to {score.prediction} ({score.score:.2f}), below {override_confidence:.2f}: rules kept."
-    record["mapped_stage"] = score.prediction
-    text = f"{cited} maps the customer to {score.prediction} ({score.score:.2f})"
-    action = stage_action(record, score.prediction) if record["trigger"] == "stage_entered" else None
-    if action is None or (action.action, action.channel) == (record["action"], record["channel"]):
-        return text + "."
-    record["action"], record["channel"] = action.action, action.channel
-    return text + f": its next action, {action.action} by {action.channel}, instead."
+NOT_SCORED = Scored()
+
+
+def score_decision(values: dict, models: ActiveModels, override_confidence: float) -> Scored:
+    """Score one decision point (its stage, trigger and features) with every active model.
+
+    The rules' stage stays the journey's stage. The stage model maps the decision point to another
+    stage only when it disagrees with at least `override_confidence`; the agents then see that
+    stage. The propensity model's score is the propensity the agents propose with."""
+    stage = values["stage"]
+    row = [model_input(values)]
+    champions = [scorer.score(row)[0] for scorer in models.champions]
+    challengers = [scorer.score(row)[0] for scorer in models.challengers]
+    mapped, propensity, notes = stage, None, []
+    for score in champions:
+        cited = f"{score.model} v{score.version}"
+        if score.model_kind != STAGE_MODEL:
+            propensity = score.score
+            notes.append(f"Conversion propensity {score.score:.2f} ({cited}).")
+        elif score.prediction == stage:
+            notes.append(f"{cited} agrees on {score.prediction} ({score.score:.2f}).")
+        elif score.score < override_confidence:
+            notes.append(f"{cited} leans to {score.prediction} ({score.score:.2f}), below {override_confidence:.2f}: rules kept.")
+        else:
+            mapped = score.prediction
+            notes.append(f"{cited} maps the customer to {score.prediction} ({score.score:.2f}), so agents saw {mapped}.")
+    if models.note:
+        notes.append(f"Models: {models.note}." if champions else f"Models: {models.note}; decided on rules alone.")
+    return Scored(tuple(s.to_record() for s in champions), tuple(s.to_record() for s in challengers), mapped,
+                  propensity, tuple(notes))

@@ -11,7 +11,7 @@ from journeys.privacy import PrivacySettings
 from journeys.timeutil import parse_duration
 from journeys.yamlconf import ConfigError, load_yaml, loads_yaml, where
 
-_SECTIONS = {"ontology", "event_time", "sessions", "dedupe", "journey", "intake", "privacy", "state", "features", "models"}
+_SECTIONS = {"ontology", "event_time", "sessions", "dedupe", "journey", "intake", "privacy", "state", "features", "models", "decisions"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class JourneySettings:
     features: dict  # tuning of feature-store lookups and pushes (pipelines.feast_features)
     models: dict  # which registered models the job loads, and how (pipelines.model_serving)
     stage_override_confidence: float  # the stage model overrides the rules' stage from this probability
+    policy_ref: str = "retail"        # the decision policy at start: a packaged name or a file
+    latency_budget_ms: float = 50.0   # per decision; past it, decisions skip the models (fast path)
+    outcome_window_ms: int = 7 * 24 * 3_600_000  # how long a decision waits for its outcomes
 
 
 def default_settings_path() -> str:
@@ -92,6 +95,9 @@ def parse_settings(doc, source: str = "<config>") -> JourneySettings:
         features=dict(section("features")),
         models=dict(section("models")),
         stage_override_confidence=_probability(section("models"), "stage_override_confidence", 0.8),
+        policy_ref=str(section("decisions").get("policy", "retail")),
+        latency_budget_ms=duration("decisions", "latency_budget", "50ms") / 1.0,
+        outcome_window_ms=duration("decisions", "outcome_window", "7d"),
     )
     if settings.session_gap_ms <= 0:
         raise ConfigError(f"{where(section('sessions'), 'gap')}: sessions.gap must be positive")
@@ -108,14 +114,38 @@ def _probability(part: dict, key: str, default: float) -> float:
     return value
 
 
+def settings_policy_text(settings: JourneySettings) -> tuple[str, str]:
+    """(text, source) of the decision policy the settings name: a packaged one by name, or a file
+    relative to the settings file."""
+    ref = settings.policy_ref
+    if "/" not in ref and not ref.endswith((".yaml", ".yml")):
+        return (resources.files("journeys.conf").joinpath(f"policy/{ref}.yaml").read_text(),
+                f"journeys/conf/policy/{ref}.yaml")
+    path = _beside_settings(settings, ref)
+    try:
+        return path.read_text(), str(path)
+    except OSError as error:
+        raise ConfigError(f"{settings.source}: decisions.policy {ref}: {error.strerror}") from None
+
+
+def load_settings_policy(settings: JourneySettings):
+    from journeys.policy import loads_policy
+
+    return loads_policy(*settings_policy_text(settings))
+
+
+def _beside_settings(settings: JourneySettings, ref: str) -> Path:
+    path = Path(ref)
+    if not path.is_absolute() and settings.source and Path(settings.source).parent.exists():
+        candidate = Path(settings.source).parent / path
+        if candidate.exists():
+            return candidate
+    return path
+
+
 def load_settings_ontology(settings: JourneySettings) -> Ontology:
     """The ontology the settings name: a packaged one by name, or a file relative to the settings file."""
     ref = settings.ontology_ref
     if ref == "retail":
         return load_ontology()
-    path = Path(ref)
-    if not path.is_absolute() and settings.source and Path(settings.source).parent.exists():
-        candidate = Path(settings.source).parent / path
-        if candidate.exists():
-            path = candidate
-    return load_ontology(path)
+    return load_ontology(_beside_settings(settings, ref))

@@ -91,6 +91,13 @@ class Journey:
     escalated: dict[str, int] = field(default_factory=dict)  # escalation rule -> last fired
     aliases: list[str] = field(default_factory=list)  # anonymous ids merged into this journey
     activity: Activity = field(default_factory=Activity)  # for the behavioural features
+    timezone: str = "UTC"  # the customer's, from their latest signal that said
+    contacts: list[list] = field(default_factory=list)  # [decided_at, channel, action, decision_id], for the caps
+    complaint_at: int | None = None  # the latest complaint, for the policy's cooldown
+    complaint_open: bool = False     # until an escalation is resolved
+    plans: list[list] = field(default_factory=list)  # agents' follow-ups, as FollowUp.to_wire()
+    awaiting: dict[str, list] = field(default_factory=dict)  # decision id -> [decided_at, action, channel, agent, control]
+    responses: dict[str, int] = field(default_factory=dict)  # outcome -> count (responsiveness)
 
     @property
     def identified(self) -> bool:
@@ -102,6 +109,8 @@ class Journey:
             "fs": self.first_seen, "la": self.last_activity, "n": self.counts, "r": self.recent,
             "tp": self.touchpoints, "se": self.session.to_wire() if self.session else None,
             "ns": self.sessions_closed, "x": self.escalated, "al": self.aliases, "ac": self.activity.to_wire(),
+            "tz": self.timezone, "co": self.contacts, "ca": self.complaint_at, "cx": self.complaint_open,
+            "pl": self.plans, "aw": self.awaiting, "rs": self.responses,
         }
 
     @classmethod
@@ -109,7 +118,8 @@ class Journey:
         session = wire["se"]
         return cls(wire["k"], wire["a"], wire["st"], wire["ss"], wire["ev"], wire["fs"], wire["la"], wire["n"],
                    wire["r"], wire["tp"], Session.from_wire(session) if session else None, wire["ns"], wire["x"], wire["al"],
-                   Activity.from_wire(wire.get("ac")))
+                   Activity.from_wire(wire.get("ac")), wire.get("tz", "UTC"), wire.get("co", []), wire.get("ca"),
+                   wire.get("cx", False), wire.get("pl", []), wire.get("aw", {}), wire.get("rs", {}))
 
 
 _UNREAD = object()

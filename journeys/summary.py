@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 import orjson
 
 from journeys.inputs import input_files, read_lines
+from journeys.uplift import format_uplift, uplift_table
 
 STAGE_KINDS = ("signal", "transition", "stitch", "closed")
 STAGE_ENTRY_KINDS = ("signal", "transition", "stitch")  # journey log records that can move a journey into a stage
@@ -70,9 +71,12 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
     sessions_open = 0
     compared = matched = 0
     per_stage: dict[str, list[int]] = {}
+    outcomes: list[dict] = []
     for order, record in enumerate(journey_records):
         kind = record["kind"]
         kinds[kind] += 1
+        if record.get("decision_id"):
+            outcomes.append(record)
         keys[record["anonymous"]].add(record["journey"])
         if kind == "signal":
             if record.get("unmapped"):
@@ -97,10 +101,11 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
             if current is None or position > current[0]:
                 final[record["journey"]] = (position, record["stage"], kind == "closed")
 
-    decision_list = list(decisions)
+    decision_points = list(decisions)  # the decision log (every point), or only the actions taken
+    decision_list = [d for d in decision_points if d.get("acted", True)]
     dead_list = list(dead_letters)
     rejected_by_reason = Counter(record["reason"] for record in dead_list)
-    accepted = kinds["signal"] + kinds["late"]
+    accepted = kinds["signal"] + kinds["late"] + kinds["outcome"]
     rejected = len(dead_list)
     duplicates = kinds["duplicate"]
     visitors_only = keys[True] - stitched
@@ -127,6 +132,18 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
         "decisions": len(decision_list),
         "decisions_by_action": dict(Counter(d["action"] for d in decision_list).most_common()),
         "decisions_by_trigger": dict(Counter(d["trigger"] for d in decision_list).most_common()),
+        "decisions_by_agent": dict(Counter(d.get("agent") for d in decision_list).most_common()),
+        "decision_points": len(decision_points),
+        "held_back": {"control_group": sum(1 for d in decision_points if d.get("control")),
+                      "every_candidate_suppressed": sum(1 for d in decision_points
+                                                        if not d.get("acted", True) and not d.get("control"))},
+        "suppressions_by_rule": dict(sum((Counter(d.get("suppressions") or {}) for d in decision_points),
+                                         Counter()).most_common()),
+        "fast_path": sum(1 for d in decision_points if d.get("fast_path")),
+        "policy_versions": dict(sorted(Counter(str(d.get("policy_version")) for d in decision_list).items())),
+        "outcomes": {"matched": sum(1 for o in outcomes if o.get("matched")),
+                     "unmatched": sum(1 for o in outcomes if not o.get("matched")),
+                     "by_type": dict(Counter(o["event_type"] for o in outcomes).most_common())},
         "feature_lookups": _feature_lookups(decision_list),
         "model_usage": _model_usage(decision_list),
         "unmapped_signals": dict(unmapped.most_common()),
@@ -134,6 +151,9 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
         "stage_accuracy_by_true_stage": {stage: round(hit / total, 4) for stage, (total, hit) in sorted(per_stage.items())},
         "signals_with_truth": compared,
     }
+    answered = [{"decision_id": o["decision_id"], "outcome": o["event_type"]} for o in outcomes if o.get("matched")]
+    if answered:
+        summary["uplift"] = uplift_table([d for d in decision_points if d.get("action")], answered)
     if latencies:
         summary["decision_latency_ms"] = {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
                                           "max": max(latencies)}
@@ -184,9 +204,29 @@ def format_summary(summary: dict) -> str:
     lines.append("  top stage transitions")
     for transition, count in summary["top_transitions"].items():
         row(f"    {transition}", f"{count:,}")
-    row("decisions", f"{summary['decisions']:,}")
+    row("decisions (actions taken)", f"{summary['decisions']:,}  (of {summary.get('decision_points', 0):,} decision points)")
     for action, count in summary["decisions_by_action"].items():
         row(f"    {action}", f"{count:,}")
+    if summary.get("decisions_by_agent"):
+        row("  by agent", ", ".join(f"{k}: {v:,}" for k, v in summary["decisions_by_agent"].items()))
+    held = summary.get("held_back") or {}
+    if held:
+        row("  no action: control group", f"{held['control_group']:,}")
+        row("  no action: every candidate suppressed", f"{held['every_candidate_suppressed']:,}")
+    if summary.get("suppressions_by_rule"):
+        lines.append("  candidates suppressed, by policy rule")
+        for rule, count in summary["suppressions_by_rule"].items():
+            row(f"    {rule}", f"{count:,}")
+    if summary.get("decision_points"):
+        row("  fast path (latency budget, rules alone)", f"{summary['fast_path']:,} "
+            f"({summary['fast_path'] / summary['decision_points']:.2%} of decision points)")
+        row("  policy versions used", ", ".join(f"v{k}: {v:,}" for k, v in summary["policy_versions"].items()))
+    outcomes = summary.get("outcomes") or {}
+    if outcomes.get("matched") or outcomes.get("unmatched"):
+        row("outcome signals joined to decisions", f"{outcomes['matched']:,}  (no decision found: {outcomes['unmatched']:,})")
+    if summary.get("uplift"):
+        lines.append("  outcome rates and uplift against the control group, per action")
+        lines.append(format_uplift(summary["uplift"]))
     lookups = summary.get("feature_lookups") or {}
     if lookups.get("hit") or lookups.get("missed") or lookups.get("fell_back"):
         row("profile feature lookups (decisions)", f"hit {lookups['hit']:,}, missed {lookups['missed']:,}, "

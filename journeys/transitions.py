@@ -13,33 +13,51 @@ returned as None.
 """
 from __future__ import annotations
 
-import hashlib
+import time
 
+from journeys.agents import DEFAULT_AGENTS, FollowUp, Observation, follow_up_candidate, plans_after, proposals
 from journeys.contract import DECISION_VERSION
-from journeys.features import CACHED, DISABLED, ONLINE, NoProfiles, ProfileSource, activity_features, record_activity
-from journeys.ontology import ActionSpec, Ontology
-from journeys.scoring import ModelSource, score_decisions
-from journeys.settings import JourneySettings
+from journeys.explained import explained_record
+from journeys.features import CACHED, FALLBACK, ONLINE, NoProfiles, ProfileSource, activity_features, record_activity
+from journeys.ids import stable_id
+from journeys.ontology import Ontology
+from journeys.policy import Candidate, Context, Policy
+from journeys.policy_updates import PolicyInForce
+from journeys.scoring import NOT_SCORED, ModelSource, score_decision
+from journeys.settings import JourneySettings, load_settings_policy
 from journeys.state import Journey, Session
+from journeys.timeutil import DAY as DAY_MS
 from journeys.timeutil import format_duration
+from journeys.uplift import OUTCOMES
 
 JOURNEY = "journey"
 DECISION = "decision"
 FEATURES = "features"  # (FEATURES, customer_id, behavioural feature row) to push to the feature store
 
 
-def stable_id(prefix: str, *parts) -> str:
-    text = "\x1f".join("" if part is None else str(part) for part in parts)
-    return prefix + hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+MAX_CONTACTS = 32   # contacts remembered per journey, for the frequency caps
+MAX_AWAITING = 32   # decisions per journey an outcome can still be joined to
 
 
 class JourneyModel:
     def __init__(self, ontology: Ontology, settings: JourneySettings, profiles: ProfileSource | None = None,
-                 push_features: bool = False, models: ModelSource | None = None):
+                 push_features: bool = False, models: ModelSource | None = None,
+                 policy: Policy | PolicyInForce | None = None, agents=DEFAULT_AGENTS, clock=time.perf_counter):
         """profiles: where profile features come from (none by default). push_features: callers
         (journeys.keyed) also output customers' behavioural features for the feature store.
-        models: the stage models decisions are scored with (none by default)."""
+        models: the stage models decisions are scored with (none by default). policy: the policy
+        in force (the settings' by default; an operator swaps it as updates arrive). clock: seconds,
+        for the latency budget only (it decides the fast path, nothing else)."""
         self.ontology = ontology
+        if not isinstance(policy, PolicyInForce):
+            policy = PolicyInForce(policy or load_settings_policy(settings))
+        self.policy = policy
+        self.agents = agents
+        self.clock = clock
+        self.budget_ms = settings.latency_budget_ms
+        self.outcome_window_ms = settings.outcome_window_ms
+        self.contact_memory_ms = max([cap.window_ms for cap in self.policy.policy.caps] + [7 * DAY_MS])
+        self._model_cost_ms = 0.0  # a running estimate of one model call, for the budget
         self.models = models  # None: decisions are not scored
         self.override_confidence = settings.stage_override_confidence
         self.push_features = push_features
@@ -60,10 +78,24 @@ class JourneyModel:
         at = signal["event_time"]
         if journey is not None:
             journey = self._tick(journey, at, out)
-        if journey is None:
+        started = journey is None
+        if started:
             journey = self.new_journey(key, anonymous, at)
         event_type = signal["event_type"]
         event_id = signal["event_id"]
+        if signal.get("timezone"):
+            journey.timezone = signal["timezone"]
+        answered = None
+        if event_type in OUTCOMES and signal["attributes"].get("decision_id"):
+            answered = self._outcome(journey, signal)
+            if event_type not in self.ontology.signals:  # only an answer: no step of the journey
+                out.append((JOURNEY, {"kind": "outcome", "journey": journey.key, "anonymous": journey.anonymous,
+                                      "at": at, "event_id": event_id, "event_type": event_type} | answered))
+                return journey, out
+        if event_type == "complaint":
+            journey.complaint_at, journey.complaint_open = at, True
+        elif event_type == "escalation_resolved":
+            journey.complaint_open = False
 
         journey.counts[event_type] = journey.counts.get(event_type, 0) + 1
         depth = self.ontology.recent_depth.get(event_type)
@@ -116,11 +148,17 @@ class JourneyModel:
             record["rule"] = moved_by
         if event_type not in self.ontology.signals:
             record["unmapped"] = True
+        if answered is not None:
+            record |= answered
         out.append((JOURNEY, record))
 
+        if started and moved_by is None:
+            self._decide(journey, "journey_started", event_id, at, "first_signal",
+                         f"a new journey in {journey.stage} on {event_type}", ingested_at, out)
         if moved_by is not None:
+            self._cancel_plans(journey, journey.stage, at, out)
             reason = f"entered {journey.stage} from {previous} on {event_type} (rule {moved_by})"
-            self._decide_for_stage(journey, "stage_entered", event_id, at, moved_by, reason, ingested_at, out)
+            self._decide(journey, "stage_entered", event_id, at, moved_by, reason, ingested_at, out)
         if event_type in self.ontology.escalation_types:
             self._escalate(journey, event_type, event_id, at, ingested_at, out)
         if self.ontology.stage_by_id[journey.stage].terminal:
@@ -157,6 +195,10 @@ class JourneyModel:
             due = journey.last_activity + self.ontology.anonymous_expiry_ms
             if best is None or due < best[0]:
                 best = (due, 2, None)
+        for wire in journey.plans:
+            plan = FollowUp.from_wire(wire)
+            if best is None or (plan.due_at, 3) < best[:2]:
+                best = (plan.due_at, 3, plan)
         return best
 
     def _tick(self, journey: Journey, now: int, out: list) -> Journey | None:
@@ -167,6 +209,10 @@ class JourneyModel:
             at, order, rule = due
             if order == 0:
                 self._close_session(journey, at, out)
+            elif order == 3:  # an agent's planned follow-up
+                journey.plans = [p for p in journey.plans if p[0] != rule.id]
+                self._decide(journey, "plan_due", None, at, rule.id, f"follow-up {rule.action} due", None, out,
+                             trigger_key=rule.id, plan=rule)
             elif order == 1:
                 previous = journey.stage
                 journey.stage = rule.to
@@ -174,9 +220,10 @@ class JourneyModel:
                 journey.evidence = [rule.id, None, at]
                 out.append((JOURNEY, {"kind": "transition", "journey": journey.key, "anonymous": journey.anonymous,
                                       "at": at, "from_stage": previous, "stage": rule.to, "rule": rule.id}))
+                self._cancel_plans(journey, rule.to, at, out)
                 quiet = "without signals" if rule.basis == "inactivity" else f"in {previous}"
                 reason = f"entered {rule.to} from {previous} after {format_duration(rule.after_ms)} {quiet} (rule {rule.id})"
-                self._decide_for_stage(journey, "stage_entered", None, at, rule.id, reason, None, out)
+                self._decide(journey, "stage_entered", None, at, rule.id, reason, None, out)
                 if self.ontology.stage_by_id[rule.to].terminal:
                     return self._close(journey, at, "terminal_stage", out)
             else:
@@ -204,13 +251,10 @@ class JourneyModel:
                 continue
             if any(session.counts.get(t, 0) > 0 for t in rule.session_lacks):
                 continue
-            if journey.anonymous and not self.ontology.usable_by_anonymous(rule.action):
-                continue
             has = ", ".join(sorted(rule.session_has)) or "signals"
             lacks = " and no " + ", ".join(sorted(rule.session_lacks)) if rule.session_lacks else ""
             reason = f"session {session.id} ended in {journey.stage} with {has}{lacks} (rule {rule.id})"
-            self._decide(journey, "session_closed", None, closed_at, rule.id, rule.action, reason, None, out,
-                         trigger_key=session.id)
+            self._decide(journey, "session_closed", None, closed_at, rule.id, reason, None, out, trigger_key=session.id)
 
     def _close(self, journey: Journey, at: int, reason: str, out: list) -> None:
         if journey.session is not None:
@@ -271,41 +315,13 @@ class JourneyModel:
         if fresh or (visitor.stage_since, self.ontology.rank(visitor.stage)) > (journey.stage_since, self.ontology.rank(journey.stage)):
             journey.stage, journey.stage_since, journey.evidence = visitor.stage, visitor.stage_since, visitor.evidence
         journey.aliases = (journey.aliases + [visitor.key])[-8:]
+        journey.contacts = sorted(journey.contacts + visitor.contacts)[-MAX_CONTACTS:]
+        journey.awaiting = visitor.awaiting | journey.awaiting
+        journey.plans = journey.plans + visitor.plans
+        for outcome, count in visitor.responses.items():
+            journey.responses[outcome] = journey.responses.get(outcome, 0) + count
 
     # -- decisions -----------------------------------------------------------------------------
-    def score(self, out: list) -> None:
-        """Score the decisions of one batch of outputs with the active models, in one call per model."""
-        if self.models is None:
-            return
-        models = self.models.active()
-        if not (models.champions or models.challengers or models.note):
-            return
-        score_decisions([record for kind, record, *_ in out if kind == DECISION], models, self._allowed_stage_action,
-                        self.override_confidence)
-
-    def _allowed_stage_action(self, record: dict, stage: str) -> ActionSpec | None:
-        if stage not in self.ontology.stage_by_id:
-            return None
-        identified = record["customer_id"] is not None
-        action = self.ontology.stage_action(stage, identified)
-        if action is None or (not identified and not self.ontology.usable_by_anonymous(action)):
-            return None
-        # The features hold the profile only when one was looked up (as the rules' decision saw it).
-        profile = (record.get("features") or {}) if record.get("feature_source") not in ("none", DISABLED) else {}
-        return None if self._consent_withheld(action, profile) else action
-
-    def _consent_withheld(self, action: ActionSpec, profile: dict) -> str | None:
-        """The consent flag the action's channel needs and the profile does not give; none without a profile."""
-        consent = self.ontology.channel_consent.get(action.channel)
-        return consent if consent and profile and not profile.get(consent) else None
-
-    def _decide_for_stage(self, journey, trigger, event_id, at, rule_id, why, ingested_at, out) -> None:
-        action = self.ontology.stage_action(journey.stage, journey.identified)
-        if action is None:
-            return
-        reason = f"{why[0].upper()}{why[1:]}: the default next action in {journey.stage} is {action.action} by {action.channel}."
-        self._decide(journey, trigger, event_id, at, rule_id, action, reason, ingested_at, out)
-
     def _escalate(self, journey, event_type, event_id, at, ingested_at, out) -> None:
         for rule in self.ontology.escalations:
             if event_type not in rule.on:
@@ -321,43 +337,134 @@ class JourneyModel:
             journey.escalated[rule.id] = at
             window = f" within {format_duration(rule.within_ms)}" if rule.within_ms else ""
             what = event_type if rule.min_count == 1 else f"{contacts} contacts ({', '.join(sorted(rule.on))}){window}"
-            reason = f"Escalated after {what} (rule {rule.id}): {rule.action.action} by {rule.action.channel}."
-            self._decide(journey, "escalation", event_id, at, rule.id, rule.action, reason, ingested_at, out)
+            self._decide(journey, "escalation", event_id, at, rule.id, f"escalation after {what} (rule {rule.id})",
+                         ingested_at, out)
 
-    def _decide(self, journey, trigger, event_id, at, rule_id, action: ActionSpec, reason, ingested_at, out,
-                trigger_key=None) -> None:
-        if journey.anonymous and not self.ontology.usable_by_anonymous(action):
-            return
+    def _decide(self, journey: Journey, trigger: str, event_id, at: int, rule_id: str, why: str, ingested_at, out,
+                trigger_key=None, plan: FollowUp | None = None) -> None:
+        """One decision point: look up features, score, let the agents propose (or carry out a plan),
+        let the policy in force allow and arbitrate, record the verdict with its justification, and
+        remember the contact, the plan and the decision the outcomes will refer to."""
+        started = self.clock()
+        notes: list[str] = []
         features = activity_features(journey.activity, at)
-        source = "none"
+        profile, source = {}, "none"
         if not journey.anonymous:
             lookup = self.profiles.profile(journey.key)
             source = ONLINE if lookup.source == CACHED else lookup.source  # the same values, however fetched
-            features = lookup.values | features
+            profile = lookup.values
+            features = profile | features
             if lookup.defaulted:
-                reason += f" Profile features: {lookup.note}; decided with defaults."
-            consent = self._consent_withheld(action, lookup.values)
-            if consent:
-                alternative = self.ontology.stage_by_id[journey.stage].anonymous_action
-                if alternative is None or alternative.channel in self.ontology.channel_consent:
-                    return
-                reason += f" No {action.channel} consent ({consent}): {alternative.action} by {alternative.channel} instead."
-                action = alternative
+                notes.append(f"Profile features: {lookup.note}; decided with defaults.")
+        scored, fast_path = NOT_SCORED, False
+        if self.models is not None:
+            spent_ms = (self.clock() - started) * 1000
+            if self.budget_ms and spent_ms + self._model_cost_ms > self.budget_ms:
+                fast_path = True
+                notes.append(f"Fast path: {spent_ms:.0f} ms spent on features, a model call would exceed the "
+                             f"{self.budget_ms:g} ms budget; decided on rules alone.")
+            else:
+                before = self.clock()
+                scored = score_decision({"stage": journey.stage, "trigger": trigger, "features": features},
+                                        self.models.active(), self.override_confidence)
+                if scored.models or scored.shadow:
+                    self._model_cost_ms = 0.8 * self._model_cost_ms + 0.2 * (self.clock() - before) * 1000
+                notes.extend(scored.notes)
+        elif self.budget_ms and source == FALLBACK and (self.clock() - started) * 1000 > self.budget_ms:
+            fast_path = True
+        stage = scored.mapped_stage or journey.stage
+        values = features | self._journey_values(journey, at)
+        if plan is not None:
+            candidates = [follow_up_candidate(plan)]
+            plans = {}
+        else:
+            seen = Observation(journey.key, journey.identified, stage, trigger, at, values, scored.propensity,
+                               journey.complaint_open)
+            offered = [p for p in proposals(seen, self.agents) if self._reachable(journey, p.candidate)]
+            candidates = [p.candidate for p in offered]
+            plans = {p.candidate: p.follow_up for p in offered if p.follow_up is not None}
+        if not candidates:
+            return
+        policy = self.policy.policy
+        context = Context(journey.key, at, journey.timezone, values, tuple((c[0], c[1]) for c in journey.contacts),
+                          journey.complaint_at)
+        verdict = policy.decide(candidates, context, trigger)
         trigger_key = trigger_key or event_id or f"{rule_id}@{at}"
-        record = {
-            "decision_id": stable_id("d-", journey.key, trigger, trigger_key, action.action),
-            "journey": journey.key,
-            "customer_id": None if journey.anonymous else journey.key,
-            "anonymous_id": journey.key if journey.anonymous else None,
-            "trigger": trigger, "event_id": event_id, "decided_at": at, "stage": journey.stage,
-            "action": action.action, "channel": action.channel, "rule": rule_id, "reason": reason,
-            "features": features, "feature_source": source,
-            "models": [], "shadow": [], "mapped_stage": None,
-            "latency_ms": None, "schema_version": DECISION_VERSION,
-        }
+        record = explained_record(verdict, journey=journey.key, customer_id=None if journey.anonymous else journey.key,
+                                  trigger=trigger, event_ids=[event_id] if event_id else [], at=at, stage=journey.stage,
+                                  policy_name=policy.name, trigger_key=trigger_key)
+        why_text = f"{why[0].upper()}{why[1:]}."
+        if plan is not None:
+            why_text += f" Planned by the {plan.agent} agent: {plan.reason}."
+        record.update({
+            "anonymous_id": journey.key if journey.anonymous else None, "event_id": event_id, "rule": rule_id,
+            "mapped_stage": stage, "justification": " ".join([why_text, record["justification"], *notes]),
+            "features": features, "feature_source": source, "models": list(scored.models), "shadow": list(scored.shadow),
+            "fast_path": fast_path, "latency_ms": None, "decision_us": int((self.clock() - started) * 1_000_000),
+            "schema_version": DECISION_VERSION,
+        })
         if ingested_at is not None:
             record["_ingested_at"] = ingested_at
+        self._remember(journey, record, plans.get(verdict.chosen), at)
         out.append((DECISION, record))
+
+    def _reachable(self, journey: Journey, candidate: Candidate) -> bool:
+        return journey.identified or candidate.channel not in self.ontology.identified_channels
+
+    def _journey_values(self, journey: Journey, at: int) -> dict:
+        """What the policy's eligibility rules and the agents may read of the journey itself."""
+        since = journey.complaint_at
+        return {
+            "stage": journey.stage, "identified": journey.identified,
+            "contacts_7d": sum(1 for c in journey.contacts if at - c[0] < 7 * DAY_MS),
+            "open_complaint": journey.complaint_open,
+            "escalated_since_complaint": journey.complaint_open and since is not None and any(
+                c[2] == "escalate_to_agent" and c[0] >= since for c in journey.contacts),
+            **{f"responses_{name}": count for name, count in journey.responses.items()},
+        }
+
+    def _remember(self, journey: Journey, record: dict, follow_up: FollowUp | None, at: int) -> None:
+        horizon = at - self.outcome_window_ms
+        if record["action"] is not None:
+            journey.awaiting = {k: v for k, v in journey.awaiting.items() if v[0] >= horizon}
+            journey.awaiting[record["decision_id"]] = [at, record["action"], record["channel"], record["agent"],
+                                                       record["control"]]
+            if len(journey.awaiting) > MAX_AWAITING:
+                for oldest in sorted(journey.awaiting, key=lambda k: journey.awaiting[k][0])[:-MAX_AWAITING]:
+                    del journey.awaiting[oldest]
+        if not record["acted"]:
+            return
+        journey.contacts = [c for c in journey.contacts if c[0] >= at - self.contact_memory_ms][-MAX_CONTACTS + 1:]
+        journey.contacts.append([at, record["channel"], record["action"], record["decision_id"]])
+        if follow_up is not None:
+            journey.plans.append(follow_up.to_wire())
+
+    def _cancel_plans(self, journey: Journey, entered: str, at: int, out: list) -> None:
+        """Plans whose goal the journey has just reached are no longer needed."""
+        if not journey.plans:
+            return
+        plans = tuple(FollowUp.from_wire(p) for p in journey.plans)
+        pending, due = plans_after(plans, entered, at)
+        kept = set(pending + due)
+        for plan in plans:
+            if plan not in kept:
+                out.append((JOURNEY, {"kind": "plan_cancelled", "journey": journey.key, "anonymous": journey.anonymous,
+                                      "at": at, "plan": plan.id, "action": plan.action, "agent": plan.agent,
+                                      "reason": f"goal {entered} reached"}))
+        journey.plans = [p.to_wire() for p in plans if p in kept]
+
+    # -- outcomes ------------------------------------------------------------------------------
+    def _outcome(self, journey: Journey, signal: dict) -> dict:
+        """An outcome joined to its decision by decision_id: the journey's responsiveness changes,
+        its session and stage do not (an answer is not a step of the customer's own)."""
+        outcome, decision_id = signal["event_type"], signal["attributes"]["decision_id"]
+        journey.responses[outcome] = journey.responses.get(outcome, 0) + 1
+        decided = journey.awaiting.get(decision_id)
+        if decided is None:
+            return {"decision_id": decision_id, "matched": False}
+        decided_at, action, channel, agent, control = decided
+        return {"decision_id": decision_id, "matched": True, "action": action, "channel": channel, "agent": agent,
+                "control": control, "decided_at": decided_at, "after_ms": signal["event_time"] - decided_at}
 
 
 def _merge_sessions(mine: Session | None, theirs: Session | None) -> Session | None:

@@ -47,6 +47,31 @@ def kafka_source(env: StreamExecutionEnvironment, address: KafkaAddress, kafka: 
     return env.from_source(builder.build(), watermarks, SOURCE_NAME).uid(SOURCE_UID)
 
 
+def policy_update_source(env: StreamExecutionEnvironment, address: FileAddress | KafkaAddress,
+                         kafka: KafkaSettings, poll_interval_ms: int = 1000) -> DataStream:
+    """The control stream of policy updates: one JSON record per line of a file dropped into a
+    watched directory (`journeys policy publish`), or per Kafka record of a topic. It is unbounded.
+
+    Its records carry no event time and no watermarks: it is marked idle whenever it is quiet,
+    so the journey operators' watermark is the signals' alone."""
+    watermarks = WatermarkStrategy.no_watermarks().with_idleness(Duration.of_millis(poll_interval_ms))
+    if isinstance(address, FileAddress):
+        address.path.mkdir(parents=True, exist_ok=True)
+        source = (FileSource.for_record_stream_format(StreamFormat.text_line_format("UTF-8"), str(address.path))
+                  .monitor_continuously(Duration.of_millis(poll_interval_ms)).build())
+    else:
+        source = (KafkaSource.builder()
+                  .set_bootstrap_servers(address.bootstrap_servers)
+                  .set_topics(address.topic)
+                  .set_group_id(f"{kafka.group_id}-policy")
+                  .set_value_only_deserializer(SimpleStringSchema("UTF-8"))
+                  .set_properties(kafka.client_properties())
+                  .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+                  .build())
+    return (env.from_source(source, watermarks, "read_policy_updates").uid("read-policy-updates")
+            .set_parallelism(1))
+
+
 def _starting_offsets(start: str) -> KafkaOffsetsInitializer:
     if start == "latest":
         return KafkaOffsetsInitializer.latest()

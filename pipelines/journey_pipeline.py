@@ -5,7 +5,8 @@
                                   ├─ visitor items ─▶ event time ─▶ map_visitor_journeys ─▶ map_customer_journeys
                                   │                    (keyed by anonymous_id)  handoffs,   (keyed by customer_id)
                                   └─ dead letters                               forwards
-    Both journey operators emit journey log records and decisions as side outputs.
+    Both journey operators emit journey log records, decisions and the decision log as side
+    outputs. With a control stream of policy updates, it is broadcast to both journey operators.
 
 Timestamps, watermarks and keyBy are wired on the Java side (CustomTimestampAssigner and
 KeyByKeySelector from flink-python): PyFlink's own key_by and timestamp assigner would each add a
@@ -25,10 +26,11 @@ from journeys.settings import JourneySettings
 from pipelines import wire
 from pipelines.feast_features import FeatureSettings
 from pipelines.model_serving import ModelServingSettings
-from pipelines.operators import VISITOR_ITEMS, MapJourneys, OutputSpec, ParseSignals, output_tag
+from pipelines.operators import (POLICY_STATE, VISITOR_ITEMS, MapJourneys, MapJourneysWithPolicyUpdates, OutputSpec,
+                                 ParseSignals, output_tag)
 
 
-OUTPUTS = ("decisions", "journeys", "late", "dead-letters", "feature-rows")
+OUTPUTS = ("decisions", "journeys", "late", "dead-letters", "feature-rows", "decision-log")
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,16 @@ class JourneyStreams:
     late: DataStream           # late signals (journey log records of kind "late"), whole, for reprocessing
     dead_letters: DataStream   # rejected input with reason and original bytes, one per element
     feature_rows: DataStream | None = None  # behavioural feature rows, for the offline store (when asked for)
+    decision_log: DataStream | None = None  # every decision point, acted on or not, in full (when asked for)
 
 
 def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: JourneySettings,
                            end_clock: int | None = None, source: InputShape = InputShape(),
                            outputs: dict[str, OutputSpec] | None = None,
                            features: FeatureSettings | None = None, feature_rows: bool = False,
-                           models: ModelServingSettings | None = None) -> JourneyStreams:
+                           models: ModelServingSettings | None = None, decision_log: bool = False,
+                           policy: tuple[str, str] | None = None,
+                           policy_updates: DataStream | None = None) -> JourneyStreams:
     """Wire the job onto a stream of raw input records (STRING, ISO-8859-1 characters for bytes).
 
     end_clock: for a bounded input, the event time at which time stops when the input ends (see
@@ -67,6 +72,10 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     feature_rows: also emit each customer's behavioural feature rows as a stream, for Feast's
     offline store (`journeys features push-offline`).
     models: the MLflow registry and registered names of the stage models that score decisions.
+    decision_log: also emit the full record of every decision point, for audit.
+    policy: (text, source) of the decision policy at start; the settings' by default.
+    policy_updates: a control stream of policy update records (journeys.policy_updates), broadcast
+    to the journey operators; a new version is in force without a restart.
     """
     outputs = {name: (outputs or {}).get(name, OutputSpec()) for name in OUTPUTS}
     from_intake = source.watermarks == "intake"
@@ -78,13 +87,21 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     visitor_items = _event_time(parsed.get_side_output(VISITOR_ITEMS), settings, "visitor", from_intake)
 
     journey_outputs = {name: outputs[name] for name in ("decisions", "journeys", "late")}
+    if decision_log:
+        journey_outputs["decision-log"] = outputs["decision-log"]
     customer_outputs = journey_outputs | ({"feature-rows": outputs["feature-rows"]} if feature_rows else {})
-    visitors = (_keyed(visitor_items)
-                .process(MapJourneys(VISITOR, ontology, settings, end_clock, journey_outputs, models=models),
+    operator = MapJourneys if policy_updates is None else MapJourneysWithPolicyUpdates
+    control = policy_updates.broadcast(POLICY_STATE) if policy_updates is not None else None
+
+    def with_control(keyed):
+        return keyed if control is None else keyed.connect(control)
+
+    visitors = (with_control(_keyed(visitor_items))
+                .process(operator(VISITOR, ontology, settings, end_clock, journey_outputs, models=models, policy=policy),
                          output_type=wire.KEYED_ITEM)
                 .name("map_visitor_journeys").uid("map-visitor-journeys"))
-    customers = (_keyed(customer_items.union(visitors))
-                 .process(MapJourneys(CUSTOMER, ontology, settings, end_clock, customer_outputs, features, models),
+    customers = (with_control(_keyed(customer_items.union(visitors)))
+                 .process(operator(CUSTOMER, ontology, settings, end_clock, customer_outputs, features, models, policy),
                           output_type=wire.RECORD)
                  .name("map_customer_journeys").uid("map-customer-journeys"))
 
@@ -95,7 +112,8 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     return JourneyStreams(decisions=both("decisions"), journeys=both("journeys"), late=both("late"),
                           dead_letters=parsed.get_side_output(output_tag("dead-letters", outputs["dead-letters"])),
                           feature_rows=(customers.get_side_output(output_tag("feature-rows", outputs["feature-rows"]))
-                                        if feature_rows else None))
+                                        if feature_rows else None),
+                          decision_log=both("decision-log") if decision_log else None)
 
 
 def _event_time(items: DataStream, settings: JourneySettings, path: str, assign: bool) -> DataStream:

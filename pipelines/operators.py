@@ -8,14 +8,18 @@ from dataclasses import dataclass
 import orjson
 from pyflink.common import Row
 from pyflink.common.time import Time
+from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
-from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.functions import KeyedBroadcastProcessFunction
+from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from journeys.contract import DECISION_SCHEMA, Rejection, encode_record_avro
 from journeys.keyed import CUSTOMER, ROUTE, VISITOR, element_timer
 from journeys.ontology import Ontology
+from journeys.policy import loads_policy
+from journeys.policy_updates import PolicyInForce
 from journeys.reference import build_intake, build_roles
-from journeys.settings import JourneySettings
+from journeys.settings import JourneySettings, load_settings_policy
 from journeys.state import decode, encode
 from journeys.transitions import DECISION, FEATURES, JOURNEY
 from pipelines import wire
@@ -66,6 +70,15 @@ def output_tag(name: str, spec: OutputSpec) -> OutputTag:
     return OutputTag(name, spec.type_info())
 
 
+def _subtask_index(runtime_context: RuntimeContext) -> int:
+    """PyFlink 2.3's get_index_of_this_subtask calls a method Flink 2 removed from the Java
+    RuntimeContext (now getTaskInfo().getIndexOfThisSubtask()); in thread mode the Java object is at hand."""
+    java = getattr(runtime_context, "_runtime_context", None)
+    if java is not None and hasattr(java, "getTaskInfo"):
+        return java.getTaskInfo().getIndexOfThisSubtask()
+    return runtime_context.get_index_of_this_subtask()
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -108,16 +121,25 @@ class ParseSignals(ProcessFunction):
         yield (VISITOR_ITEMS, element) if role == VISITOR else element
 
 
-class MapJourneys(KeyedProcessFunction):
+# The policy in force, as broadcast state: the text of the last accepted update, so that a task
+# restored from a checkpoint decides with the policy that was in force when it was taken.
+POLICY_STATE = MapStateDescriptor("policy-in-force", Types.STRING(), Types.STRING())
+CURRENT_POLICY = "current"
+
+
+class _JourneyOperator:
     """One keyed role of the journey core (journeys.keyed) over RocksDB keyed state.
 
     An element is only appended to the key's arrivals and given a timer at its event time, so
     arrivals cost no state read. The timer reads the key's state and arrivals once, hands them to
-    the core, and writes the new state back once."""
+    the core, and writes the new state back once. Decisions that act go to "decisions"; every
+    decision point, acted on or not, to "decision-log" when asked for."""
 
     def __init__(self, role: str, ontology: Ontology, settings: JourneySettings, end_clock: int | None,
                  outputs: dict[str, OutputSpec], features: FeatureSettings | None = None,
-                 models: ModelServingSettings | None = None):
+                 models: ModelServingSettings | None = None, policy: tuple[str, str] | None = None):
+        """policy: (text, source) of the policy in force at start; the settings' by default."""
+        self.policy_text = policy
         self.role = role
         self.ontology = ontology
         self.settings = settings
@@ -143,8 +165,12 @@ class MapJourneys(KeyedProcessFunction):
             self.model_source = RegistryModels(self.models, WatchedRegistry(self.models), self.model_metrics.observe).start()
             self.model_metrics.watch(self.model_source)
         feature_rows = self.pusher is not None or "feature-rows" in self.outputs
+        start_policy = loads_policy(*self.policy_text) if self.policy_text else load_settings_policy(self.settings)
+        self.policy = PolicyInForce(start_policy)
         self.keyed = build_roles(self.ontology, self.settings, profiles, push_features=feature_rows,
-                                 models=self.model_source)[self.role]
+                                 models=self.model_source, policy=self.policy)[self.role]
+        self.first_task = _subtask_index(runtime_context) == 0
+        self.policy_metrics = _PolicyMetrics(runtime_context.get_metrics_group(), self.policy)
         state_descriptor = ValueStateDescriptor("journey", wire.KEY_STATE)
         arrivals_descriptor = ListStateDescriptor("arrivals", wire.ITEM)
         if self.settings.state_ttl_ms > 0:
@@ -183,6 +209,7 @@ class MapJourneys(KeyedProcessFunction):
             self.metrics.update()
         if self.model_metrics is not None:
             self.model_metrics.update(out)
+        self.policy_metrics.update(out)
         return self._emit(out)
 
     def close(self):
@@ -202,10 +229,14 @@ class MapJourneys(KeyedProcessFunction):
                 continue
             record = entry[1]
             if kind == DECISION:
-                name = "decisions"
                 ingested_at = record.pop("_ingested_at", None)
                 if ingested_at is not None:
                     record["latency_ms"] = _now_ms() - ingested_at
+                if "decision-log" in self.outputs:
+                    batches.setdefault("decision-log", []).append(orjson.dumps(record).decode())
+                if not record["acted"]:
+                    continue
+                name = "decisions"
             elif kind == JOURNEY:
                 name = "late" if record["kind"] == "late" else "journeys"
             elif kind == FEATURES and "feature-rows" in self.outputs:
@@ -216,11 +247,86 @@ class MapJourneys(KeyedProcessFunction):
             if spec.keyed:
                 value = (encode_record_avro(record, DECISION_SCHEMA).decode(wire.RAW_LINE_CHARSET)
                          if spec.encoding == "avro" else orjson.dumps(record).decode())
-                yield self.tags[name], Row(record.get("journey") or record["customer_id"], value)
+                yield self.tags[name], Row(record.get("journey") or record.get("customer_id") or "", value)
             else:
                 batches.setdefault(name, []).append(orjson.dumps(record).decode())
         for name, lines in batches.items():
             yield self.tags[name], "\n".join(lines)
+
+
+class MapJourneys(_JourneyOperator, KeyedProcessFunction):
+    """The journey operator with the policy it started with."""
+
+
+class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFunction):
+    """The journey operator with a control stream of policy updates as its broadcast input.
+
+    Every task gets every update. An accepted one is in force from the task's next operator call
+    and is kept in broadcast state; an invalid one is rejected and logged (to the journey log, by
+    the first task of each operator), and the policy in force stays."""
+
+    def open(self, runtime_context: RuntimeContext):
+        super().open(runtime_context)
+        self._restored = False
+
+    def process_element(self, item: str, ctx):
+        self._restore(ctx)
+        return super().process_element(item, ctx)
+
+    def on_timer(self, timestamp: int, ctx):
+        self._restore(ctx)
+        return super().on_timer(timestamp, ctx)
+
+    def process_broadcast_element(self, line: str, ctx):
+        self._restored = True
+        result = self.policy.apply_record(line)
+        if result.accepted:
+            ctx.get_broadcast_state(POLICY_STATE).put(CURRENT_POLICY, line)
+        self.policy_metrics.updated(result)
+        if self.first_task:
+            record = result.to_record() | {"journey": "", "operator": self.role, "at": _now_ms()}
+            yield from self._emit([(JOURNEY, record)])
+
+    def _restore(self, ctx) -> None:
+        if self._restored:
+            return
+        self._restored = True
+        line = ctx.get_broadcast_state(POLICY_STATE).get(CURRENT_POLICY)
+        if line:
+            self.policy.apply_record(line)
+
+
+class _PolicyMetrics:
+    """Decisions by agent and action, suppressions by rule, the fast path, and policy updates, as Flink counters."""
+
+    def __init__(self, group, policy: PolicyInForce):
+        self._group = group
+        self._counters: dict[str, object] = {}
+        self._policy = policy
+        group.gauge("policy_version", lambda: int(self._policy.policy.version) if self._policy.policy.version.isdigit() else 0)
+
+    def _inc(self, name: str) -> None:
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = self._group.counter(name)
+        counter.inc()
+
+    def update(self, out: list) -> None:
+        for entry in out:
+            if entry[0] != DECISION:
+                continue
+            record = entry[1]
+            if record["acted"]:
+                self._inc(f"decisions_{record['agent']}_{record['action']}")
+            elif record["control"]:
+                self._inc("decisions_control_group")
+            for rule in record["suppressions"]:
+                self._inc("suppressed_" + rule.replace(":", "_"))
+            if record["fast_path"]:
+                self._inc("decisions_fast_path")
+
+    def updated(self, result) -> None:
+        self._inc("policy_updates_accepted" if result.accepted else "policy_updates_rejected")
 
 
 class _CountersFromTotals:
@@ -287,4 +393,5 @@ class _FeatureMetrics:
             "push_failures": pushes.failed_attempts, "rows_dropped": pushes.rows_dropped})
 
 
-__all__ = ["ParseSignals", "MapJourneys", "OutputSpec", "output_tag", "VISITOR_ITEMS"]
+__all__ = ["ParseSignals", "MapJourneys", "MapJourneysWithPolicyUpdates", "POLICY_STATE", "OutputSpec", "output_tag",
+           "VISITOR_ITEMS"]

@@ -115,8 +115,11 @@ SCHEMAS = {
     "decisions": pa.schema([
         ("decision_id", pa.string()), ("journey", pa.string()), ("customer_id", pa.string()),
         ("anonymous_id", pa.string()), ("trigger", pa.string()), ("event_id", pa.string()), ("decided_at", MS),
-        ("stage", pa.string()), ("action", pa.string()), ("channel", pa.string()), ("rule", pa.string()),
-        ("reason", pa.string()), ("features", pa.string()), ("feature_source", pa.string()),
+        ("stage", pa.string()), ("action", pa.string()), ("channel", pa.string()), ("agent", pa.string()),
+        ("acted", pa.bool_()), ("control", pa.bool_()), ("mandatory", pa.bool_()), ("fast_path", pa.bool_()),
+        ("rule", pa.string()), ("justification", pa.string()), ("event_ids", pa.list_(pa.string())),
+        ("candidates", pa.string()), ("suppressions", pa.string()), ("policy", pa.string()),
+        ("policy_version", pa.string()), ("features", pa.string()), ("feature_source", pa.string()),
         ("models", pa.string()), ("shadow", pa.string()), ("mapped_stage", pa.string()),
         ("schema_version", pa.int32())]),
     "dead_letters": pa.schema([
@@ -141,7 +144,7 @@ SCHEMAS = {
 
 def decision_row(record: dict) -> dict:
     row = {name: record.get(name) for name in SCHEMAS["decisions"].names}
-    for name, empty in (("features", {}), ("models", []), ("shadow", [])):  # JSON text: their shapes vary
+    for name, empty in (("features", {}), ("models", []), ("shadow", []), ("candidates", []), ("suppressions", {})):  # JSON text: their shapes vary
         row[name] = orjson.dumps(record.get(name) or empty, option=orjson.OPT_SORT_KEYS).decode()
     return row
 

@@ -5,6 +5,7 @@ import itertools
 
 import orjson
 
+from journeys.features import ONLINE, PROFILE_DEFAULTS, ProfileLookup
 from journeys.ontology import load_ontology
 from journeys.reference import ReferenceRun
 from journeys.settings import load_settings
@@ -71,7 +72,7 @@ def stages_of(run: ReferenceRun, journey: str) -> list[str]:
     return [r["stage"] for r in applied]
 
 
-def canonical(items: list[dict], drop: tuple[str, ...] = ("latency_ms",)) -> list[bytes]:
+def canonical(items: list[dict], drop: tuple[str, ...] = ("latency_ms", "decision_us")) -> list[bytes]:
     """Records as sorted, key-ordered JSON, for comparing runs regardless of output order."""
     return sorted(orjson.dumps({k: v for k, v in item.items() if k not in drop}, option=orjson.OPT_SORT_KEYS)
                   for item in items)
@@ -110,3 +111,12 @@ def decision_points_with_a_pattern(customers: int = 400, seed: int = 11) -> tupl
             rows.append(row)
             truth[row["last_event_id"]] = "intent" if cart > 0 else "consideration"
     return rows, truth
+
+
+class EveryoneConsents:
+    """A feature store in which every customer has a default profile and consents to every channel."""
+
+    CONSENTS = {"consent_email": True, "consent_sms": True, "consent_push": True, "tenure_days": 400}
+
+    def profile(self, customer_id: str) -> ProfileLookup:
+        return ProfileLookup(dict(PROFILE_DEFAULTS) | self.CONSENTS, ONLINE)

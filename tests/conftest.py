@@ -3,6 +3,7 @@ import pytest
 from journeys.ontology import load_ontology
 from journeys.settings import load_settings
 from journeys.transitions import JourneyModel
+from tests.builders import EveryoneConsents
 from pipelines.flink_env import prepare_python_workers
 
 # Flink's thread mode finds the project only through PYTHONPATH, fixed when the JVM starts, and
@@ -29,7 +30,7 @@ def settings():
 
 @pytest.fixture
 def model(ontology, settings):
-    return JourneyModel(ontology, settings)
+    return JourneyModel(ontology, settings, EveryoneConsents())
 
 
 @pytest.fixture(scope="session")

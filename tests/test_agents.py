@@ -43,7 +43,8 @@ def test_the_retention_agent_wins_back_the_at_risk_and_leaves_visitors_alone():
 
 def test_the_service_agent_escalates_complaints_and_repeated_contacts():
     agent = ServiceAgent()
-    assert actions(seen("at_risk", open_complaint=True), agent) == ["escalate_to_agent"]
+    assert actions(seen("at_risk", "escalation", open_complaint=True), agent) == ["escalate_to_agent"]
+    assert actions(seen("at_risk", open_complaint=True, support_contacts_7d=3), agent) == []  # already with a person
     assert actions(seen("retention", support_contacts_7d=3), agent) == ["escalate_to_agent"]
     assert actions(seen("retention", support_contacts_7d=2), agent) == []
 
@@ -57,7 +58,7 @@ def test_the_discovery_agent_welcomes_customers_and_invites_visitors_to_sign_up(
 
 def test_an_open_complaint_escalates_and_holds_the_other_agents_marketing_back():
     policy = load_policy(resources.files("journeys.conf").joinpath("policy/retail.yaml"))
-    observation = seen("intent", "session_closed", cart_value=80.0, propensity=0.9, open_complaint=True)
+    observation = seen("intent", "escalation", cart_value=80.0, propensity=0.9, open_complaint=True)
     candidates = [p.candidate for p in proposals(observation)]
     customer = next(f"c-{i}" for i in range(100) if not policy.in_control_group(f"c-{i}"))
     noon = BEGINNING - BEGINNING % (24 * HOUR_MS) + 12 * HOUR_MS
@@ -66,7 +67,7 @@ def test_an_open_complaint_escalates_and_holds_the_other_agents_marketing_back()
                             observation.trigger)
 
     assert verdict.chosen.action == "escalate_to_agent" and verdict.mandatory
-    assert verdict.suppressions == {"complaint_cooldown": 1}
+    assert verdict.suppressions == {"complaint_cooldown": 1}  # the cart nudge
 
 
 def test_a_planned_follow_up_fires_when_due_and_is_cancelled_when_the_goal_is_reached():

@@ -197,7 +197,7 @@ def test_with_redis_stopped_mid_run_the_job_keeps_deciding_and_counts_the_fallba
     lookups = summary["feature_lookups"]
     assert lookups["hit"] > 0 and lookups["fell_back"] > 0
     late_decisions = [d for d in read_records(out / "decisions") if d["feature_source"] == "fallback"]
-    assert all("decided with defaults" in d["reason"] for d in late_decisions)
+    assert all("decided with defaults" in d["justification"] for d in late_decisions)
 
 
 @pytest.mark.flink

@@ -118,7 +118,7 @@ def decisions_for(model, signals, key="c-1"):
         journey, produced = model.apply(journey, signal, key, False)
         out.extend(produced)
     journey, ticked = model.tick(journey, A_DAY_LATER)
-    return [entry[1] for entry in out + ticked if entry[0] == DECISION]
+    return [entry[1] for entry in out + ticked if entry[0] == DECISION and entry[1]["acted"]]
 
 
 def test_decisions_record_the_profile_and_behavioural_features_they_used(ontology, settings):
@@ -132,16 +132,18 @@ def test_decisions_record_the_profile_and_behavioural_features_they_used(ontolog
 def test_without_email_consent_an_email_action_goes_on_site_or_not_at_all(ontology, settings):
     model = model_with(ontology, settings, [dict(PROFILE, customer_id="c-1", consent_email=False)])
     decisions = decisions_for(model, [a_signal("product_view", BEGINNING), a_signal("add_to_cart", ONE_MINUTE_LATER)])
-    assert [d["action"] for d in decisions] == ["onsite_cart_nudge"]  # no e-mail reminder when the session ends
+    # A welcome on site, the cart nudge, and no e-mail reminder when the session ends.
+    assert [d["action"] for d in decisions] == ["welcome_content", "onsite_cart_nudge"]
     after_purchase = decisions_for(model, [a_signal("page_view", BEGINNING), a_signal("purchase", TEN_MINUTES_LATER)])
-    assert after_purchase == []  # conversion offers no on-site alternative to the e-mail follow-up
+    # The order follow-up goes by e-mail only: without consent, nothing after the purchase.
+    assert [d["action"] for d in after_purchase] == ["welcome_content"]
 
 
 def test_a_customer_without_a_profile_is_decided_for_with_defaults_and_the_reason_says_so(ontology, settings):
     model = model_with(ontology, settings, [])
     [decision] = decisions_for(model, [a_signal("add_to_cart", BEGINNING)])
     assert decision["feature_source"] == MISSING
-    assert "decided with defaults" in decision["reason"]
+    assert "decided with defaults" in decision["justification"]
 
 
 def test_anonymous_visitors_have_no_profile_lookup(ontology, settings):
@@ -151,9 +153,11 @@ def test_anonymous_visitors_have_no_profile_lookup(ontology, settings):
     assert decision["feature_source"] == "none" and "segment" not in decision["features"]
 
 
-def test_without_a_feature_store_there_is_no_consent_gate(ontology, settings):
-    [decision] = decisions_for(JourneyModel(ontology, settings), [a_signal("purchase", BEGINNING)])
-    assert decision["channel"] == "email" and decision["feature_source"] == "disabled"
+def test_without_a_feature_store_no_consent_is_known_so_no_email_goes_out(ontology, settings):
+    journey, out = JourneyModel(ontology, settings).apply(None, a_signal("purchase", BEGINNING), "c-1", False)
+    [decision] = [entry[1] for entry in out if entry[0] == DECISION]
+    assert decision["acted"] is False and decision["feature_source"] == "disabled"
+    assert decision["suppressions"] == {"consent:email": 1}
 
 
 def test_behavioural_feature_rows_are_produced_for_customers_when_asked(ontology, settings):

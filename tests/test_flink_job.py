@@ -78,7 +78,7 @@ def test_the_summary_adds_up_and_has_every_key_a_run_report_needs(parallel_run):
 def test_every_decision_has_an_id_a_trigger_a_stage_and_a_reason(parallel_run):
     decisions = job_output(parallel_run)["decisions"]
     assert len({d["decision_id"] for d in decisions}) == len(decisions)
-    assert all(d["stage"] and d["reason"] and d["action"] for d in decisions)
+    assert all(d["stage"] and d["justification"] and d["action"] for d in decisions)
     assert all(d["event_id"] for d in decisions if d["trigger"] != "session_closed" and not d["rule"].startswith(
         ("post_purchase", "intent_cools", "customer_goes_quiet", "at_risk_lapses")))
     assert all(d["latency_ms"] >= 0 for d in decisions if d["event_id"])

@@ -99,7 +99,7 @@ def test_without_a_registry_at_start_the_task_decides_on_rules_alone_and_picks_t
 
     degraded = play(a_cart_then_a_complaint(), models=models).decisions
     assert degraded and all(d["models"] == [] for d in degraded)
-    assert all("model registry unreachable" in d["reason"] and "decided on rules alone" in d["reason"] for d in degraded)
+    assert all("model registry unreachable" in d["justification"] and "decided on rules alone" in d["justification"] for d in degraded)
     assert models.counts.poll_failures == 1 and not missing.exists()  # looked for, not created
 
     shutil.copy(registry["path"], missing)  # the registry comes up (its artifacts stay where they were logged)

@@ -79,7 +79,7 @@ def test_a_job_that_starts_without_a_registry_decides_on_rules_alone_and_says_so
     decisions = job_output(tmp_path)["decisions"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert decisions and all(d["models"] == [] for d in decisions)
-    assert all("model registry unreachable" in d["reason"] and "decided on rules alone" in d["reason"] for d in decisions)
+    assert all("model registry unreachable" in d["justification"] and "decided on rules alone" in d["justification"] for d in decisions)
     assert summary["model_usage"]["rules_alone"] == len(decisions) and summary["balanced"] is True
     plain = ReferenceRun(load_ontology(), load_settings(), end_clock=summary["end_clock"]).feed(read_lines(signals)).finish()
     assert sorted((d["decision_id"], d["action"]) for d in decisions) == sorted((d["decision_id"], d["action"]) for d in plain.decisions)

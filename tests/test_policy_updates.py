@@ -1,9 +1,12 @@
 """Live policy updates, without Flink: a new version takes over, an invalid one is rejected and
-logged while the old one stays, and a watched directory hands each new file over once."""
+logged while the old one stays, and a published policy is one control-stream record."""
 from __future__ import annotations
 
+import pytest
+
 from journeys.policy import loads_policy
-from journeys.policy_updates import PolicyInForce, WatchedDirectory
+from journeys.policy_updates import PolicyInForce, publish
+from journeys.yamlconf import ConfigError
 
 VERSION_1 = "policy: retail\nversion: '1'\nmandatory: [escalate_to_agent]\n"
 VERSION_2 = "policy: retail\nversion: '2'\nmandatory: [escalate_to_agent, service_recovery_call]\n"
@@ -29,12 +32,20 @@ def test_the_same_version_again_or_another_policy_is_not_applied():
     assert in_force.policy.version == "1"
 
 
-def test_a_watched_directory_hands_each_new_policy_file_over_once_in_name_order(tmp_path):
-    watched = WatchedDirectory(tmp_path)
-    assert watched.new_files() == []
-    (tmp_path / "002.yaml").write_text(VERSION_2)
-    (tmp_path / "001.yaml").write_text(VERSION_1)
-    (tmp_path / "notes.txt").write_text("not a policy")
+def test_a_published_policy_is_one_control_record_and_anything_else_on_the_stream_is_rejected(tmp_path):
+    (tmp_path / "retail-v2.yaml").write_text(VERSION_2)
+    published = publish(tmp_path / "retail-v2.yaml", tmp_path / "updates")
+    in_force = PolicyInForce(loads_policy(VERSION_1))
 
-    assert [name.rsplit("/", 1)[1] for name, _ in watched.new_files()] == ["001.yaml", "002.yaml"]
-    assert watched.new_files() == []
+    assert [p.name for p in (tmp_path / "updates").iterdir()] == [published.name]  # nothing half-written left
+    assert in_force.apply_record("policy: retail\n").accepted is False
+    assert "not a policy update record" in in_force.history[-1].reason
+    assert in_force.apply_record(published.read_text().strip()).accepted
+    assert in_force.policy.version == "2"
+
+
+def test_an_invalid_policy_is_not_published(tmp_path):
+    (tmp_path / "bad.yaml").write_text(VERSION_2.replace("version:", "versoin:"))
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        publish(tmp_path / "bad.yaml", tmp_path / "updates")
+    assert not (tmp_path / "updates").exists()

@@ -79,7 +79,7 @@ def test_training_labels_look_only_ahead_of_each_decision_and_say_when_the_horiz
                a_signal("purchase", A_DAY_LATER, customer="c-5"),
                a_signal("page_view", FOUR_DAYS_LATER + 30 * DAY, customer="c-5")]
     run = replay_lines(load_ontology(), load_settings(), [line(s) for s in signals], now_ms=NOW)
-    mine = [d for d in run.decisions if d["customer_id"] == "c-5"]
+    mine = [d for d in run.decision_log if d["customer_id"] == "c-5"]
     log = [r for r in run.journey_records if r["journey"] == "c-5"]
     rows = training_rows("c-5", mine, log, Labels(7 * DAY), run.end_clock)
     before_purchase = [r for r in rows if r["event_timestamp"] < A_DAY_LATER]
@@ -98,7 +98,7 @@ def test_the_beam_pipeline_emits_what_the_pure_replay_does(archive):
         tables = (pipeline | beam.Create(lines)
                   | ReplayJourneys(ontology, settings, ReplayOptions(now_ms=NOW, progress_every=0)))
         assert_that(tables["decisions"] | "DecisionIds" >> beam.Map(lambda d: d["decision_id"]),
-                    equal_to([d["decision_id"] for d in expected.decisions]), label="decisions")
+                    equal_to([d["decision_id"] for d in expected.decision_log]), label="decisions")
         assert_that(tables["journey_log"] | "Canonical" >> beam.Map(lambda r: canonical([r])[0]),
                     equal_to(canonical(expected.journey_records)), label="journey log")
         assert_that(tables["dead_letters"] | "Reasons" >> beam.Map(lambda r: (r["reason"], r["original"])),
@@ -121,7 +121,7 @@ def test_journeys_replay_writes_parquet_tables_and_a_summary_that_adds_up(archiv
     expected = replay_lines(load_ontology(), load_settings(), read_lines(archive),
                             profiles=StaticProfiles(read_profiles(profiles_of(archive))))
     assert {d["feature_source"] for d in decisions if d["customer_id"]} == {"online"}
-    assert sorted(d["decision_id"] for d in decisions) == sorted(d["decision_id"] for d in expected.decisions)
+    assert sorted(d["decision_id"] for d in decisions) == sorted(d["decision_id"] for d in expected.decision_log)
     sessions = pq.read_table(out / "sessions").to_pylist()
     assert sorted(s["session_id"] for s in sessions) == sorted(r["session_id"] for r in expected.journey_records
                                                                if r["kind"] == "session")
@@ -197,8 +197,8 @@ def test_training_features_are_what_was_known_at_each_decision_so_cutting_off_th
 
     def rows(run):
         found = {}
-        for customer in {d["customer_id"] for d in run.decisions if d["customer_id"]}:
-            decisions = [d for d in run.decisions if d["customer_id"] == customer]
+        for customer in {d["customer_id"] for d in run.decision_log if d["customer_id"]}:
+            decisions = [d for d in run.decision_log if d["customer_id"] == customer]
             log = [r for r in run.journey_records if r["journey"] == customer]
             for row in training_rows(customer, decisions, log, labels, run.end_clock):
                 found[row["decision_id"]] = {name: row[name] for name in known}
@@ -241,7 +241,7 @@ def test_an_avro_archive_and_a_parquet_export_replay_to_the_same_decisions_as_js
         assert journeys_cli(["replay", "--input", str(tmp_path / name), "--output", str(out),
                              "--emit", "decisions"]) == 0
         replayed = pq.read_table(out / "decisions").to_pylist()
-        assert sorted(d["decision_id"] for d in replayed) == sorted(d["decision_id"] for d in expected.decisions), name
+        assert sorted(d["decision_id"] for d in replayed) == sorted(d["decision_id"] for d in expected.decision_log), name
 
 
 @pytest.mark.beam

@@ -4,7 +4,8 @@ table, so every expected figure is known."""
 from __future__ import annotations
 
 from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL, ActiveModels, ModelScore
-from tests.builders import BEGINNING, FIVE_MINUTES_LATER, ONE_MINUTE_LATER, TWO_MINUTES_LATER, a_signal, play
+from tests.builders import (BEGINNING, FIVE_MINUTES_LATER, ONE_MINUTE_LATER, TWO_MINUTES_LATER, EveryoneConsents,
+                            a_signal, canonical, play)
 
 
 class TableScorer:
@@ -28,9 +29,9 @@ class Fixed:
 
 
 def a_cart_then_a_complaint(customer: str = "c-1") -> list[dict]:
-    """Three decisions: intent entered (cart nudge), at_risk entered (win-back), an escalation."""
-    return [a_signal("page_view", BEGINNING, customer=customer),
-            a_signal("add_to_cart", ONE_MINUTE_LATER, customer=customer, cart_value=30),
+    """Three decision points: intent entered (cart nudge), at_risk entered (a win-back, held back by
+    the complaint cooldown), and the complaint's escalation."""
+    return [a_signal("add_to_cart", ONE_MINUTE_LATER, customer=customer, cart_value=30),
             a_signal("complaint", FIVE_MINUTES_LATER, customer=customer, channel="call_center")]
 
 
@@ -46,24 +47,25 @@ def propensity(probability: float, version: str = "2") -> TableScorer:
 def test_every_decision_cites_the_model_versions_and_scores_it_used():
     run = play(a_cart_then_a_complaint(), models=Fixed(ActiveModels(champions=(propensity(0.42),))))
 
-    assert len(run.decisions) == 3
-    for decision in run.decisions:
+    assert len(run.decision_log) == 3 and len(run.decisions) == 2
+    for decision in run.decision_log:
         assert decision["models"] == [{"model": PROPENSITY_MODEL, "kind": PROPENSITY_MODEL, "version": "2", "prediction": "does_not_convert",
                                        "score": 0.42}]
-        assert decision["reason"].endswith("Conversion propensity 0.42 (conversion_propensity v2).")
+        assert decision["justification"].endswith("Conversion propensity 0.42 (conversion_propensity v2).")
 
 
-def test_the_decisions_of_one_timer_are_scored_in_one_call():
+def test_each_decision_point_is_scored_once_before_the_agents_propose():
     scorer = propensity(0.5)
     customers = [f"c-{n}" for n in range(5)]
-    # Every customer's signals at the same instants: each customer's decisions come from one timer call.
     signals = sorted((s for customer in customers for s in a_cart_then_a_complaint(customer)),
                      key=lambda s: s["event_time"])
 
     run = play(signals, models=Fixed(ActiveModels(champions=(scorer,))))
 
-    assert sum(scorer.batches) == len(run.decisions) == 15
-    assert max(scorer.batches) == 2  # at_risk entered and the escalation, on the same complaint
+    # The propensity is an arbitration factor, so the score must be there when the policy arbitrates.
+    assert scorer.batches == [1] * len(run.decision_log) and len(run.decision_log) == 15
+    assert all(c["factors"]["propensity"] == 0.5 for d in run.decision_log for c in d["candidates"]
+               if c["agent"] != "service")
 
 
 def test_a_stage_model_that_agrees_leaves_stage_and_action_alone():
@@ -72,7 +74,7 @@ def test_a_stage_model_that_agrees_leaves_stage_and_action_alone():
 
     first = run.decisions[0]
     assert (first["stage"], first["mapped_stage"], first["action"]) == ("intent", "intent", "onsite_cart_nudge")
-    assert "journey_stage v3 agrees on intent (0.93)." in first["reason"]
+    assert "journey_stage v3 agrees on intent (0.93)." in first["justification"]
 
 
 def test_a_stage_model_that_is_not_sure_enough_keeps_the_rules():
@@ -80,18 +82,17 @@ def test_a_stage_model_that_is_not_sure_enough_keeps_the_rules():
 
     first = run.decisions[0]
     assert first["mapped_stage"] == "intent" and first["action"] == "onsite_cart_nudge"
-    assert "leans to conversion (0.79), below 0.80: rules kept" in first["reason"]
+    assert "leans to conversion (0.79), below 0.80: rules kept" in first["justification"]
 
 
-def test_a_sure_stage_model_maps_the_stage_and_a_stage_entry_takes_that_stages_action():
+def test_a_sure_stage_model_maps_the_stage_and_the_agents_propose_for_that_stage():
     run = play(a_cart_then_a_complaint(), models=Fixed(ActiveModels(champions=(stage_model("consideration", 0.9),))))
 
-    entered_intent, _, escalation = run.decisions
+    entered_intent, _, escalation = run.decision_log
     assert entered_intent["stage"] == "intent"  # the journey's stage stays the rules'
     assert entered_intent["mapped_stage"] == "consideration"
     assert (entered_intent["action"], entered_intent["channel"]) == ("recommend_products", "web")
-    assert "maps the customer to consideration (0.90): its next action, recommend_products by web, instead." \
-        in entered_intent["reason"]
+    assert "maps the customer to consideration (0.90), so agents saw consideration." in entered_intent["justification"]
     assert escalation["mapped_stage"] == "consideration"
     assert escalation["action"] == "escalate_to_agent"  # escalations are not stage actions
 
@@ -110,14 +111,14 @@ def test_the_challenger_is_scored_on_the_same_inputs_and_never_acts():
 def test_without_models_decisions_say_they_were_made_on_rules_alone():
     run = play(a_cart_then_a_complaint(), models=Fixed(ActiveModels(note="model registry unreachable")))
 
-    assert all(d["reason"].endswith("Models: model registry unreachable; decided on rules alone.") for d in run.decisions)
+    assert all(d["justification"].endswith("Models: model registry unreachable; decided on rules alone.") for d in run.decisions)
     assert all(d["models"] == [] and d["shadow"] == [] for d in run.decisions)
 
 
 def test_with_no_model_source_decisions_are_as_before():
     plain = play(a_cart_then_a_complaint())
 
-    assert all(d["mapped_stage"] is None and d["models"] == [] and d["shadow"] == [] for d in plain.decisions)
+    assert all(d["mapped_stage"] == d["stage"] and d["models"] == [] and d["shadow"] == [] for d in plain.decision_log)
 
 
 def test_the_same_models_give_the_same_decisions_twice():
@@ -126,8 +127,8 @@ def test_the_same_models_give_the_same_decisions_twice():
     def scored():
         return play(signals, models=Fixed(ActiveModels(champions=(stage_model("consideration", 0.9), propensity(0.7)))))
 
-    first = scored().decisions
-    assert first == scored().decisions
+    first = scored().decision_log
+    assert canonical(first) == canonical(scored().decision_log)
     assert all(d["models"] for d in first)
 
 
@@ -153,21 +154,23 @@ def mapped_to_conversion(profiles=None):
 
     run = ReferenceRun(load_ontology(), load_settings(), now_ms=NOW, profiles=profiles,
                        models=Fixed(ActiveModels(champions=(stage_model("conversion", 0.95),))))
-    return run.feed(line(s) for s in a_cart_then_a_complaint()).finish().decisions[0]
+    return run.feed(line(s) for s in a_cart_then_a_complaint()).finish().decision_log[0]
 
 
-def test_a_mapped_stage_action_by_email_is_taken_without_a_feature_store_as_the_rules_would():
-    decision = mapped_to_conversion()
+def test_an_email_proposed_for_the_mapped_stage_goes_out_with_the_customers_consent():
+    decision = mapped_to_conversion(EveryoneConsents())
 
-    assert (decision["action"], decision["channel"]) == ("order_follow_up", "email")
+    assert decision["mapped_stage"] == "conversion"
+    assert (decision["action"], decision["channel"], decision["acted"]) == ("order_follow_up", "email", True)
 
 
-def test_a_mapped_stage_action_by_email_needs_the_customers_email_consent():
+def test_an_email_proposed_for_the_mapped_stage_is_held_back_without_consent():
     from journeys.features import PROFILE_DEFAULTS, StaticProfiles
 
     profile = PROFILE_DEFAULTS | {"customer_id": "c-1", "consent_email": False}
-    decision = mapped_to_conversion(StaticProfiles([profile]))
+    for profiles in (StaticProfiles([profile]), None):  # no consent given, or none known (no feature store)
+        decision = mapped_to_conversion(profiles)
 
-    assert decision["mapped_stage"] == "conversion"
-    assert (decision["action"], decision["channel"]) == ("onsite_cart_nudge", "web")
-    assert decision["reason"].endswith("maps the customer to conversion (0.95).")
+        assert decision["acted"] is False and decision["action"] is None
+        assert decision["candidates"][0]["suppressed_by"] == ["consent:email"]
+        assert "order_follow_up by email (consent:email)" in decision["justification"]

@@ -16,7 +16,7 @@ def apply_all(model, signals, key="c-1", anonymous=False):
 
 
 def decisions(outputs):
-    return [entry[1] for entry in outputs if entry[0] == DECISION]
+    return [entry[1] for entry in outputs if entry[0] == DECISION and entry[1]["acted"]]
 
 
 def journey_records(outputs, kind=None):
@@ -53,7 +53,7 @@ def test_adding_to_cart_shows_intent_and_decides_the_default_action(model):
     assert decision["action"] == "onsite_cart_nudge"
     assert decision["trigger"] == "stage_entered"
     assert decision["event_id"] == outputs[0][1]["event_id"]
-    assert decision["reason"].startswith("Entered intent from discovery on add_to_cart (rule cart_shows_intent)")
+    assert decision["justification"].startswith("Entered intent from discovery on add_to_cart (rule cart_shows_intent)")
 
 
 def test_a_purchase_converts_from_any_stage(model):
@@ -153,7 +153,7 @@ def test_repeated_support_contacts_escalate_only_within_the_window(model):
                       a_signal("support_chat", A_DAY_LATER, channel="web")]
     _, outputs = apply_all(model, close_together)
     [escalation] = [d for d in decisions(outputs) if d["trigger"] == "escalation"]
-    assert "2 contacts" in escalation["reason"] and "within 7d" in escalation["reason"]
+    assert "2 contacts" in escalation["justification"] and "within 7d" in escalation["justification"]
 
 
 def test_anonymous_visitors_get_no_actions_that_need_an_identity(model):
@@ -190,7 +190,7 @@ def test_decision_ids_are_the_same_for_the_same_journey_trigger_and_action(model
     _, first = apply_all(model, [signal])
     _, second = apply_all(model, [signal])
     assert decisions(first)[0]["decision_id"] == decisions(second)[0]["decision_id"]
-    _, other = apply_all(model, [signal], key="c-2")
+    _, other = apply_all(model, [signal], key="c-3")
     assert decisions(other)[0]["decision_id"] != decisions(first)[0]["decision_id"]
 
 
