@@ -130,8 +130,8 @@ class ServiceAgent:
         if seen.trigger == "escalation":
             what = "an open complaint" if seen.open_complaint else f"{contacts} support contacts in 7 days"
             return [Proposal(Candidate("escalate_to_agent", "call_center", self.name, 1.0, what))]
-        if seen.open_complaint:
-            return []  # the complaint's own escalation has gone to a person; others' marketing waits
+        if seen.open_complaint or seen.values.get("escalated_7d"):
+            return []  # a person has the case already; others' marketing waits out the cooldown
         if contacts >= self.repeated_contacts:
             return [Proposal(Candidate("escalate_to_agent", "call_center", self.name, 0.9,
                                        f"{contacts} support contacts in 7 days"))]

@@ -10,9 +10,15 @@ decision id in attributes.decision_id.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import random
+import time
 from dataclasses import dataclass, field
+from typing import Iterable, Iterator
 
+import orjson
+
+from journeys.contract import Rejection, SignalDecoder
 from journeys.ids import stable_id
 
 MINUTE_MS = 60_000
@@ -39,6 +45,8 @@ class OutcomeModel:
 def outcomes_for(decisions, model: OutcomeModel = OutcomeModel(), seed: int = 7) -> list[dict]:
     signals = []
     for decision in sorted(decisions, key=lambda d: d["decision_id"]):
+        if not decision.get("action"):
+            continue  # the policy allowed nothing: there is nothing to answer
         rng = random.Random(int.from_bytes(hashlib.blake2b(f"{seed}:{decision['decision_id']}".encode(),
                                                            digest_size=8).digest(), "big"))
         at = decision["decided_at"]
@@ -62,9 +70,47 @@ def outcomes_for(decisions, model: OutcomeModel = OutcomeModel(), seed: int = 7)
 def _signal(decision: dict, outcome: str, at: int) -> dict:
     return {"event_id": stable_id("o-", decision["decision_id"], outcome),
             "event_time": at, "channel": decision.get("channel") or "web", "event_type": outcome,
-            "customer_id": decision.get("customer_id") or decision["journey"], "anonymous_id": None,
+            "customer_id": decision.get("customer_id"),
+            "anonymous_id": None if decision.get("customer_id") else decision["journey"],
             "session_hint": None, "attributes": {"decision_id": decision["decision_id"]}, "schema_version": 2,
             "timezone": "UTC"}
+
+
+@dataclass
+class Merged:
+    written: int = 0
+    outcomes: int = 0
+    after_the_end: int = 0  # outcomes later than the input's end, left out
+
+
+def merge_outcomes(lines: Iterable[bytes], outcomes: list[dict], until: int | None, merged: Merged,
+                   decoder: SignalDecoder | None = None, now_ms: int | None = None) -> Iterator[bytes]:
+    """The signal lines in their order, with each outcome signal put in just before the first line
+    that moves the input's event time past it, so that no outcome arrives late. Lines intake would
+    reject keep their place and move no time. Outcomes after `until` (the latest event time, by
+    default) are left out."""
+    decoder = decoder or SignalDecoder()
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    pending = [(o["event_time"], o["event_id"], o) for o in outcomes]
+    heapq.heapify(pending)
+    latest = None
+    for raw in lines:
+        signal = decoder.decode_json(raw, now_ms)
+        at = None if isinstance(signal, Rejection) else signal["event_time"]
+        if at is not None and (latest is None or at > latest):
+            latest = at
+            while pending and pending[0][0] <= at:
+                merged.outcomes += 1
+                yield orjson.dumps(heapq.heappop(pending)[2])
+        merged.written += 1
+        yield raw
+    end = until if until is not None else latest
+    for at, _, outcome in sorted(pending):
+        if end is not None and at > end:
+            merged.after_the_end += 1
+            continue
+        merged.outcomes += 1
+        yield orjson.dumps(outcome)
 
 
 def as_outcome_records(signals) -> list[dict]:

@@ -78,6 +78,13 @@ class JourneyModel:
         at = signal["event_time"]
         if journey is not None:
             journey = self._tick(journey, at, out)
+        if journey is None and signal["event_type"] in OUTCOMES and signal["event_type"] not in self.ontology.signals \
+                and signal["attributes"].get("decision_id"):
+            # An answer for a journey that has closed (or never was): it starts no journey.
+            out.append((JOURNEY, {"kind": "outcome", "journey": key, "anonymous": anonymous, "at": at,
+                                  "event_id": signal["event_id"], "event_type": signal["event_type"],
+                                  "decision_id": signal["attributes"]["decision_id"], "matched": False}))
+            return None, out
         started = journey is None
         if started:
             journey = self.new_journey(key, anonymous, at)
@@ -413,13 +420,11 @@ class JourneyModel:
 
     def _journey_values(self, journey: Journey, at: int) -> dict:
         """What the policy's eligibility rules and the agents may read of the journey itself."""
-        since = journey.complaint_at
         return {
             "stage": journey.stage, "identified": journey.identified,
             "contacts_7d": sum(1 for c in journey.contacts if at - c[0] < 7 * DAY_MS),
             "open_complaint": journey.complaint_open,
-            "escalated_since_complaint": journey.complaint_open and since is not None and any(
-                c[2] == "escalate_to_agent" and c[0] >= since for c in journey.contacts),
+            "escalated_7d": any(c[2] == "escalate_to_agent" and at - c[0] < 7 * DAY_MS for c in journey.contacts),
             **{f"responses_{name}": count for name, count in journey.responses.items()},
         }
 

@@ -24,6 +24,27 @@ def _simulate(args) -> int:
     return 0
 
 
+def _simulate_outcomes(args) -> int:
+    from journeys.inputs import read_lines
+    from journeys.outcome_sim import Merged, OutcomeModel, merge_outcomes, outcomes_for
+    from journeys.summary import read_records
+
+    decisions = list(read_records(args.decision_log))
+    if not decisions:
+        print(f"journeys: no decisions in {args.decision_log}", file=sys.stderr)
+        return 1
+    outcomes = outcomes_for(decisions, OutcomeModel(), seed=args.seed)
+    merged = Merged()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "wb") as sink:
+        for raw in merge_outcomes(read_lines(args.signals), outcomes, args.until, merged):
+            sink.write(raw + b"\n")
+    print(f"{merged.outcomes:,} simulated outcome signals for {len(decisions):,} decision points, merged into "
+          f"{merged.written:,} signal records -> {args.out}"
+          + (f" ({merged.after_the_end:,} after the end of the input left out)" if merged.after_the_end else ""))
+    return 0
+
+
 def _outputs(args) -> tuple[Path, Path]:
     """The signals file to write and its dead-letter file (beside it unless given)."""
     out = Path(args.out)
@@ -96,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     simulate = commands.add_parser("simulate", help="write simulated multi-channel signals as JSON lines")
+    outcomes = commands.add_parser("simulate-outcomes", help="answer a run's decisions with simulated outcome signals "
+                                   "(delivered, opened, clicked, converted, ...; likelihoods depend on the action) "
+                                   "and merge them into its signals, for the feedback loop")
+    outcomes.add_argument("--decision-log", required=True, help="the run's decision log (every decision point)")
+    outcomes.add_argument("--signals", required=True, help="the run's signals")
+    outcomes.add_argument("--out", required=True, help="the signals with the outcomes merged in")
+    outcomes.add_argument("--until", type=int, help="leave out outcomes after this event time (ms); by default "
+                                                   "the run's latest signal")
+    outcomes.add_argument("--seed", type=int, default=7)
+    outcomes.set_defaults(run=_simulate_outcomes)
     simulate.add_argument("--customers", type=int, default=2000)
     simulate.add_argument("--days", type=int, default=30)
     simulate.add_argument("--seed", type=int, default=7)

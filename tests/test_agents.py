@@ -47,6 +47,7 @@ def test_the_service_agent_escalates_complaints_and_repeated_contacts():
     assert actions(seen("at_risk", open_complaint=True, support_contacts_7d=3), agent) == []  # already with a person
     assert actions(seen("retention", support_contacts_7d=3), agent) == ["escalate_to_agent"]
     assert actions(seen("retention", support_contacts_7d=2), agent) == []
+    assert actions(seen("retention", support_contacts_7d=4, escalated_7d=True), agent) == []  # not twice a week
 
 
 def test_the_discovery_agent_welcomes_customers_and_invites_visitors_to_sign_up():
