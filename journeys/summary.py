@@ -183,7 +183,7 @@ def format_summary(summary: dict) -> str:
     lines = []
 
     def row(label, value):
-        lines.append(f"  {label:<42}{value}")
+        lines.append(f"  {label:<42} {value}")
 
     lines.append("Journey job summary")
     ok = "yes" if summary["balanced"] else "NO: records were lost or double-counted"

@@ -27,7 +27,7 @@ from pipelines import wire
 from pipelines.feast_features import FeatureSettings
 from pipelines.model_serving import ModelServingSettings
 from pipelines.operators import (POLICY_STATE, VISITOR_ITEMS, MapJourneys, MapJourneysWithPolicyUpdates, OutputSpec,
-                                 ParseSignals, output_tag)
+                                 ParseSignals, RouteOutputs, output_tag)
 
 
 OUTPUTS = ("decisions", "journeys", "late", "dead-letters", "feature-rows", "decision-log")
@@ -93,17 +93,20 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     operator = MapJourneys if policy_updates is None else MapJourneysWithPolicyUpdates
     control = policy_updates.broadcast(POLICY_STATE) if policy_updates is not None else None
 
-    def with_control(keyed):
-        return keyed if control is None else keyed.connect(control)
+    def journeys(keyed, function, output_type, role):
+        if control is None:
+            return keyed.process(function, output_type=output_type).name(f"map_{role}_journeys").uid(f"map-{role}-journeys")
+        mapped = (keyed.connect(control).process(function, output_type=wire.ROUTED)
+                  .name(f"map_{role}_journeys").uid(f"map-{role}-journeys"))
+        return (mapped.process(RouteOutputs(function.outputs), output_type=output_type)
+                .name(f"route_{role}_outputs").uid(f"route-{role}-outputs"))
 
-    visitors = (with_control(_keyed(visitor_items))
-                .process(operator(VISITOR, ontology, settings, end_clock, journey_outputs, models=models, policy=policy),
-                         output_type=wire.KEYED_ITEM)
-                .name("map_visitor_journeys").uid("map-visitor-journeys"))
-    customers = (with_control(_keyed(customer_items.union(visitors)))
-                 .process(operator(CUSTOMER, ontology, settings, end_clock, customer_outputs, features, models, policy),
-                          output_type=wire.RECORD)
-                 .name("map_customer_journeys").uid("map-customer-journeys"))
+    visitors = journeys(_keyed(visitor_items),
+                        operator(VISITOR, ontology, settings, end_clock, journey_outputs, models=models, policy=policy),
+                        wire.KEYED_ITEM, "visitor")
+    customers = journeys(_keyed(customer_items.union(visitors)),
+                         operator(CUSTOMER, ontology, settings, end_clock, customer_outputs, features, models, policy),
+                         wire.RECORD, "customer")
 
     def both(name):
         tag = output_tag(name, outputs[name])

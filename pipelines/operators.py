@@ -263,7 +263,12 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
 
     Every task gets every update. An accepted one is in force from the task's next operator call
     and is kept in broadcast state; an invalid one is rejected and logged (to the journey log, by
-    the first task of each operator), and the policy in force stays."""
+    the first task of each operator), and the policy in force stays.
+
+    PyFlink 2.3 drops side outputs yielded from on_timer of a keyed broadcast function (its
+    on_timer path skips the side-output routing that process_element gets), so this operator
+    yields every record on its main output as Row(output, key, value), and RouteOutputs, the
+    next operator, sends each to its output. (That costs one more Python operator on this path.)"""
 
     def open(self, runtime_context: RuntimeContext):
         super().open(runtime_context)
@@ -287,6 +292,14 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
             record = result.to_record() | {"journey": "", "operator": self.role, "at": _now_ms()}
             yield from self._emit([(JOURNEY, record)])
 
+    def _emit(self, out: list):
+        for element in super()._emit(out):
+            if isinstance(element, tuple):
+                tag, value = element
+                yield Row(tag.tag_id, *(value if isinstance(value, Row) else ("", value)))
+            else:
+                yield Row("", *element)
+
     def _restore(self, ctx) -> None:
         if self._restored:
             return
@@ -294,6 +307,27 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
         line = ctx.get_broadcast_state(POLICY_STATE).get(CURRENT_POLICY)
         if line:
             self.policy.apply_record(line)
+
+
+class RouteOutputs(ProcessFunction):
+    """Row(output, key, value) in; each value out on its output, as a Row(key, value) where that
+    output is keyed (and for the main output, which is keyed items), as the plain value elsewhere."""
+
+    def __init__(self, outputs: dict[str, OutputSpec]):
+        self.keyed = {name for name, spec in outputs.items() if spec.keyed}
+
+    def open(self, runtime_context: RuntimeContext):
+        self.tags: dict[str, OutputTag] = {}
+
+    def process_element(self, element: Row, ctx: ProcessFunction.Context):
+        output, key, value = element
+        if not output:
+            yield Row(key, value)
+            return
+        tag = self.tags.get(output)
+        if tag is None:
+            tag = self.tags[output] = OutputTag(output)
+        yield tag, (Row(key, value) if output in self.keyed else value)
 
 
 class _PolicyMetrics:
@@ -393,5 +427,5 @@ class _FeatureMetrics:
             "push_failures": pushes.failed_attempts, "rows_dropped": pushes.rows_dropped})
 
 
-__all__ = ["ParseSignals", "MapJourneys", "MapJourneysWithPolicyUpdates", "POLICY_STATE", "OutputSpec", "output_tag",
+__all__ = ["ParseSignals", "MapJourneys", "MapJourneysWithPolicyUpdates", "RouteOutputs", "POLICY_STATE", "OutputSpec", "output_tag",
            "VISITOR_ITEMS"]

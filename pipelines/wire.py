@@ -19,6 +19,9 @@ KEY = Types.ROW([Types.STRING()])
 RECORD = Types.STRING()
 # One record for a Kafka topic: (message key, message value).
 KEYED_RECORD = Types.ROW([Types.STRING(), Types.STRING()])
+# Row(output, key, value): any output of a journey operator on its main output ("" for the main
+# one), for the operator with policy updates (see pipelines.operators.MapJourneysWithPolicyUpdates).
+ROUTED = Types.ROW([Types.STRING(), Types.STRING(), Types.STRING()])
 # journeys.state wire form of one key's state.
 KEY_STATE = Types.STRING()
 # Raw input lines and Kafka message values, decoded as ISO-8859-1 so that every byte survives

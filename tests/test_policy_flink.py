@@ -1,0 +1,109 @@
+"""A new policy version reaches the running Flink job through its control stream (a watched
+directory, fed to broadcast state): decisions cite the old version before the swap and the new one
+after, an invalid update is rejected and logged while the old policy stays, and no signal is lost."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from importlib import resources
+from pathlib import Path
+
+import orjson
+import pytest
+
+from journeys.contract import SignalDecoder
+from journeys.inputs import read_lines, scan_records
+from journeys.ontology import load_ontology
+from journeys.policy import loads_policy
+from journeys.policy_updates import PolicyInForce, publish
+from journeys.reference import ReferenceRun
+from journeys.settings import load_settings
+from journeys.simulate import SimulationSpec, write_simulation
+from pipelines.kafka_tools import create_topics, produce_signals, read_topic
+from tests.test_flink_job import _start_driver
+from tests.test_model_serving_flink import event_ids
+
+pytestmark = [pytest.mark.flink]
+
+RETAIL = resources.files("journeys.conf").joinpath("policy/retail.yaml").read_text()
+
+
+def version(number: str) -> str:
+    return RETAIL.replace('version: "1"', f'version: "{number}"')
+
+
+def records(bootstrap: str, topic: str) -> list[dict]:
+    return [orjson.loads(value) for _, value in read_topic(bootstrap, topic, idle_timeout=1.0)]
+
+
+def at_least(count: int, found: list) -> list | None:
+    return found if len(found) >= count else None
+
+
+def wait_for(condition, job, what: str, timeout: float = 180):
+    deadline = time.time() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        assert job.poll() is None, job.stdout.read()[-3000:]
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+
+
+def test_a_policy_published_mid_stream_is_in_force_without_a_restart_and_a_bad_one_is_rejected(kafka_broker,
+                                                                                                 tmp_path: Path):
+    signals = tmp_path / "signals.jsonl"
+    write_simulation(SimulationSpec(customers=120, days=10, seed=5, late_rate=0.0), signals)
+    lines = list(read_lines(signals))
+    first_half, second_half = lines[:len(lines) // 2], lines[len(lines) // 2:]
+    settings = load_settings()
+    end_clock = (scan_records(lines, SignalDecoder(settings.intake).decode_json).latest_event_time
+                 - settings.max_out_of_orderness_ms - 1)
+    bootstrap = kafka_broker.bootstrap_servers
+    prefix = f"policy-{time.time_ns()}"
+    topics = {name: f"{prefix}-{name}" for name in ("signals", "decisions", "journeys", "dead-letter")}
+    create_topics(bootstrap, dict.fromkeys(topics.values(), 1))
+    updates = tmp_path / "policy-updates"
+    (tmp_path / "broken.yaml").write_text(version("9").replace("share: 0.1", "share: 2"))
+    publish(tmp_path / "broken.yaml", updates, validate=False)  # already there when the job starts
+    (tmp_path / "retail-v1.yaml").write_text(version("1"))
+    (tmp_path / "retail-v2.yaml").write_text(version("2"))
+    address = lambda name: f"kafka://{bootstrap}/{topics[name]}"  # noqa: E731
+
+    job = _start_driver(["--signals", address("signals"), "--stop-offsets", f"0:{len(lines)}",
+                         "--decisions", address("decisions"), "--journeys", address("journeys"),
+                         "--dead-letter", address("dead-letter"), "--end-clock", str(end_clock), "--parallelism", "2",
+                         "--delivery-guarantee", "at-least-once", "--transactional-id-prefix", prefix,
+                         "--checkpoints", str(tmp_path / "checkpoints"), "-D", "execution.checkpointing.interval=1s",
+                         "--policy", str(tmp_path / "retail-v1.yaml"), "--policy-updates", updates.as_uri()])
+    expected = ReferenceRun(load_ontology(), settings, end_clock=end_clock,
+                            policy=PolicyInForce(loads_policy(version("1")))).feed(lines).finish().decisions
+    try:
+        updates_seen = lambda accepted: [r for r in records(bootstrap, topics["journeys"])  # noqa: E731
+                                         if r["kind"] == "policy_update" and r["accepted"] is accepted]
+        rejected = wait_for(lambda: updates_seen(False), job, "the broken update to be rejected")
+        produce_signals(bootstrap, topics["signals"], first_half)
+        before = wait_for(lambda: at_least(50, records(bootstrap, topics["decisions"])), job,
+                          "decisions from the first half")
+
+        publish(tmp_path / "retail-v2.yaml", updates)
+        accepted = wait_for(lambda: at_least(2, updates_seen(True)), job, "both journey operators to take version 2")
+        produce_signals(bootstrap, topics["signals"], second_half)
+        decisions = wait_for(lambda: at_least(len(expected), records(bootstrap, topics["decisions"])), job,
+                             "every decision", timeout=300)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)  # a control stream is unbounded: the job runs until cancelled
+            job.wait()
+
+    assert "control_group.share is a share in [0, 1), not 2.0" in rejected[0]["reason"]
+    assert "stays in force" in rejected[0]["reason"]
+    assert {r["operator"] for r in accepted} == {"visitor", "customer"} and accepted[0]["version"] == "2"
+    assert before and all(d["policy_version"] == "1" for d in before)
+    second_half_ids = event_ids(second_half)
+    after = [d for d in decisions if d["event_id"] in second_half_ids]
+    assert after and all(d["policy_version"] == "2" for d in after)
+    # Nothing was lost or decided twice: the pure core's decisions (the two versions differ only in number).
+    assert sorted(d["decision_id"] for d in decisions) == sorted(d["decision_id"] for d in expected)
