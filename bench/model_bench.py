@@ -1,6 +1,6 @@
 """Stage-model figures for make bench: a registry with both models trained on a replay of the
 benchmark's signals, the inference cost per decision on the job's path (read-out linear models,
-one call per model per timer call), and MLflow's pyfunc predict on one row and on 100 for scale."""
+one call per model per decision point), and MLflow's pyfunc predict on one row and on 100 for scale."""
 from __future__ import annotations
 
 import shutil
@@ -37,8 +37,8 @@ def prepare_registry(work: Path, signals: Path, profiles: Path) -> str:
 
 
 def measure_inference(lines: list[bytes], uri: str) -> dict:
-    """Per decision: the time both champions took to score it, with the decisions of one timer
-    call scored together, as the job does; and pyfunc predict on 1 and 100 rows for comparison."""
+    """Per decision point: the time both champions took to score it (one row, as the job does,
+    before the agents propose); and pyfunc predict on 1 and 100 rows for comparison."""
     from pipelines.model_serving import ModelServingSettings, RegistryModels
 
     per_decision_us: list[float] = []

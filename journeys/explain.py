@@ -79,7 +79,7 @@ def _decision_lines(decision: dict) -> str:
     candidates = decision.get("candidates") or ()
     if len(candidates) > 1 or any(c["suppressed_by"] for c in candidates):
         lines.append("      candidates: " + "; ".join(
-            f"{c['action']} by {c['channel']} ({c['agent']}) {c['priority']:g}"
+            f"{c['action']} by {c['channel']} ({c['agent']}) {c['priority']:.3g}"
             + (f" held back: {', '.join(c['suppressed_by'])}" if c["suppressed_by"] else "") for c in candidates))
     lines.extend(textwrap.wrap(decision["justification"], width=100, initial_indent="      why: ", subsequent_indent="           "))
     return "\n".join(lines)

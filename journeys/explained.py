@@ -48,16 +48,16 @@ def justification(verdict: Verdict, stage: str, policy_name: str) -> str:
         reason = f"No action in {stage}. " + (held_text if held_text else "No agent proposed one") + "."
         return f"{reason} {policy}"
     winner = next(c for c in verdict.considered if c.candidate == verdict.chosen)
-    factors = " × ".join(f"{name} {value:g}" for name, value in winner.factors.items())
+    factors = " × ".join(f"{name} {value:.3g}" for name, value in winner.factors.items())
     text = (f"In {stage}, the {winner.candidate.agent} agent proposed {winner.candidate.action} by "
             f"{winner.candidate.channel}" + (f" ({winner.candidate.reason})" if winner.candidate.reason else ""))
     if verdict.mandatory:
         text += ", a mandatory action, so it went ahead of arbitration."
     else:
-        text += f"; it won with priority {winner.priority:g} = {factors}."
+        text += f"; it won with priority {winner.priority:.3g} = {factors}."
     others = [c for c in allowed if c is not winner]
     if others:
-        text += " Also allowed: " + ", ".join(f"{c.candidate.action} ({c.priority:g})" for c in others) + "."
+        text += " Also allowed: " + ", ".join(f"{c.candidate.action} ({c.priority:.3g})" for c in others) + "."
     if held_text:
         text += f" {held_text}."
     return f"{text} {policy}"

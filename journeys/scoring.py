@@ -107,7 +107,7 @@ def score_decision(values: dict, models: ActiveModels, override_confidence: floa
     for score in champions:
         cited = f"{score.model} v{score.version}"
         if score.model_kind != STAGE_MODEL:
-            propensity = score.score
+            propensity = round(score.score, 6)  # as recorded: the read-out and pyfunc paths agree to 1e-12, not bit for bit
             notes.append(f"Conversion propensity {score.score:.2f} ({cited}).")
         elif score.prediction == stage:
             notes.append(f"{cited} agrees on {score.prediction} ({score.score:.2f}).")

@@ -2,7 +2,9 @@
 
 The state of one key lives in one Flink ValueState<STRING>: read once and written once per
 call. The wire form is JSON with short keys and a format version `v`; `decode` upgrades older
-versions, so a savepoint written by an older release still restores. Nothing is pickled.
+versions, so a savepoint written by an older release still restores. Nothing is pickled. Keys a
+release adds to the journey (the decision memory: time zone, contacts, complaint, plans, decisions
+awaiting outcomes, responses) are optional, so journeys written before them read as having none.
 
 A key's state has three parts:
 - the buffer: items waiting for the watermark, the event ids seen lately, and the clock up to

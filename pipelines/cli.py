@@ -187,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = policy_commands.add_parser("check", help="load a policy file and print what it says, or the error and its line")
     check.add_argument("file")
     check.set_defaults(run=_policy_check)
+    publish = policy_commands.add_parser("publish", help="check a policy file and put it into a running job's "
+                                                        "watched policy-updates directory")
+    publish.add_argument("file")
+    publish.add_argument("--to", required=True, metavar="DIR", help="the job's --policy-updates directory")
+    publish.set_defaults(run=_policy_publish)
 
     explain = commands.add_parser("explain", help="one customer's journey path and every decision with its "
                                                    "justification, in time order")
@@ -214,6 +219,19 @@ def main(argv: list[str] | None = None) -> int:
         return _guarded(replay, argv[1:])
     args = build_parser().parse_args(argv)
     return _guarded(args.run, args)
+
+
+def _policy_publish(args) -> int:
+    from journeys.policy_updates import publish
+    from journeys.yamlconf import ConfigError
+
+    try:
+        written = publish(args.file, args.to)
+    except ConfigError as error:
+        print(f"journeys: not published: {error}", file=sys.stderr)
+        return 1
+    print(f"published {args.file} -> {written}")
+    return 0
 
 
 def _policy_check(args) -> int:

@@ -144,6 +144,9 @@ def test_a_champion_promoted_mid_stream_takes_over_with_no_restart_and_no_lost_s
     after = [d for d in decisions if d["event_id"] in second_half_ids]
     assert after and all(cited(d)[STAGE_MODEL] == "2" for d in after)
     assert all(cited(d)[PROPENSITY_MODEL] == "1" for d in decisions)
-    # Nothing was lost or decided twice: the same decisions as the pure core on the whole input.
-    expected = ReferenceRun(load_ontology(), load_settings(), end_clock=end_clock).feed(lines).finish().decisions
-    assert sorted(d["decision_id"] for d in decisions) == sorted(d["decision_id"] for d in expected)
+    # No signal was lost or applied twice: the pure core's journey log on the whole input. (Which
+    # decisions act depends on the models, through the propensity and the mapped stage.)
+    expected = ReferenceRun(load_ontology(), load_settings(), end_clock=end_clock).feed(lines).finish()
+    journey_log = [r for r in decisions_so_far(bootstrap, topics["journeys"]) if r["kind"] != "plan_cancelled"]
+    assert canonical(journey_log) == canonical([r for r in expected.journey_records if r["kind"] != "plan_cancelled"])
+    assert len({d["decision_id"] for d in decisions}) == len(decisions)  # none decided twice

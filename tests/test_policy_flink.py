@@ -1,5 +1,5 @@
 """A new policy version reaches the running Flink job through its control stream (a watched
-directory, fed to broadcast state): decisions cite the old version before the swap and the new one
+directory or a Kafka topic, fed to broadcast state): decisions cite the old version before the swap and the new one
 after, an invalid update is rejected and logged while the old policy stays, and no signal is lost."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from journeys.contract import SignalDecoder
 from journeys.inputs import read_lines, scan_records
 from journeys.ontology import load_ontology
 from journeys.policy import loads_policy
-from journeys.policy_updates import PolicyInForce, publish
+from journeys.policy_updates import PolicyInForce, publish, update_record
 from journeys.reference import ReferenceRun
 from journeys.settings import load_settings
 from journeys.simulate import SimulationSpec, write_simulation
@@ -52,7 +52,8 @@ def wait_for(condition, job, what: str, timeout: float = 180):
         time.sleep(1)
 
 
-def test_a_policy_published_mid_stream_is_in_force_without_a_restart_and_a_bad_one_is_rejected(kafka_broker,
+@pytest.mark.parametrize("control", ["directory", "kafka"])
+def test_a_policy_published_mid_stream_is_in_force_without_a_restart_and_a_bad_one_is_rejected(kafka_broker, control,
                                                                                                  tmp_path: Path):
     signals = tmp_path / "signals.jsonl"
     write_simulation(SimulationSpec(customers=120, days=10, seed=5, late_rate=0.0), signals)
@@ -63,21 +64,28 @@ def test_a_policy_published_mid_stream_is_in_force_without_a_restart_and_a_bad_o
                  - settings.max_out_of_orderness_ms - 1)
     bootstrap = kafka_broker.bootstrap_servers
     prefix = f"policy-{time.time_ns()}"
-    topics = {name: f"{prefix}-{name}" for name in ("signals", "decisions", "journeys", "dead-letter")}
+    topics = {name: f"{prefix}-{name}" for name in ("signals", "decisions", "journeys", "dead-letter", "policy")}
     create_topics(bootstrap, dict.fromkeys(topics.values(), 1))
     updates = tmp_path / "policy-updates"
     (tmp_path / "broken.yaml").write_text(version("9").replace("share: 0.1", "share: 2"))
-    publish(tmp_path / "broken.yaml", updates, validate=False)  # already there when the job starts
     (tmp_path / "retail-v1.yaml").write_text(version("1"))
     (tmp_path / "retail-v2.yaml").write_text(version("2"))
     address = lambda name: f"kafka://{bootstrap}/{topics[name]}"  # noqa: E731
+
+    def send(name: str, validate: bool = True) -> None:
+        if control == "directory":
+            publish(tmp_path / name, updates, validate=validate)
+        else:  # the same record, produced to the control topic
+            produce_signals(bootstrap, topics["policy"], [update_record((tmp_path / name).read_text(), name).encode()])
+
+    send("broken.yaml", validate=False)  # already there when the job starts
 
     job = _start_driver(["--signals", address("signals"), "--stop-offsets", f"0:{len(lines)}",
                          "--decisions", address("decisions"), "--journeys", address("journeys"),
                          "--dead-letter", address("dead-letter"), "--end-clock", str(end_clock), "--parallelism", "2",
                          "--delivery-guarantee", "at-least-once", "--transactional-id-prefix", prefix,
                          "--checkpoints", str(tmp_path / "checkpoints"), "-D", "execution.checkpointing.interval=1s",
-                         "--policy", str(tmp_path / "retail-v1.yaml"), "--policy-updates", updates.as_uri()])
+                         "--policy", str(tmp_path / "retail-v1.yaml"), "--policy-updates", updates.as_uri() if control == "directory" else address("policy")])
     expected = ReferenceRun(load_ontology(), settings, end_clock=end_clock,
                             policy=PolicyInForce(loads_policy(version("1")))).feed(lines).finish().decisions
     try:
@@ -88,7 +96,7 @@ def test_a_policy_published_mid_stream_is_in_force_without_a_restart_and_a_bad_o
         before = wait_for(lambda: at_least(50, records(bootstrap, topics["decisions"])), job,
                           "decisions from the first half")
 
-        publish(tmp_path / "retail-v2.yaml", updates)
+        send("retail-v2.yaml")
         accepted = wait_for(lambda: at_least(2, updates_seen(True)), job, "both journey operators to take version 2")
         produce_signals(bootstrap, topics["signals"], second_half)
         decisions = wait_for(lambda: at_least(len(expected), records(bootstrap, topics["decisions"])), job,

@@ -49,3 +49,15 @@ def test_an_invalid_policy_is_not_published(tmp_path):
     with pytest.raises(ConfigError, match="bad.yaml"):
         publish(tmp_path / "bad.yaml", tmp_path / "updates")
     assert not (tmp_path / "updates").exists()
+
+
+def test_the_publish_command_puts_a_checked_policy_into_the_directory_and_refuses_a_bad_one(tmp_path, capsys):
+    from pipelines.cli import main as journeys
+
+    (tmp_path / "v2.yaml").write_text(VERSION_2)
+    (tmp_path / "v3.yaml").write_text(BROKEN)
+
+    assert journeys(["policy", "publish", str(tmp_path / "v2.yaml"), "--to", str(tmp_path / "updates")]) == 0
+    assert journeys(["policy", "publish", str(tmp_path / "v3.yaml"), "--to", str(tmp_path / "updates")]) == 1
+    assert "v3.yaml line 3" in capsys.readouterr().err
+    assert len(list((tmp_path / "updates").iterdir())) == 1
