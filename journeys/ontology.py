@@ -72,8 +72,7 @@ class SessionRule:
 
 class Ontology:
     def __init__(self, *, name, version, stages, initial_stage, identified_channels, signals,
-                 identify_signals, signal_rules, time_rules, escalations, session_rules, anonymous_expiry_ms,
-                 channel_consent=None):
+                 identify_signals, signal_rules, time_rules, escalations, session_rules, anonymous_expiry_ms):
         self.name = name
         self.version = version
         self.stages: tuple[Stage, ...] = stages
@@ -87,7 +86,6 @@ class Ontology:
         self.escalations: tuple[EscalationRule, ...] = escalations
         self.session_rules: tuple[SessionRule, ...] = session_rules
         self.anonymous_expiry_ms: int = anonymous_expiry_ms
-        self.channel_consent: dict[str, str] = dict(channel_consent or {})
         self._signal_index = {
             (stage.id, signal): tuple(
                 rule for rule in signal_rules
@@ -115,16 +113,6 @@ class Ontology:
     def rank(self, stage: str) -> int:
         return self.stage_by_id[stage].rank
 
-    def stage_action(self, stage: str, identified: bool) -> ActionSpec | None:
-        spec = self.stage_by_id[stage]
-        action = spec.default_action
-        if action is not None and not identified and action.channel in self.identified_channels:
-            return spec.anonymous_action
-        return action
-
-    def usable_by_anonymous(self, action: ActionSpec) -> bool:
-        return action.channel not in self.identified_channels
-
     @property
     def stage_ids(self) -> tuple[str, ...]:
         return tuple(stage.id for stage in self.stages)
@@ -141,9 +129,11 @@ def load_ontology(path: str | Path | None = None) -> Ontology:
 def parse_ontology(doc: Any) -> Ontology:
     if not isinstance(doc, dict):
         raise ConfigError("an ontology file must be a mapping with stages, signals and transitions")
+    if "channel_consent" in doc:
+        raise ConfigError(f"{where(doc, 'channel_consent')}: channel_consent has moved to the decision policy's "
+                          f"`consent` (docs/policy.md)")
     _only_keys(doc, {"ontology", "version", "initial_stage", "stages", "identified_channels", "signals",
-                     "identify_signals", "transitions", "escalations", "session_rules", "lifecycle",
-                     "channel_consent"}, "the ontology")
+                     "identify_signals", "transitions", "escalations", "session_rules", "lifecycle"}, "the ontology")
     stages = _parse_stages(doc)
     stage_ids = {stage.id for stage in stages}
     signals = _parse_signals(doc)
@@ -168,21 +158,7 @@ def parse_ontology(doc: Any) -> Ontology:
         escalations=_parse_escalations(doc, signals),
         session_rules=_parse_session_rules(doc, stage_ids, signals),
         anonymous_expiry_ms=_duration(lifecycle, "anonymous_expiry", "30d"),
-        channel_consent=_channel_consent(doc),
     )
-
-
-def _channel_consent(doc) -> dict[str, str]:
-    from journeys.features import PROFILE_DEFAULTS
-
-    raw = doc.get("channel_consent") or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where(doc, 'channel_consent')}: channel_consent maps channels to consent features")
-    for channel, feature in raw.items():
-        if feature not in PROFILE_DEFAULTS or not str(feature).startswith("consent_"):
-            raise ConfigError(f"{where(raw, channel)}: channel_consent.{channel}: {feature!r} is not a consent feature "
-                              f"({', '.join(k for k in PROFILE_DEFAULTS if k.startswith('consent_'))})")
-    return {str(channel): str(feature) for channel, feature in raw.items()}
 
 
 def _parse_stages(doc) -> tuple[Stage, ...]:

@@ -104,7 +104,7 @@ def _summary(args) -> int:
     from journeys.summary import format_summary, read_records, read_truth, summarize
 
     scan = scan_signals(args.signals)
-    summary = summarize(scan.lines, read_records(args.journeys), read_records(args.decisions),
+    summary = summarize(scan.lines, read_records(args.journeys), read_records(args.decision_log or args.decisions),
                         read_records(args.dead_letter), read_truth(args.signals))
     if args.out:
         Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--signals", required=True)
     summary.add_argument("--journeys", required=True)
     summary.add_argument("--decisions", required=True)
+    summary.add_argument("--decision-log", help="the decision log, for suppressions, the control group and uplift")
     summary.add_argument("--dead-letter", required=True)
     summary.add_argument("--out")
     summary.set_defaults(run=_summary)

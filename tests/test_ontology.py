@@ -70,6 +70,11 @@ def test_a_default_action_outside_the_stage_actions_is_refused():
         retail_with("default_action: {action: welcome_content", "default_action: {action: flyer")
 
 
+def test_consent_in_the_ontology_is_refused_with_where_it_went():
+    with pytest.raises(ConfigError, match=r"line \d+: channel_consent has moved to the decision policy's `consent`"):
+        retail_with("identified_channels:", "channel_consent: {email: consent_email}\nidentified_channels:")
+
+
 def test_the_job_settings_load_with_environment_placeholders(monkeypatch):
     monkeypatch.setenv("JOURNEYS_HASH_KEY", "from-the-environment")
     assert load_settings().privacy.hash_key == "from-the-environment"
