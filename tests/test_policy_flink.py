@@ -21,7 +21,7 @@ from journeys.reference import ReferenceRun
 from journeys.settings import load_settings
 from journeys.simulate import SimulationSpec, write_simulation
 from pipelines.kafka_tools import create_topics, produce_signals, read_topic
-from tests.test_flink_job import _start_driver
+from tests.test_flink_job import _start_driver, _wait_for_checkpoints
 from tests.test_model_serving_flink import event_ids
 
 pytestmark = [pytest.mark.flink]
@@ -115,3 +115,56 @@ def test_a_policy_published_mid_stream_is_in_force_without_a_restart_and_a_bad_o
     assert after and all(d["policy_version"] == "2" for d in after)
     # Nothing was lost or decided twice: the pure core's decisions (the two versions differ only in number).
     assert sorted(d["decision_id"] for d in decisions) == sorted(d["decision_id"] for d in expected)
+
+
+def test_a_job_restored_from_a_checkpoint_keeps_the_policy_that_was_in_force(kafka_broker, tmp_path: Path):
+    signals = tmp_path / "signals.jsonl"
+    write_simulation(SimulationSpec(customers=80, days=10, seed=11, late_rate=0.0), signals)
+    lines = list(read_lines(signals))
+    first_half, second_half = lines[:len(lines) // 2], lines[len(lines) // 2:]
+    settings = load_settings()
+    end_clock = (scan_records(lines, SignalDecoder(settings.intake).decode_json).latest_event_time
+                 - settings.max_out_of_orderness_ms - 1)
+    bootstrap = kafka_broker.bootstrap_servers
+    prefix = f"policy-restore-{time.time_ns()}"
+    topics = {name: f"{prefix}-{name}" for name in ("signals", "decisions", "journeys", "dead-letter")}
+    create_topics(bootstrap, dict.fromkeys(topics.values(), 1))
+    (tmp_path / "retail-v1.yaml").write_text(version("1"))
+    (tmp_path / "retail-v2.yaml").write_text(version("2"))
+    checkpoints = tmp_path / "checkpoints"
+
+    def start(updates: Path, *more: str):
+        return _start_driver(["--signals", f"kafka://{bootstrap}/{topics['signals']}", "--stop-offsets", f"0:{len(lines)}",
+                              *(arg for name in ("decisions", "journeys", "dead-letter")
+                                for arg in (f"--{name}", f"kafka://{bootstrap}/{topics[name]}")),
+                              "--end-clock", str(end_clock), "--parallelism", "2", "--delivery-guarantee", "at-least-once",
+                              "--transactional-id-prefix", prefix, "--checkpoints", str(checkpoints),
+                              "-D", "execution.checkpointing.interval=1s", "--policy", str(tmp_path / "retail-v1.yaml"),
+                              "--policy-updates", updates.as_uri(), *more])
+
+    first = start(tmp_path / "updates")
+    try:
+        publish(tmp_path / "retail-v2.yaml", tmp_path / "updates")
+        wait_for(lambda: at_least(2, [r for r in records(bootstrap, topics["journeys"])
+                                      if r["kind"] == "policy_update" and r["accepted"]]), first, "version 2 in force")
+        produce_signals(bootstrap, topics["signals"], first_half)
+        wait_for(lambda: at_least(20, records(bootstrap, topics["decisions"])), first, "decisions from the first half")
+        taken = len(list(checkpoints.glob("*/chk-*/_metadata")))
+        checkpoint = _wait_for_checkpoints(checkpoints, taken + 2, first)  # taken after version 2 was in force
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+
+    # The restored job watches an empty directory: version 2 can only come from the checkpoint.
+    restored = start(tmp_path / "no-updates", "--restore", str(checkpoint))
+    try:
+        produce_signals(bootstrap, topics["signals"], second_half)
+        second_half_ids = event_ids(second_half)
+        after = wait_for(lambda: at_least(20, [d for d in records(bootstrap, topics["decisions"])
+                                               if d["event_id"] in second_half_ids]), restored,
+                         "decisions from the second half")
+    finally:
+        os.killpg(restored.pid, signal.SIGKILL)
+        restored.wait()
+
+    assert {d["policy_version"] for d in after} == {"2"}
