@@ -23,6 +23,7 @@ CORE_REQUIREMENTS = [
     "numpy==2.1.3",
     "protobuf==5.29.6",
     "grpcio==1.65.5",
+    "plotly==6.5.2",  # the journey map page, with its JavaScript bundled (works offline)
 ]
 TEST_REQUIREMENTS = [
     "pytest==9.2.0",

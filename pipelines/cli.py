@@ -193,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--to", required=True, metavar="DIR", help="the job's --policy-updates directory")
     publish.set_defaults(run=_policy_publish)
 
+    journey_map = commands.add_parser("map", help="write a run's journey map as one self-contained HTML page "
+                                      "(works offline)")
+    journey_map.add_argument("--journeys", required=True, help="the journey log (a file or directory)")
+    journey_map.add_argument("--decisions", required=True, help="the decision log (or the decisions)")
+    journey_map.add_argument("--out", required=True, help="the HTML file to write")
+    journey_map.add_argument("--ontology", help="ontology YAML, for the stage order (default: the packaged retail one)")
+    journey_map.set_defaults(run=_map)
+
     explain = commands.add_parser("explain", help="one customer's journey path and every decision with its "
                                                    "justification, in time order")
     explain.add_argument("customer_id")
@@ -220,6 +228,24 @@ def main(argv: list[str] | None = None) -> int:
         return _guarded(replay, argv[1:])
     args = build_parser().parse_args(argv)
     return _guarded(args.run, args)
+
+
+def _map(args) -> int:
+    from journeys.journey_map import build_map
+    from journeys.map_page import render
+    from journeys.ontology import load_ontology
+    from journeys.summary import read_records
+
+    for path in (args.journeys, args.decisions):
+        if not Path(path).exists():
+            print(f"journeys: {path}: no such file or directory", file=sys.stderr)
+            return 1
+    stages = load_ontology(args.ontology).stage_ids
+    built = build_map(read_records(args.journeys), read_records(args.decisions), stages)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(render(built))
+    print(f"journey map of {len(built.timelines):,} journeys -> {args.out}")
+    return 0
 
 
 def _policy_publish(args) -> int:

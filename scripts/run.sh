@@ -78,5 +78,7 @@ echo "== round 2: the same signals with the outcomes of round 1's decisions"
 job "$run/signals-with-outcomes.jsonl" "$run/round-2" --end-clock "$end_clock"
 .venv/bin/journeys models compare --decisions "$run/round-2/decision-log" --journeys "$run/round-2/journeys" \
   --truth "$run/signals.jsonl"
+.venv/bin/journeys map --journeys "$run/round-2/journeys" --decisions "$run/round-2/decision-log" --out "$run/map.html"
+echo "journey map (open it in a browser; it works offline): $PWD/$run/map.html"
 echo "decision log: $run/round-2/decision-log   journey log: $run/round-2/journeys   model registry: $registry"
 echo "explain a customer: .venv/bin/journeys explain cust-000001 --log $run/round-2/decision-log"

@@ -1,0 +1,89 @@
+"""The journey map's figures from a run's logs, worked by hand on three customers, and the page:
+one self-contained file (plotly inlined, no network) that carries those figures."""
+from __future__ import annotations
+
+import re
+
+import orjson
+
+from journeys.journey_map import build_map
+from journeys.map_page import render
+from journeys.ontology import load_ontology
+from pipelines.cli import main as journeys
+from tests.builders import (A_DAY_LATER, BEGINNING, ONE_MINUTE_LATER, TEN_MINUTES_LATER, TWO_MINUTES_LATER,
+                            EveryoneConsents, a_login, a_signal, line)
+
+STAGES = load_ontology().stage_ids
+
+
+def three_customers():
+    """c-1 browses, carts and buys; c-3 carts and leaves; visitor v-1 browses twice, logs in as c-4."""
+    from journeys.ontology import load_ontology
+    from journeys.reference import ReferenceRun
+    from journeys.settings import load_settings
+
+    signals = [a_signal("product_view", BEGINNING, customer="c-1"), a_signal("product_view", ONE_MINUTE_LATER, customer="c-1"),
+               a_signal("add_to_cart", TWO_MINUTES_LATER, customer="c-1", cart_value=20),
+               a_signal("purchase", TEN_MINUTES_LATER, customer="c-1"),
+               a_signal("add_to_cart", BEGINNING, customer="c-3", cart_value=50, channel="app"),
+               a_signal("product_view", BEGINNING, visitor="v-1"), a_signal("search", ONE_MINUTE_LATER, visitor="v-1"),
+               a_login("v-1", "c-4", TWO_MINUTES_LATER)]
+    run = ReferenceRun(load_ontology(), load_settings(), end_clock=A_DAY_LATER, profiles=EveryoneConsents(),
+                       now_ms=BEGINNING + 400 * 86_400_000)
+    return run.feed(line(s) for s in sorted(signals, key=lambda s: s["event_time"])).finish()
+
+
+def test_the_map_counts_transitions_by_channel_the_funnel_and_the_paths():
+    run = three_customers()
+
+    built = build_map(run.journey_records, run.decision_log, STAGES)
+
+    assert built.transitions["all"][("discovery", "consideration")] == 2  # c-1, and v-1 before login
+    assert built.transitions["app"] == {("discovery", "intent"): 1}      # c-3's cart
+    assert built.transitions["web"][("intent", "conversion")] == 1
+    funnel = {stage: count for stage, count, _ in built.funnel}
+    assert funnel == {"discovery": 3, "consideration": 2, "intent": 2, "conversion": 1, "retention": 0}
+    assert dict(built.paths)["discovery > consideration > intent > conversion"] == 1
+    assert set(built.timelines) == {"c-1", "c-3", "c-4"}  # the visitor's timeline is c-4's
+    c4 = built.timelines["c-4"]
+    assert [e["kind"] for e in c4][:2] == ["signal", "decision"] and c4[0]["event_type"] == "product_view"
+
+
+def test_stage_populations_are_counted_at_the_end_of_each_day():
+    run = three_customers()
+
+    built = build_map(run.journey_records, run.decision_log, STAGES)
+
+    first_day = {stage: built.populations[stage][0] for stage in STAGES}
+    assert first_day["conversion"] == 1 and first_day["intent"] == 1 and first_day["consideration"] == 1
+    assert sum(first_day.values()) == 3  # the visitor counts once, as c-4
+
+
+def test_the_page_is_one_file_with_plotly_inside_and_the_runs_figures(tmp_path):
+    run = three_customers()
+    (tmp_path / "journeys").mkdir()
+    (tmp_path / "journeys" / "part-0.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in run.journey_records))
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "part-0.jsonl").write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in run.decision_log))
+
+    assert journeys(["map", "--journeys", str(tmp_path / "journeys"), "--decisions", str(tmp_path / "log"),
+                     "--out", str(tmp_path / "map.html")]) == 0
+
+    page = (tmp_path / "map.html").read_text()
+    assert not re.search(r"<script[^>]+src=", page) and not re.search(r"<link[^>]+href=", page)  # nothing fetched
+    assert "Plotly.newPlot" in page and len(page) > 3_000_000  # plotly.js is inlined
+    data = orjson.loads(re.search(r'<script id="map-data" type="application/json">(.*?)</script>', page, re.S).group(1)
+                        .replace("<\\/", "</"))
+    funnel = data["figures"]["funnel"]["data"][0]
+    assert funnel["x"] == [3, 2, 2, 1, 0]
+    assert any("DECISION" in entry[1] for entry in data["timelines"]["c-1"])
+
+
+def test_render_escapes_what_could_close_the_data_script():
+    built = build_map([], [{"decision_id": "d-1", "journey": "c-1", "decided_at": BEGINNING, "stage": "intent",
+                            "action": "nudge", "channel": "web", "acted": True,
+                            "justification": "</script><script>alert(1)</script>"}], STAGES)
+
+    page = render(built)
+
+    assert "</script><script>alert(1)" not in page
