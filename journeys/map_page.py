@@ -136,7 +136,9 @@ function show(id) {{
     ol.appendChild(li);
   }}
 }}
-document.getElementById("search").addEventListener("change", ev => show(ev.target.value));
-show(document.getElementById("search").value);
+const search = document.getElementById("search");
+search.value = decodeURIComponent(location.hash.slice(1)) || search.value;  // kept across live reloads
+search.addEventListener("change", ev => {{ location.hash = encodeURIComponent(ev.target.value); show(ev.target.value); }});
+show(search.value);
 </script></body></html>
 """

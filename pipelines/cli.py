@@ -201,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     journey_map.add_argument("--ontology", help="ontology YAML, for the stage order (default: the packaged retail one)")
     journey_map.set_defaults(run=_map)
 
+    serve = commands.add_parser("serve", help="serve the journey map on loopback, rebuilt as the running job writes")
+    serve.add_argument("--journeys", required=True, help="the job's journey log directory")
+    serve.add_argument("--decisions", required=True, help="the job's decision log (or decisions) directory")
+    serve.add_argument("--port", type=int, default=8050)
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (loopback by default)")
+    serve.add_argument("--refresh", type=int, default=3, help="seconds between the page's reloads")
+    serve.add_argument("--ontology", help="ontology YAML, for the stage order (default: the packaged retail one)")
+    serve.set_defaults(run=_serve)
+
     explain = commands.add_parser("explain", help="one customer's journey path and every decision with its "
                                                    "justification, in time order")
     explain.add_argument("customer_id")
@@ -245,6 +254,23 @@ def _map(args) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(render(built))
     print(f"journey map of {len(built.timelines):,} journeys -> {args.out}")
+    return 0
+
+
+def _serve(args) -> int:
+    from journeys.map_server import MapServer
+    from journeys.ontology import load_ontology
+
+    server = MapServer(args.journeys, args.decisions, load_ontology(args.ontology).stage_ids, args.host, args.port,
+                       args.refresh)
+    print(f"journey map on http://{args.host}:{server.server_address[1]}/ (reloads every {args.refresh} s; Ctrl-C stops)",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 

@@ -87,3 +87,36 @@ def test_render_escapes_what_could_close_the_data_script():
     page = render(built)
 
     assert "</script><script>alert(1)" not in page
+
+
+def test_serve_rebuilds_the_page_when_the_job_writes_more_in_progress_files_included(tmp_path):
+    import threading
+    import urllib.request
+
+    from journeys.map_server import MapServer
+
+    run = three_customers()
+    journeys_dir, log_dir = tmp_path / "journeys", tmp_path / "log"
+    journeys_dir.mkdir()
+    log_dir.mkdir()
+    first = [r for r in run.journey_records if r["journey"] != "c-3"]
+    (journeys_dir / "part-0.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in first))
+    (log_dir / "part-0.jsonl").write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in run.decision_log
+                                                   if d["journey"] != "c-3"))
+    server = MapServer(journeys_dir, log_dir, STAGES, port=0, refresh_s=2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        before = urllib.request.urlopen(url, timeout=30).read().decode()
+        # The running job's sink: a hidden in-progress part, its last line still being written.
+        later = [r for r in run.journey_records if r["journey"] == "c-3"]
+        (journeys_dir / ".part-1.jsonl.inprogress").write_bytes(
+            b"".join(orjson.dumps(r) + b"\n" for r in later) + b'{"kind": "sig')
+        after = urllib.request.urlopen(url, timeout=30).read().decode()
+        again = urllib.request.urlopen(url, timeout=30).read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert '"c-3"' not in before and '"c-3"' in after and server.builds == 2  # rebuilt once, on the change
+    assert again == after and '<meta http-equiv="refresh" content="2">' in after
