@@ -60,8 +60,10 @@ cluster-down: setup
 submit: setup $(JARS)
 	CUSTOMERS=$(CUSTOMERS) DAYS=$(DAYS) SEED=$(SEED) scripts/run-kafka.sh --cluster
 
+# Debian's redis-server (the Redis online store) and chromium (the journey map's browser test),
+# installed with apt-get when missing.
 test: setup $(JARS)
-	@$(PY) -m pipelines.local_redis install >/dev/null
+	@$(PY) -m pipelines.debian redis-server chromium >/dev/null
 	$(PY) -m pytest
 
 test-unit: setup

@@ -69,7 +69,8 @@ def _sankey(built: JourneyMap) -> go.Figure:
 
 def _populations(built: JourneyMap) -> go.Figure:
     days = [datetime.fromtimestamp(ms / 1000, tz=timezone.utc).date().isoformat() for ms in built.populations.get("days", [])]
-    figure = go.Figure([go.Scatter(x=days, y=built.populations.get(stage, []), name=stage, stackgroup="stages")
+    mode = "lines+markers" if len(days) == 1 else "lines"  # one day is a point, and a point needs a marker
+    figure = go.Figure([go.Scatter(x=days, y=built.populations.get(stage, []), name=stage, stackgroup="stages", mode=mode)
                         for stage in built.stages if stage in built.populations])
     figure.update_layout(title="Journeys by stage, at the end of each day")
     return figure

@@ -118,6 +118,7 @@ class ReferenceRun:
         for entry in out:
             kind = entry[0]
             if kind == JOURNEY:
+                entry[1].pop("_ingested_at", None)
                 self.journey_records.append(entry[1])
             elif kind == DECISION:
                 record = dict(entry[1])

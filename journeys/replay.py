@@ -116,6 +116,7 @@ def replay_lines(ontology, settings, lines: Iterable[bytes], end_clock: int | No
             for entry in replayed.out:
                 kind = entry[0]
                 if kind == JOURNEY:
+                    entry[1].pop("_ingested_at", None)
                     run.journey_records.append(entry[1])
                 elif kind == DECISION:
                     record = dict(entry[1])

@@ -157,6 +157,8 @@ class JourneyModel:
             record["unmapped"] = True
         if answered is not None:
             record |= answered
+        if ingested_at is not None:
+            record["_ingested_at"] = ingested_at  # for the time-to-map metric; callers take it off
         out.append((JOURNEY, record))
 
         if started and moved_by is None:

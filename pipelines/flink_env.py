@@ -45,8 +45,8 @@ def load_flink_conf(conf_dir: str | Path = DEFAULT_FLINK_CONF_DIR) -> dict[str, 
 
 
 # Keys that configure the processes of a standalone cluster, not a job: a local run leaves them out
-# (a fixed REST port, say, would clash with a cluster running beside it).
-CLUSTER_PROCESS_KEYS = ("env.", "jobmanager.", "taskmanager.", "rest.", "heartbeat.")
+# (a fixed REST or metrics port, say, would clash with a cluster running beside it).
+CLUSTER_PROCESS_KEYS = ("env.", "jobmanager.", "taskmanager.", "rest.", "heartbeat.", "metrics.reporter.")
 
 
 def create_environment(conf_dir: str | Path = DEFAULT_FLINK_CONF_DIR, overrides: dict[str, str] | None = None):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from pipelines.debian import ensure_command
 from pipelines.local_broker import free_port
 
 # Lookups give up after 50 ms, so a slow or stopped Redis cannot hold a decision up for longer.
@@ -23,28 +23,7 @@ TIMEOUTS = "socket_timeout=0.05,socket_connect_timeout=0.05"
 
 
 def ensure_installed() -> str:
-    """The path of redis-server, installing Debian's package first when it is missing."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    apt = shutil.which("apt-get")
-    if apt is None:
-        raise RuntimeError("redis-server is not installed and there is no apt-get here: install Redis 7 "
-                           "(https://redis.io/docs/install) and put redis-server on PATH")
-    command = [apt, "install", "-y", "-q", "redis-server"]
-    if os.geteuid() != 0:
-        if not shutil.which("sudo"):
-            raise RuntimeError("redis-server is not installed; run `sudo apt-get install redis-server`")
-        command.insert(0, "sudo")
-    print("installing Debian's redis-server (apt-get install redis-server)", file=sys.stderr)
-    completed = subprocess.run(command, capture_output=True, text=True, env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"})
-    if completed.returncode != 0:
-        update = subprocess.run([*command[:-3], "update", "-q"], capture_output=True, text=True)
-        completed = subprocess.run(command, capture_output=True, text=True) if update.returncode == 0 else completed
-    found = shutil.which("redis-server")
-    if not found:
-        raise RuntimeError(f"installing redis-server failed:\n{completed.stderr[-2000:]}")
-    return found
+    return ensure_command("redis-server")
 
 
 class LocalRedis:

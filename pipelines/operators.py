@@ -24,6 +24,8 @@ from journeys.state import decode, encode
 from journeys.transitions import DECISION, FEATURES, JOURNEY
 from pipelines import wire
 from pipelines.feast_features import FeatureSettings
+from pipelines.job_metrics import (DecisionMetrics, FeatureMetrics, IntakeMetrics, JourneyMetrics, ModelMetrics,
+                                   journeys_group)
 from pipelines.model_serving import ModelServingSettings
 
 VISITOR_ITEMS = OutputTag("visitor-items", wire.TIMESTAMPED_KEYED_ITEM)
@@ -98,16 +100,19 @@ class ParseSignals(ProcessFunction):
         self.intake = build_intake(self.ontology, self.settings, self.encoding, self.late_by_source_order)
         self.dead_letter_tag = OutputTag("dead-letters")
         self.quiet = {VISITOR: 0, CUSTOMER: 0}
+        self.metrics = IntakeMetrics(journeys_group(runtime_context))
 
     def process_element(self, line: str, ctx: ProcessFunction.Context):
         now = _now_ms()
         taken = self.intake.take(line.encode(wire.RAW_LINE_CHARSET), now, now)
         if isinstance(taken, Rejection):
+            self.metrics.rejected(taken.reason)
             if self.dead_letters.encoding == "avro":
                 yield self.dead_letter_tag, encode_record_avro(taken.to_record(), "dead_letter.v1").decode(wire.RAW_LINE_CHARSET)
             else:
                 yield self.dead_letter_tag, taken.to_json()
             return
+        self.metrics.taken()
         role, key, item, event_time = taken
         element = (Row(key, item), event_time)
         quiet = self.quiet
@@ -149,6 +154,7 @@ class _JourneyOperator:
         self.models = models  # both roles decide, so both score
 
     def open(self, runtime_context: RuntimeContext):
+        group = journeys_group(runtime_context)
         profiles, self.pusher = None, None
         if self.features is not None:
             from pipelines.feast_features import FeastProfiles, FeastPusher, open_store
@@ -156,12 +162,12 @@ class _JourneyOperator:
             store = open_store(self.features)
             profiles = FeastProfiles(store, self.features)
             self.pusher = FeastPusher(store, self.features)
-            self.metrics = _FeatureMetrics(runtime_context.get_metrics_group(), profiles, self.pusher)
+            self.feature_metrics = FeatureMetrics(group, profiles, self.pusher)
         self.model_source, self.model_metrics = None, None
         if self.models is not None:
             from pipelines.model_serving import RegistryModels, WatchedRegistry
 
-            self.model_metrics = _ModelMetrics(runtime_context.get_metrics_group())
+            self.model_metrics = ModelMetrics(group)
             self.model_source = RegistryModels(self.models, WatchedRegistry(self.models), self.model_metrics.observe).start()
             self.model_metrics.watch(self.model_source)
         feature_rows = self.pusher is not None or "feature-rows" in self.outputs
@@ -170,7 +176,8 @@ class _JourneyOperator:
         self.keyed = build_roles(self.ontology, self.settings, profiles, push_features=feature_rows,
                                  models=self.model_source, policy=self.policy)[self.role]
         self.first_task = _subtask_index(runtime_context) == 0
-        self.policy_metrics = _PolicyMetrics(runtime_context.get_metrics_group(), self.policy)
+        self.decision_metrics = DecisionMetrics(group, self.policy, models_configured=self.models is not None)
+        self.journey_metrics = JourneyMetrics(group)
         state_descriptor = ValueStateDescriptor("journey", wire.KEY_STATE)
         arrivals_descriptor = ListStateDescriptor("arrivals", wire.ITEM)
         if self.settings.state_ttl_ms > 0:
@@ -206,16 +213,17 @@ class _JourneyOperator:
                 if entry[0] == FEATURES:
                     self.pusher.add(entry[1], entry[2])
             self.pusher.flush_if_due()
-            self.metrics.update()
+            self.feature_metrics.update()
         if self.model_metrics is not None:
             self.model_metrics.update(out)
-        self.policy_metrics.update(out)
+        self.decision_metrics.update(out)
+        self.journey_metrics.update(out)
         return self._emit(out)
 
     def close(self):
         if self.pusher is not None:
             self.pusher.flush()
-            self.metrics.update()
+            self.feature_metrics.update()
         if self.model_source is not None:
             self.model_source.stop()
 
@@ -232,12 +240,16 @@ class _JourneyOperator:
                 ingested_at = record.pop("_ingested_at", None)
                 if ingested_at is not None:
                     record["latency_ms"] = _now_ms() - ingested_at
+                    self.journey_metrics.decided(record["latency_ms"])
                 if "decision-log" in self.outputs:
                     batches.setdefault("decision-log", []).append(orjson.dumps(record).decode())
                 if not record["acted"]:
                     continue
                 name = "decisions"
             elif kind == JOURNEY:
+                ingested_at = record.pop("_ingested_at", None)
+                if ingested_at is not None:
+                    self.journey_metrics.mapped(_now_ms() - ingested_at)
                 name = "late" if record["kind"] == "late" else "journeys"
             elif kind == FEATURES and "feature-rows" in self.outputs:
                 name, record = "feature-rows", {"customer_id": record} | entry[2]
@@ -287,7 +299,7 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
         result = self.policy.apply_record(line)
         if result.accepted:
             ctx.get_broadcast_state(POLICY_STATE).put(CURRENT_POLICY, line)
-        self.policy_metrics.updated(result)
+        self.decision_metrics.updated(result)
         if self.first_task:
             record = result.to_record() | {"journey": "", "operator": self.role, "at": _now_ms()}
             yield from self._emit([(JOURNEY, record)])
@@ -328,103 +340,6 @@ class RouteOutputs(ProcessFunction):
         if tag is None:
             tag = self.tags[output] = OutputTag(output)
         yield tag, (Row(key, value) if output in self.keyed else value)
-
-
-class _PolicyMetrics:
-    """Decisions by agent and action, suppressions by rule, the fast path, and policy updates, as Flink counters."""
-
-    def __init__(self, group, policy: PolicyInForce):
-        self._group = group
-        self._counters: dict[str, object] = {}
-        self._policy = policy
-        group.gauge("policy_version", lambda: int(self._policy.policy.version) if self._policy.policy.version.isdigit() else 0)
-
-    def _inc(self, name: str) -> None:
-        counter = self._counters.get(name)
-        if counter is None:
-            counter = self._counters[name] = self._group.counter(name)
-        counter.inc()
-
-    def update(self, out: list) -> None:
-        for entry in out:
-            if entry[0] != DECISION:
-                continue
-            record = entry[1]
-            if record["acted"]:
-                self._inc(f"decisions_{record['agent']}_{record['action']}")
-            elif record["control"]:
-                self._inc("decisions_control_group")
-            for rule in record["suppressions"]:
-                self._inc("suppressed_" + rule.replace(":", "_"))
-            if record["fast_path"]:
-                self._inc("decisions_fast_path")
-
-    def updated(self, result) -> None:
-        self._inc("policy_updates_accepted" if result.accepted else "policy_updates_rejected")
-
-
-class _CountersFromTotals:
-    """Flink counters that follow running totals kept elsewhere (the core's and the clients' counts):
-    each sync adds what a total grew by since the last one."""
-
-    def __init__(self, group, prefix: str, names: tuple[str, ...]):
-        self._counters = {name: group.counter(f"{prefix}{name}") for name in names}
-        self._seen = dict.fromkeys(names, 0)
-
-    def sync(self, totals: dict) -> None:
-        for name, value in totals.items():
-            if value != self._seen[name]:
-                self._counters[name].inc(value - self._seen[name])
-                self._seen[name] = value
-
-
-class _ModelMetrics:
-    """The stage models as Flink metrics: decisions scored or on rules alone, registry polls and
-    swaps, each champion's version (a gauge), and the inference cost per decision (microseconds)."""
-
-    REGISTRY_COUNTS = ("polls", "poll_failures", "loads", "swaps", "load_failures")
-
-    def __init__(self, group):
-        self._group = group
-        self._scored = group.counter("model_decisions_scored")
-        self._rules_alone = group.counter("model_decisions_rules_alone")
-        self._registry = _CountersFromTotals(group, "model_", self.REGISTRY_COUNTS)
-        self._inference = group.distribution("model_inference_us_per_decision")
-        self._source = None
-
-    def watch(self, source) -> None:
-        self._source = source
-        for _, name in source.settings.registered:
-            self._group.gauge(f"model_{name}_champion_version",
-                              lambda name=name: int(self._source.counts.champion_versions.get(name) or 0))
-
-    def observe(self, rows: int, seconds: float) -> None:
-        if rows:
-            self._inference.update(int(seconds * 1_000_000 / rows))
-
-    def update(self, out: list) -> None:
-        for entry in out:
-            if entry[0] == DECISION:
-                (self._scored if entry[1].get("models") else self._rules_alone).inc()
-        counts = self._source.counts
-        self._registry.sync({name: getattr(counts, name) for name in self.REGISTRY_COUNTS})
-
-
-class _FeatureMetrics:
-    """Feature lookups and pushes as Flink counters (the job's metric group)."""
-
-    def __init__(self, group, profiles, pusher):
-        self._profiles, self._pusher = profiles, pusher
-        self._counters = _CountersFromTotals(group, "feature_", (
-            "lookups_online", "lookups_cache", "lookups_missing", "lookups_fallback", "lookups_slow",
-            "rows_pushed", "push_failures", "rows_dropped"))
-
-    def update(self) -> None:
-        lookups, pushes = self._profiles.counts, self._pusher.counts
-        self._counters.sync({
-            "lookups_online": lookups.online, "lookups_cache": lookups.cache, "lookups_missing": lookups.missing,
-            "lookups_fallback": lookups.fallback, "lookups_slow": lookups.slow, "rows_pushed": pushes.rows_pushed,
-            "push_failures": pushes.failed_attempts, "rows_dropped": pushes.rows_dropped})
 
 
 __all__ = ["ParseSignals", "MapJourneys", "MapJourneysWithPolicyUpdates", "RouteOutputs", "POLICY_STATE", "OutputSpec", "output_tag",

@@ -106,6 +106,7 @@ class ReplayKeys(beam.DoFn):
         for entry in replayed.out:
             kind = entry[0]
             if kind == JOURNEY:
+                entry[1].pop("_ingested_at", None)
                 log.append(entry[1])
                 if entry[1]["kind"] == "signal":
                     self.applied.inc()

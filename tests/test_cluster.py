@@ -1,5 +1,6 @@
 """The journey job on a real standalone Flink cluster (a JobManager and a TaskManager JVM), submitted
-with `flink run -py`, reading and writing Kafka: delivery, and a TaskManager killed mid-stream."""
+with `flink run -py`: Kafka delivery, a TaskManager killed mid-stream, and the job's metrics as
+Prometheus scrapes them from the cluster's reporter."""
 from __future__ import annotations
 
 import json
@@ -7,21 +8,28 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from journeys.inputs import read_lines
+from journeys.contract import SignalDecoder
+from journeys.inputs import read_lines, scan_records
 from journeys.ontology import load_ontology
 from journeys.reference import ReferenceRun
 from journeys.settings import load_settings
 from journeys.simulate import SimulationSpec, write_simulation
-from pipelines.kafka_tools import produce_signals, read_topic
+from journeys.summary import summarize
+from journeys.timeutil import DAY
+from pipelines.kafka_tools import create_topics, produce_signals, read_topic
 from pipelines.local_broker import free_port
+from tests.builders import a_signal, line
 from tests.test_kafka import kafka_arguments
 
 pytestmark = pytest.mark.flink
@@ -29,10 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class Cluster:
-    def __init__(self, environment: dict, pid_dir: Path, rest: str):
+    def __init__(self, environment: dict, pid_dir: Path, rest: str, metric_ports: range):
         self.environment = environment
         self.pid_dir = pid_dir
         self.rest = rest
+        self.metric_ports = metric_ports
 
     def script(self, *arguments: str, **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run([str(ROOT / "scripts" / "cluster.sh"), *arguments], env=self.environment,
@@ -49,6 +58,40 @@ class Cluster:
         with urllib.request.urlopen(f"http://{self.rest}{path}", timeout=5) as response:
             return json.load(response)
 
+    def cancel(self, job_id: str) -> None:
+        request = urllib.request.Request(f"http://{self.rest}/jobs/{job_id}?mode=cancel", method="PATCH")
+        urllib.request.urlopen(request, timeout=5).close()
+
+    def scrape(self) -> str:
+        """What Prometheus would scrape from every process of the cluster (the JobManager and the
+        TaskManagers each serve one port of the reporter's range)."""
+        pages = []
+        for port in self.metric_ports:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    pages.append(response.read().decode())
+            except OSError:
+                continue
+        return "\n".join(pages)
+
+
+def free_port_range(size: int) -> range:
+    for _ in range(50):
+        start = free_port()
+        ports = range(start, start + size)
+        if ports.stop < 65536 and all(_is_free(port) for port in ports):
+            return ports
+    raise RuntimeError(f"no {size} free consecutive ports on loopback")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
@@ -57,14 +100,16 @@ def cluster(tmp_path_factory):
     base = tmp_path_factory.mktemp("cluster")
     conf = base / "conf"
     shutil.copytree(ROOT / "flink-conf", conf)
-    rest_port, rpc_port = free_port(), free_port()
+    rest_port, rpc_port, metric_ports = free_port(), free_port(), free_port_range(4)
     text = (conf / "config.yaml").read_text()
     text = re.sub(r"(?m)^rest\.port: .*$", f"rest.port: {rest_port}", text)
     text = re.sub(r"(?m)^jobmanager\.rpc\.port: .*$", f"jobmanager.rpc.port: {rpc_port}", text)
+    text = re.sub(r"(?m)^metrics\.reporter\.prom\.port: .*$",
+                  f"metrics.reporter.prom.port: {metric_ports.start}-{metric_ports.stop - 1}", text)
     (conf / "config.yaml").write_text(text)
     environment = os.environ | {"FLINK_CONF_DIR": str(conf), "FLINK_PID_DIR": str(base / "pids"),
                                 "FLINK_LOG_DIR": str(base / "log"), "FLINK_LIB_DIR": str(base / "lib")}
-    running = Cluster(environment, base / "pids", f"localhost:{rest_port}")
+    running = Cluster(environment, base / "pids", f"localhost:{rest_port}", metric_ports)
     started = running.script("up", timeout=120)
     assert started.returncode == 0, started.stdout + started.stderr
     yield running
@@ -124,3 +169,92 @@ def test_a_taskmanager_killed_mid_stream_loses_no_decision(cluster, kafka_broker
     history = cluster.get(f"/jobs/{job['jid']}/exceptions")
     assert history.get("exceptionHistory", {}).get("entries"), "the job never failed over: the kill came too late"
     assert decision_ids(bootstrap, fresh_topics["decisions"]) == reference_decision_ids(signals)
+
+
+def journeys_samples(scraped: str, name: str, job_name: str) -> list:
+    """The samples of one of the job's metrics (README.md, "Metrics") in a scrape."""
+    wanted = re.compile(rf"^flink_taskmanager_job_task_operator_journeys_(?:\w+_)?{name}$")
+    return [sample for family in text_string_to_metric_families(scraped) for sample in family.samples
+            if wanted.match(sample.name) and sample.labels.get("job_name") == job_name]
+
+
+def total(scraped: str, name: str, job_name: str) -> float:
+    return sum(sample.value for sample in journeys_samples(scraped, name, job_name))
+
+
+def by_labels(scraped: str, name: str, job_name: str, *labels: str) -> dict:
+    found: Counter = Counter()
+    for sample in journeys_samples(scraped, name, job_name):
+        found[tuple(sample.labels[label] for label in labels)] += int(sample.value)
+    return dict(found)
+
+
+def clock_signals(lines: list[bytes]) -> list[bytes]:
+    """A visitor's and a customer's page view a day after the last signal: on an unbounded stream
+    they move both paths' watermarks past every other signal, so all of those are applied."""
+    latest = scan_records(lines, SignalDecoder(load_settings().intake).decode_json).latest_event_time
+    return [line(a_signal("page_view", latest + DAY, visitor="anon-clock")),
+            line(a_signal("page_view", latest + DAY, customer="cust-clock"))]
+
+
+def test_the_jobs_counters_and_latencies_are_on_the_prometheus_endpoint_and_add_up(cluster, kafka_broker,
+                                                                                    fresh_topics, tmp_path):
+    signals = tmp_path / "signals.jsonl"
+    # Malformed and duplicate signals too. No late ones: on Kafka, lateness depends on how far the
+    # periodic watermark had come (README.md, "Event time"), and this test compares exact counts.
+    write_simulation(SimulationSpec(customers=300, days=10, seed=47, late_rate=0.0), signals)
+    lines = list(read_lines(signals))
+    lines += clock_signals(lines)
+    reference = ReferenceRun(load_ontology(), load_settings()).feed(lines)  # not finished: the stream goes on
+    expected = summarize(reference.lines_in, reference.journey_records, reference.decisions, reference.dead_letters)
+    bootstrap, job_name = kafka_broker.bootstrap_servers, "journey_job_metrics"
+    in_order = fresh_topics["signals"] + "-in-order"
+    create_topics(bootstrap, {in_order: 1})  # one partition: the clocks move the watermark of every split
+    produce_signals(bootstrap, in_order, lines)
+    # Unbounded (no stop offsets): every operator keeps running, so all the job's metrics stay registered.
+    submitted = cluster.submit([
+        "--signals", f"kafka://{bootstrap}/{in_order}",
+        *(argument for output in ("decisions", "journeys", "late", "dead-letter")
+          for argument in (f"--{output}", f"kafka://{bootstrap}/{fresh_topics[output]}")),
+        "--delivery-guarantee", "at-least-once", "--job-name", job_name, "--checkpoints", str(tmp_path / "checkpoints")])
+    decided = len(reference.decisions)
+    try:
+        deadline = time.time() + 300
+        while True:
+            scraped = cluster.scrape()
+            if total(scraped, "signals_in", job_name) == len(lines) and \
+                    sum(by_labels(scraped, "decisions", job_name, "agent", "action").values()) >= decided:
+                break
+            assert submitted.poll() is None, submitted.stdout.read()[-4000:]
+            assert time.time() < deadline, "the job's counters did not reach the input's counts within 5 minutes"
+            time.sleep(1)
+        time.sleep(2)  # nothing more should come: the last scrape must still say the same
+        scraped = cluster.scrape()
+    finally:
+        for job in cluster.get("/jobs/overview")["jobs"]:
+            if job["name"] == job_name and job["state"] == "RUNNING":
+                cluster.cancel(job["jid"])
+        submitted.communicate(timeout=120)
+
+    accepted, rejected = total(scraped, "signals_accepted", job_name), total(scraped, "signals_rejected", job_name)
+    deduplicated = total(scraped, "signals_deduplicated", job_name)
+    assert (accepted, rejected, deduplicated) == (expected["accepted"], expected["rejected"], expected["duplicates"])
+    assert rejected > 0 and deduplicated > 0
+    assert total(scraped, "signals_in", job_name) == accepted + rejected + deduplicated + 2  # the clocks wait for later
+    assert by_labels(scraped, "signals_rejected", job_name, "reason") == {
+        (reason,): count for reason, count in expected["rejected_by_reason"].items()}
+    assert total(scraped, "signals_late", job_name) == expected["late"]
+    assert by_labels(scraped, "decisions", job_name, "agent", "action") == dict(
+        Counter((d["agent"], d["action"]) for d in reference.decisions))
+    assert by_labels(scraped, "suppressions", job_name, "rule") == dict(
+        Counter((rule,) for d in reference.decision_log for rule in d["suppressions"]))
+    assert total(scraped, "decisions_control_group", job_name) == sum(d["control"] for d in reference.decision_log)
+    assert {s.value for s in journeys_samples(scraped, "policy_version", job_name)} == {1.0}
+    # Latencies: Flink histograms, reported as summaries with quantiles over the latest samples.
+    for histogram in ("time_to_map_ms", "decision_latency_ms"):
+        counts = journeys_samples(scraped, f"{histogram}_count", job_name)
+        medians = [s.value for s in journeys_samples(scraped, histogram, job_name) if s.labels.get("quantile") == "0.5"]
+        assert sum(s.value for s in counts) > 0 and medians, histogram
+        assert all(0 <= median < 120_000 for median in medians), (histogram, medians)
+    applied = sum(record["kind"] == "signal" for record in reference.journey_records)
+    assert total(scraped, "time_to_map_ms_count", job_name) == applied
