@@ -42,7 +42,7 @@ def simulate_events(target: int, work: Path) -> tuple[Path, Path]:
 
 
 def run_job(signals: Path, work: Path, parallelism: int, feature_repo: Path | None = None,
-            model_registry: str | None = None) -> dict:
+            model_registry: str | None = None, extra: tuple[str, ...] = ()) -> dict:
     out = work / "job"
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, str(ROOT / "jobs" / "journey_job.py"), "--signals", signals.as_uri(),
@@ -53,7 +53,11 @@ def run_job(signals: Path, work: Path, parallelism: int, feature_repo: Path | No
         command += ["--feature-repo", str(feature_repo)]
     if model_registry is not None:
         command += ["--model-registry", model_registry]
-    return _timed_job(command, out)
+    return _timed_job(command + list(extra), out)
+
+
+# PyFlink's switch for the metrics of Python functions: the job without its own metrics.
+METRICS_OFF = ("-D", "python.metric.enabled=false")
 
 
 def run_kafka_job(bootstrap: str, stop_offsets: str, work: Path, attempt: int, parallelism: int) -> dict:
@@ -123,6 +127,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-features", dest="features", action="store_false", help="skip the Feast figures")
     parser.add_argument("--no-replay", dest="replay", action="store_false", help="skip the Beam replay figures")
     parser.add_argument("--no-models", dest="models", action="store_false", help="skip the stage-model figures")
+    parser.add_argument("--no-metrics-off", dest="metrics_off", action="store_false",
+                        help="skip the figure of the job without its Flink metrics")
     args = parser.parse_args(argv)
 
     work = ROOT / "bench" / "work"
@@ -160,7 +166,7 @@ def main(argv=None) -> int:
               f"{inference['pyfunc_one_row_ms']} ms on one row", flush=True)
 
     core_runs, job_runs, kafka_runs, feature_runs, replay_runs, replay2_runs = [], [], [], [], [], []
-    model_runs = []
+    model_runs, quiet_runs = [], []
     for attempt in range(args.runs):
         # Interleave the two so that drift in machine load affects both alike.
         core_runs.append(run_core(lines))
@@ -168,6 +174,10 @@ def main(argv=None) -> int:
         job_runs.append(run_job(signals, work, args.parallelism))
         print(f"  run {attempt + 1}: job {job_runs[-1]['events_per_second']:,.0f} events/s "
               f"(p50 {job_runs[-1]['latency_p50_ms']} ms, p99 {job_runs[-1]['latency_p99_ms']} ms)", flush=True)
+        if args.metrics_off:
+            quiet_runs.append(run_job(signals, work, args.parallelism, extra=METRICS_OFF))
+            print(f"  run {attempt + 1}: job without its metrics {quiet_runs[-1]['events_per_second']:,.0f} events/s",
+                  flush=True)
         if args.replay:
             replay_runs.append(run_replay(signals, work, 1))
             replay2_runs.append(run_replay(signals, work, 2))
@@ -206,6 +216,13 @@ def main(argv=None) -> int:
         "job_runs": job_runs,
         "core_runs": core_runs,
     }
+    if quiet_runs:
+        quiet_rate = median(r["events_per_second"] for r in quiet_runs)
+        results.update({
+            "metrics_off_job_events_per_second": round(quiet_rate),
+            "metrics_on_to_off_ratio": round(job_rate / quiet_rate, 3),
+            "metrics_off_runs": quiet_runs,
+        })
     if kafka_runs:
         results.update({
             "kafka_job_events_per_second": round(median(r["events_per_second"] for r in kafka_runs)),
@@ -250,6 +267,11 @@ def main(argv=None) -> int:
         ("event-to-decision latency p99", f"{results['latency_p99_ms']} ms"),
         ("job wall clock incl. JVM start and input scan", f"{results['job_wall_seconds']:.1f} s"),
     ]
+    if quiet_runs:
+        rows += [
+            ("job events/s with its metrics / without", f"{job_rate:,.0f} / {results['metrics_off_job_events_per_second']:,}"),
+            ("metrics on / off", f"{results['metrics_on_to_off_ratio']:.2f}"),
+        ]
     if kafka_runs:
         rows += [
             ("Kafka to Kafka events/s (Tansu, exactly-once)", f"{results['kafka_job_events_per_second']:,}"),

@@ -16,7 +16,9 @@ from journeys.journey_map import JourneyMap
 MAX_TIMELINES = 5000  # customers whose timeline the page carries (the most active first)
 
 
-def render(built: JourneyMap, title: str = "Journey map", refresh_s: int | None = None) -> str:
+def render(built: JourneyMap, title: str = "Journey map", live: tuple[str, int] | None = None) -> str:
+    """live: (version, seconds) for a page that `journeys serve` keeps current: every few seconds it
+    asks the server for the version of the outputs and reloads only when they changed."""
     figures = {
         "sankey": _sankey(built), "populations": _populations(built), "funnel": _funnel(built),
         "paths": _paths(built), "decisions": _decisions(built),
@@ -25,7 +27,7 @@ def render(built: JourneyMap, title: str = "Journey map", refresh_s: int | None 
     timelines = {journey: [_line(entry) for entry in entries] for journey, entries in sorted(busiest)}
     data = {"figures": {name: orjson.loads(figure.to_json()) for name, figure in figures.items()},
             "timelines": timelines, "uplift": built.uplift, "funnel": built.funnel}
-    refresh = f'<meta http-equiv="refresh" content="{refresh_s}">' if refresh_s else ""
+    refresh = _LIVE.format(version=orjson.dumps(live[0]).decode(), ms=live[1] * 1000) if live else ""
     return _PAGE.format(title=html.escape(title), refresh=refresh, plotly=get_plotlyjs(),
                         data=orjson.dumps(data).decode().replace("</", "<\\/"),
                         default_customer=html.escape(next(iter(timelines), "")))
@@ -110,7 +112,7 @@ def _decisions(built: JourneyMap) -> go.Figure:
 
 
 _PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">{refresh}<title>{title}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} .figure{{height:480px}} #timeline li{{margin:.3em 0}}
 .decision{{color:#0a5}} .held{{color:#a50}} .why{{color:#555;font-size:90%}}</style>
 <script>{plotly}</script></head>
@@ -141,5 +143,15 @@ const search = document.getElementById("search");
 search.value = decodeURIComponent(location.hash.slice(1)) || search.value;  // kept across live reloads
 search.addEventListener("change", ev => {{ location.hash = encodeURIComponent(ev.target.value); show(ev.target.value); }});
 show(search.value);
-</script></body></html>
+</script>{refresh}</body></html>
 """
+
+_LIVE = """<script>
+const PAGE_VERSION = {version};
+setInterval(async () => {{
+  try {{
+    const response = await fetch("version", {{cache: "no-store"}});
+    if (response.ok && (await response.text()) !== PAGE_VERSION) location.reload();
+  }} catch (error) {{}}  // the server is gone for now: ask again next time
+}}, {ms});
+</script>"""

@@ -1,12 +1,14 @@
 """`journeys serve`: the journey map page on loopback, rebuilt when the running job writes more.
 
-The page is rebuilt on a request when the output directories changed since the last build, and
-the page reloads itself every few seconds. A job's file sinks keep the part being written as a
+The page is rebuilt on a request when the output directories changed since the last build. The
+page asks for `/version` (a digest of the outputs' names, sizes and times) every few seconds and
+reloads only when it changed, so an idle job costs a small request, not a new page. A job's file sinks keep the part being written as a
 hidden in-progress file until the next checkpoint; the server reads those too (whole lines only),
 so the map follows the signals rather than the checkpoints.
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -67,22 +69,33 @@ class MapServer(ThreadingHTTPServer):
             seen = _fingerprint(self.journeys, self.decisions)
             if seen != self._built_for:
                 built = build_map(live_records(self.journeys), live_records(self.decisions), self.stages)
-                self._page = render(built, "Journey map (live)", refresh_s=self.refresh_s).encode()
+                self._page = render(built, "Journey map (live)", live=(_version(seen), self.refresh_s)).encode()
                 self._built_for = seen
                 self.builds += 1
             return self._page
+
+    def version(self) -> bytes:
+        return _version(_fingerprint(self.journeys, self.decisions)).encode()
+
+
+def _version(fingerprint: tuple) -> str:
+    return hashlib.blake2b(repr(fingerprint).encode(), digest_size=8).hexdigest()
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: MapServer
 
     def do_GET(self):  # noqa: N802 (the http.server name)
-        if self.path.split("?")[0] not in ("/", "/index.html"):
+        path = self.path.split("?")[0]
+        if path in ("/", "/index.html"):
+            body, content_type = self.server.page(), "text/html; charset=utf-8"
+        elif path == "/version":
+            body, content_type = self.server.version(), "text/plain"
+        else:
             self.send_error(404)
             return
-        body = self.server.page()
         self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()

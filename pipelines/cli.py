@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--decisions", required=True, help="the job's decision log (or decisions) directory")
     serve.add_argument("--port", type=int, default=8050)
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (loopback by default)")
-    serve.add_argument("--refresh", type=int, default=3, help="seconds between the page's reloads")
+    serve.add_argument("--refresh", type=int, default=3, help="seconds between the page's checks for new output (it reloads when there is some)")
     serve.add_argument("--ontology", help="ontology YAML, for the stage order (default: the packaged retail one)")
     serve.set_defaults(run=_serve)
 
@@ -263,7 +263,7 @@ def _serve(args) -> int:
 
     server = MapServer(args.journeys, args.decisions, load_ontology(args.ontology).stage_ids, args.host, args.port,
                        args.refresh)
-    print(f"journey map on http://{args.host}:{server.server_address[1]}/ (reloads every {args.refresh} s; Ctrl-C stops)",
+    print(f"journey map on http://{args.host}:{server.server_address[1]}/ (checks for new output every {args.refresh} s; Ctrl-C stops)",
           flush=True)
     try:
         server.serve_forever()

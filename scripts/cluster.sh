@@ -63,6 +63,10 @@ case "${1:-}" in
     "$flink_home/bin/taskmanager.sh" start >/dev/null
     wait_for_taskmanagers 1
     echo "Flink cluster up: http://$rest (logs in $FLINK_LOG_DIR)"
+    metric_ports=$("$python" -c 'import sys; from pipelines.flink_env import load_flink_conf; print(load_flink_conf(sys.argv[1]).get("metrics.reporter.prom.port", ""))' "$FLINK_CONF_DIR")
+    if [ -n "$metric_ports" ]; then
+      echo "Prometheus metrics: http://localhost:<port>/metrics, a port of $metric_ports per process (the job's on the TaskManagers)"
+    fi
     ;;
   add-taskmanager)
     # Wait for a TaskManager id not seen before: a killed TaskManager stays registered until its

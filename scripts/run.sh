@@ -59,7 +59,8 @@ job() {  # job <signals> <output dir> [more arguments]
   local signals=$1 out=$2
   shift 2
   rm -rf "$out"
-  "$python" jobs/journey_job.py \
+  # PyFlink, MLflow and pyparsing warn about their own deprecations; they would bury the summary.
+  PYTHONWARNINGS=ignore::DeprecationWarning "$python" jobs/journey_job.py \
     --signals "file://$PWD/$signals" \
     --decisions "file://$PWD/$out/decisions" --decision-log "file://$PWD/$out/decision-log" \
     --journeys "file://$PWD/$out/journeys" --late "file://$PWD/$out/late" --dead-letter "file://$PWD/$out/dead-letter" \

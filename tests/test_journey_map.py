@@ -106,17 +106,25 @@ def test_serve_rebuilds_the_page_when_the_job_writes_more_in_progress_files_incl
     server = MapServer(journeys_dir, log_dir, STAGES, port=0, refresh_s=2)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
+
+    def get(path: str = "") -> str:
+        return urllib.request.urlopen(url + path, timeout=30).read().decode()
+
     try:
-        before = urllib.request.urlopen(url, timeout=30).read().decode()
+        before, version_before = get(), get("version")
         # The running job's sink: a hidden in-progress part, its last line still being written.
         later = [r for r in run.journey_records if r["journey"] == "c-3"]
         (journeys_dir / ".part-1.jsonl.inprogress").write_bytes(
             b"".join(orjson.dumps(r) + b"\n" for r in later) + b'{"kind": "sig')
-        after = urllib.request.urlopen(url, timeout=30).read().decode()
-        again = urllib.request.urlopen(url, timeout=30).read().decode()
+        version_after = get("version")
+        after, again = get(), get()
     finally:
         server.shutdown()
         server.server_close()
 
     assert '"c-3"' not in before and '"c-3"' in after and server.builds == 2  # rebuilt once, on the change
-    assert again == after and '<meta http-equiv="refresh" content="2">' in after
+    assert again == after
+    # The page checks the outputs' version every 2 s and reloads when it is not its own.
+    assert version_after != version_before
+    assert f'const PAGE_VERSION = "{version_before}";' in before and f'const PAGE_VERSION = "{version_after}";' in after
+    assert "}, 2000);" in after
