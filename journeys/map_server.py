@@ -2,9 +2,10 @@
 
 The page is rebuilt on a request when the output directories changed since the last build. The
 page asks for `/version` (a digest of the outputs' names, sizes and times) every few seconds and
-reloads only when it changed, so an idle job costs a small request, not a new page. A job's file sinks keep the part being written as a
-hidden in-progress file until the next checkpoint; the server reads those too (whole lines only),
-so the map follows the signals rather than the checkpoints.
+reloads only when it changed, so an idle job costs a small request, not a new page. A job's file
+sinks keep the part being written as a hidden in-progress file until the next checkpoint; the
+server reads those too (whole lines only), so the map follows the signals rather than the
+checkpoints.
 """
 from __future__ import annotations
 
