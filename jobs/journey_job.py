@@ -95,6 +95,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _metrics_enabled(flink_conf: str, overrides: dict[str, str]) -> bool:
+    """Flink's switch for the metrics of Python functions (`-D python.metric.enabled=false`)."""
+    return (load_flink_conf(flink_conf) | overrides).get("python.metric.enabled", "true").strip().lower() != "false"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
@@ -168,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     control = policy_update_source(env, policy_updates, kafka) if policy_updates is not None else None
     streams = build_journey_pipeline(raw, ontology, settings, end_clock, shape, specs, feature_settings,
                                      feature_rows="feature-rows" in outputs, models=model_settings,
-                                     decision_log="decision-log" in outputs, policy=policy, policy_updates=control)
+                                     decision_log="decision-log" in outputs, policy=policy, policy_updates=control,
+                                     metrics=_metrics_enabled(args.flink_conf, overrides))
     sinks = Sinks(env, kafka)
     sinks.add(streams.decisions, outputs["decisions"], "decisions", specs["decisions"].keyed)
     sinks.add(streams.dead_letters, outputs["dead-letters"], "dead-letter", False)

@@ -21,8 +21,31 @@ GROUP = "journeys"
 HISTOGRAM_WINDOW = 10_000  # latest samples a histogram's quantiles are computed over
 
 
-def journeys_group(runtime_context):
-    return runtime_context.get_metrics_group().add_group(GROUP)
+def journeys_group(runtime_context, enabled: bool = True):
+    """The job's metric group, or one that registers nothing: PyFlink's thread mode ignores
+    `python.metric.enabled: false`, so the job honours it here."""
+    return runtime_context.get_metrics_group().add_group(GROUP) if enabled else NO_METRICS
+
+
+class _NoMetrics:
+    """A metric group whose groups, counters and distributions do nothing."""
+
+    def add_group(self, name: str, extra: str | None = None) -> "_NoMetrics":
+        return self
+
+    def counter(self, name: str) -> "_NoMetrics":
+        return self
+
+    distribution = counter
+
+    def inc(self, by: int = 1) -> None:
+        pass
+
+    def update(self, value: int) -> None:
+        pass
+
+
+NO_METRICS = _NoMetrics()
 
 
 class LabeledCounters:

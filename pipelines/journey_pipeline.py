@@ -62,7 +62,7 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
                            features: FeatureSettings | None = None, feature_rows: bool = False,
                            models: ModelServingSettings | None = None, decision_log: bool = False,
                            policy: tuple[str, str] | None = None,
-                           policy_updates: DataStream | None = None) -> JourneyStreams:
+                           policy_updates: DataStream | None = None, metrics: bool = True) -> JourneyStreams:
     """Wire the job onto a stream of raw input records (STRING, ISO-8859-1 characters for bytes).
 
     end_clock: for a bounded input, the event time at which time stops when the input ends (see
@@ -76,11 +76,12 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     policy: (text, source) of the decision policy at start; the settings' by default.
     policy_updates: a control stream of policy update records (journeys.policy_updates), broadcast
     to the journey operators; a new version is in force without a restart.
+    metrics: register the job's Flink metrics (pipelines.job_metrics); off with python.metric.enabled: false.
     """
     outputs = {name: (outputs or {}).get(name, OutputSpec()) for name in OUTPUTS}
     from_intake = source.watermarks == "intake"
     parsed = (raw_lines
-              .process(ParseSignals(ontology, settings, source.encoding, from_intake, outputs["dead-letters"]),
+              .process(ParseSignals(ontology, settings, source.encoding, from_intake, outputs["dead-letters"], metrics),
                        output_type=wire.TIMESTAMPED_KEYED_ITEM)
               .name("parse_signals").uid("parse-signals"))
     customer_items = _event_time(parsed, settings, "customer", from_intake)
@@ -102,10 +103,12 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
                 .name(f"route_{role}_outputs").uid(f"route-{role}-outputs"))
 
     visitors = journeys(_keyed(visitor_items),
-                        operator(VISITOR, ontology, settings, end_clock, journey_outputs, models=models, policy=policy),
+                        operator(VISITOR, ontology, settings, end_clock, journey_outputs, models=models, policy=policy,
+                                 metrics=metrics),
                         wire.KEYED_ITEM, "visitor")
     customers = journeys(_keyed(customer_items.union(visitors)),
-                         operator(CUSTOMER, ontology, settings, end_clock, customer_outputs, features, models, policy),
+                         operator(CUSTOMER, ontology, settings, end_clock, customer_outputs, features, models, policy,
+                                  metrics),
                          wire.RECORD, "customer")
 
     def both(name):

@@ -89,7 +89,8 @@ class ParseSignals(ProcessFunction):
     """Raw lines in; items for the visitor or customer path out; rejections to the dead letters."""
 
     def __init__(self, ontology: Ontology, settings: JourneySettings, encoding: str = "json",
-                 late_by_source_order: bool = True, dead_letters: OutputSpec = OutputSpec()):
+                 late_by_source_order: bool = True, dead_letters: OutputSpec = OutputSpec(), metrics: bool = True):
+        self.metrics_enabled = metrics
         self.ontology = ontology
         self.settings = settings
         self.encoding = encoding
@@ -100,7 +101,7 @@ class ParseSignals(ProcessFunction):
         self.intake = build_intake(self.ontology, self.settings, self.encoding, self.late_by_source_order)
         self.dead_letter_tag = OutputTag("dead-letters")
         self.quiet = {VISITOR: 0, CUSTOMER: 0}
-        self.metrics = IntakeMetrics(journeys_group(runtime_context))
+        self.metrics = IntakeMetrics(journeys_group(runtime_context, self.metrics_enabled))
 
     def process_element(self, line: str, ctx: ProcessFunction.Context):
         now = _now_ms()
@@ -142,9 +143,12 @@ class _JourneyOperator:
 
     def __init__(self, role: str, ontology: Ontology, settings: JourneySettings, end_clock: int | None,
                  outputs: dict[str, OutputSpec], features: FeatureSettings | None = None,
-                 models: ModelServingSettings | None = None, policy: tuple[str, str] | None = None):
-        """policy: (text, source) of the policy in force at start; the settings' by default."""
+                 models: ModelServingSettings | None = None, policy: tuple[str, str] | None = None,
+                 metrics: bool = True):
+        """policy: (text, source) of the policy in force at start; the settings' by default.
+        metrics: register the Flink metrics (pipelines.job_metrics)."""
         self.policy_text = policy
+        self.metrics_enabled = metrics
         self.role = role
         self.ontology = ontology
         self.settings = settings
@@ -154,7 +158,7 @@ class _JourneyOperator:
         self.models = models  # both roles decide, so both score
 
     def open(self, runtime_context: RuntimeContext):
-        group = journeys_group(runtime_context)
+        group = journeys_group(runtime_context, self.metrics_enabled)
         profiles, self.pusher = None, None
         if self.features is not None:
             from pipelines.feast_features import FeastProfiles, FeastPusher, open_store
