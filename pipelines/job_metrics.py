@@ -163,7 +163,7 @@ class DecisionMetrics:
         self._policy = policy
         self._models_configured = models_configured
         self._version = Setting(group, "policy_version")
-        self._sync_version()
+        self.policy_changed()
 
     def update(self, out: list) -> None:
         for entry in out:
@@ -182,13 +182,13 @@ class DecisionMetrics:
                 self._fallbacks.inc("fast_path")
             elif self._models_configured and not record["models"]:
                 self._fallbacks.inc("model")
-        self._sync_version()  # also after a restore, which brings back the policy without an update
 
     def updated(self, result) -> None:
         self._updates.inc("accepted" if result.accepted else "rejected")
-        self._sync_version()
+        self.policy_changed()
 
-    def _sync_version(self) -> None:
+    def policy_changed(self) -> None:
+        """After an update, and after a restore brings back the policy from broadcast state."""
         version = self._policy.policy.version
         self._version.set(int(version) if version.isdigit() else 0)
 

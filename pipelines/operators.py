@@ -323,6 +323,7 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
         line = ctx.get_broadcast_state(POLICY_STATE).get(CURRENT_POLICY)
         if line:
             self.policy.apply_record(line)
+            self.decision_metrics.policy_changed()
 
 
 class RouteOutputs(ProcessFunction):

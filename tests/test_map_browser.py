@@ -41,7 +41,8 @@ def inside(dom: str, element_id: str) -> str:
     return dom[start:end]
 
 
-def texts(markup: str, css_class: str) -> list[str]:
+def texts(markup: str, css_class: str) -> list[list[str]]:
+    """The words of each SVG text element of a class."""
     found = re.findall(rf'<text[^>]*class="{css_class}[^"]*"[^>]*>(.*?)</text>', markup, re.S)
     return [html.unescape(re.sub(r"<[^>]+>", " ", text)).split() for text in found]
 
