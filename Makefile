@@ -46,7 +46,7 @@ run: setup
 	CUSTOMERS=$(CUSTOMERS) DAYS=$(DAYS) SEED=$(SEED) FEATURES=$(FEATURES) scripts/run.sh
 
 redis: setup
-	@$(PY) -m pipelines.local_redis start --dir var/redis | sed 's/^/export JOURNEYS_REDIS=/'
+	@$(PY) -m scripts.local_redis start --dir var/redis | sed 's/^/export JOURNEYS_REDIS=/'
 
 run-kafka: setup $(JARS)
 	CUSTOMERS=$(CUSTOMERS) DAYS=$(DAYS) SEED=$(SEED) scripts/run-kafka.sh
@@ -63,7 +63,7 @@ submit: setup $(JARS)
 # Debian's redis-server (the Redis online store) and chromium (the journey map's browser test),
 # installed with apt-get when missing.
 test: setup $(JARS)
-	@$(PY) -m pipelines.debian redis-server chromium >/dev/null
+	@$(PY) -m scripts.debian redis-server chromium >/dev/null
 	$(PY) -m pytest
 
 test-unit: setup

@@ -40,5 +40,5 @@ setup(
     package_data={"journeys": ["schemas/*.avsc", "conf/*.yaml", "conf/ontology/*.yaml", "conf/policy/*.yaml"]},
     install_requires=CORE_REQUIREMENTS + ENGINE_REQUIREMENTS,
     extras_require={"test": TEST_REQUIREMENTS},
-    entry_points={"console_scripts": ["journeys=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["journeys=pipelines.cli.main:main"]},
 )

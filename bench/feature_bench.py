@@ -42,7 +42,7 @@ def lookup_latencies(repo: Path, customers: list[str], store_yaml: str | None = 
                      batches: int = 200, seed: int = 5) -> dict:
     """Milliseconds per get_online_features call for the profile features the job reads."""
     from journeys.features import PROFILE_DEFAULTS
-    from pipelines.feast_features import PROFILE_VIEW, FeatureSettings, open_store
+    from pipelines.feast.store import PROFILE_VIEW, FeatureSettings, open_store
 
     store = open_store(FeatureSettings.from_config(str(repo), str(repo / store_yaml) if store_yaml else None, {}))
     features = [f"{PROFILE_VIEW}:{name}" for name in PROFILE_DEFAULTS]
@@ -73,7 +73,7 @@ def measure_lookups(work: Path, profiles: Path) -> tuple[dict, Path]:
     """Lookup latencies on sqlite and on a local Redis; and the sqlite repository, for the job runs."""
     import pyarrow.parquet as pq
 
-    from pipelines.local_redis import LocalRedis
+    from scripts.local_redis import LocalRedis
 
     customers = pq.read_table(profiles, columns=["customer_id"]).column(0).to_pylist()
     sqlite_repo = feature_repo(work, profiles, "feature-repo-sqlite")

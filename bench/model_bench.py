@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from journeys.ontology import load_ontology
-from journeys.reference import ReferenceRun
+from journeys.ontology import packaged_ontology
+from pipelines.reference import ReferenceRun
 from journeys.scoring import MODEL_KINDS, STAGE_MODEL
-from journeys.settings import load_settings
+from journeys.settings import packaged_settings
 
 
 def prepare_registry(work: Path, signals: Path, profiles: Path) -> str:
@@ -39,12 +39,12 @@ def prepare_registry(work: Path, signals: Path, profiles: Path) -> str:
 def measure_inference(lines: list[bytes], uri: str) -> dict:
     """Per decision point: the time both champions took to score it (one row, as the job does,
     before the agents propose); and pyfunc predict on 1 and 100 rows for comparison."""
-    from pipelines.model_serving import ModelServingSettings, RegistryModels
+    from pipelines.mlflow.serving import ModelServingSettings, RegistryModels
 
     per_decision_us: list[float] = []
     models = RegistryModels(ModelServingSettings(uri), observe=lambda rows, seconds: per_decision_us.extend(
         [seconds * 1e6 / rows] * rows)).start()
-    run = ReferenceRun(load_ontology(), load_settings(), models=models).feed(lines).finish()
+    run = ReferenceRun(packaged_ontology(), packaged_settings(), models=models).feed(lines).finish()
     # Each decision was scored once per champion: add the champions' shares together.
     champions = max(1, len(models.active().champions))
     costs = sorted(sum(per_decision_us[i:i + champions]) for i in range(0, len(per_decision_us), champions))

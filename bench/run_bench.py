@@ -23,11 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from journeys.inputs import read_lines  # noqa: E402
-from journeys.ontology import load_ontology  # noqa: E402
-from journeys.reference import ReferenceRun  # noqa: E402
-from journeys.settings import load_settings  # noqa: E402
-from journeys.simulate import SimulationSpec, write_simulation  # noqa: E402
+from pipelines.tools.files import read_lines  # noqa: E402
+from journeys.ontology import packaged_ontology  # noqa: E402
+from pipelines.reference import ReferenceRun  # noqa: E402
+from journeys.settings import packaged_settings  # noqa: E402
+from pipelines.tools.simulate import SimulationSpec, write_simulation  # noqa: E402
 
 EVENTS_PER_CUSTOMER = 47  # what the default simulation yields over 30 days
 
@@ -61,7 +61,7 @@ METRICS_OFF = ("-D", "python.metric.enabled=false")
 
 
 def run_kafka_job(bootstrap: str, stop_offsets: str, work: Path, attempt: int, parallelism: int) -> dict:
-    from pipelines.kafka_tools import create_topics
+    from pipelines.kafka.tools import create_topics
 
     topics = {name: f"{name}-{attempt}" for name in ("decisions", "journeys", "late", "dead-letter")}
     create_topics(bootstrap, {topics["decisions"]: 4, topics["journeys"]: 4, topics["late"]: 1, topics["dead-letter"]: 1})
@@ -106,7 +106,7 @@ def _timed_job(command: list[str], out: Path) -> dict:
 
 
 def run_core(lines: list[bytes]) -> dict:
-    ontology, settings = load_ontology(), load_settings()
+    ontology, settings = packaged_ontology(), packaged_settings()
     started = time.perf_counter()
     run = ReferenceRun(ontology, settings).feed(lines).finish()
     seconds = time.perf_counter() - started
@@ -139,8 +139,8 @@ def main(argv=None) -> int:
 
     broker = stop_offsets = None
     if args.kafka:
-        from pipelines.kafka_tools import create_topics, produce_signals
-        from pipelines.local_broker import LocalBroker
+        from pipelines.kafka.tools import create_topics, produce_signals
+        from scripts.local_broker import LocalBroker
 
         broker = LocalBroker(work / "kafka").start()
         create_topics(broker.bootstrap_servers, {"signals": 4})

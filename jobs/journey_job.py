@@ -9,33 +9,34 @@
 
 The same file is submitted to a cluster with `flink run -py jobs/journey_job.py ...`. This driver
 only parses arguments, builds the sources and sinks, and hands the streams to
-pipelines.journey_pipeline. See README.md for every argument.
+pipelines.flink.pipeline. See README.md for every argument.
 """
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `flink run -py` does not install the project
 
-from journeys.contract import DECISION_SCHEMA, SignalDecoder, decode_record_avro  # noqa: E402
-from journeys.inputs import read_lines, scan_records  # noqa: E402
-from journeys.ontology import load_ontology  # noqa: E402
-from journeys.settings import load_settings, load_settings_ontology  # noqa: E402
-from journeys.summary import format_summary, read_records, read_truth, summarize  # noqa: E402
+from journeys.outputs import OutputName  # noqa: E402
+from journeys.timers import end_clock as end_clock_at  # noqa: E402
 from journeys.timeutil import parse_instant  # noqa: E402
 from journeys.yamlconf import ConfigError  # noqa: E402
+from pipelines import PROJECT_ROOT  # noqa: E402
 from pipelines.addresses import AddressError, FileAddress, KafkaAddress, parse_address  # noqa: E402
-from pipelines.flink_env import DEFAULT_FLINK_CONF_DIR, PROJECT_ROOT, load_flink_conf  # noqa: E402
-from pipelines.kafka_settings import (KafkaSettings, check_transaction_timeout, load_properties_file,  # noqa: E402
+from pipelines.config import read_ontology, read_settings, settings_ontology, start_policy_text  # noqa: E402
+from pipelines.flink.env import DEFAULT_FLINK_CONF_DIR, load_flink_conf  # noqa: E402
+from pipelines.kafka.settings import (KafkaSettings, check_transaction_timeout, load_properties_file,  # noqa: E402
                                       parse_property, parse_stop_offsets)
 
-DEFAULT_JARS = ("flink-connector-kafka.jar", "kafka-clients.jar")
+# Output name -> its argument; the sinks' names (and uids) stay as the arguments call them.
+OUTPUT_ARGUMENTS = {OutputName.DECISIONS: "decisions", OutputName.JOURNEYS: "journeys",
+                    OutputName.DEAD_LETTERS: "dead_letter", OutputName.LATE: "late",
+                    OutputName.FEATURE_ROWS: "feature_rows", OutputName.DECISION_LOG: "decision_log"}
+SINK_NAMES = {OutputName.DEAD_LETTERS: "dead-letter"}
+NO_AVRO_SCHEMA = (OutputName.JOURNEYS, OutputName.LATE, OutputName.FEATURE_ROWS, OutputName.DECISION_LOG)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,123 +96,120 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _metrics_enabled(flink_conf: str, overrides: dict[str, str]) -> bool:
-    """Flink's switch for the metrics of Python functions (`-D python.metric.enabled=false`)."""
-    return (load_flink_conf(flink_conf) | overrides).get("python.metric.enabled", "true").strip().lower() != "false"
+class Plan:
+    """Everything the arguments say, checked before a JVM starts."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.settings = read_settings(args.conf)
+        self.ontology = read_ontology(args.ontology) if args.ontology else settings_ontology(self.settings)
+        self.signals = parse_address(args.signals)
+        self.outputs = {name: parse_address(getattr(args, argument))
+                        for name, argument in OUTPUT_ARGUMENTS.items() if getattr(args, argument)}
+        for name in NO_AVRO_SCHEMA:
+            if isinstance(self.outputs.get(name), KafkaAddress) and self.outputs[name].format == "avro":
+                raise AddressError(f"{self.outputs[name]}: {name} have no Avro schema; use format=json")
+        self.policy_updates = parse_address(args.policy_updates) if args.policy_updates else None
+        self.kafka = _kafka_settings(args)
+        self.overrides = _flink_overrides(args)
+        self.kafka_addresses = [a for a in (self.signals, *self.outputs.values(), self.policy_updates)
+                                if isinstance(a, KafkaAddress)]
+        if self.kafka_addresses:
+            from pipelines.flink.connectors import connector_jars
+
+            self.overrides["pipeline.jars"] = ";".join(connector_jars(args.jars))
+            if any(isinstance(a, KafkaAddress) for a in self.outputs.values()):
+                check_transaction_timeout(self.kafka, load_flink_conf(args.flink_conf) | self.overrides)
+        if isinstance(self.signals, FileAddress) and not self.signals.path.exists():
+            raise AddressError(f"{args.signals}: no such file or directory")
+        self.features = _feature_settings(args, self.settings)
+        self.models = _model_settings(args, self.settings)
+        self.policy = start_policy_text(args.policy, self.settings)
+        if args.end_clock not in ("auto", "none"):
+            parse_instant(args.end_clock)  # fail now, not after the input scan
+        self.bounded = isinstance(self.signals, FileAddress) or self.kafka.stop_offsets is not None
+        if args.summary and (not self.bounded or self.policy_updates is not None):
+            raise ValueError("--summary needs a bounded run: a file, or Kafka with --stop-offsets, and no --policy-updates")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
     try:
-        settings = load_settings(args.conf)
-        ontology = load_ontology(args.ontology) if args.ontology else load_settings_ontology(settings)
-        signals = parse_address(args.signals)
-        outputs = {name: parse_address(value) for name, value in (("decisions", args.decisions), ("journeys", args.journeys),
-                                                                  ("dead-letters", args.dead_letter), ("late", args.late),
-                                                                  ("feature-rows", args.feature_rows),
-                                                                  ("decision-log", args.decision_log)) if value}
-        for name in ("journeys", "late", "feature-rows", "decision-log"):
-            if isinstance(outputs.get(name), KafkaAddress) and outputs[name].format == "avro":
-                raise AddressError(f"{outputs[name]}: {name} have no Avro schema; use format=json")
-        policy_updates = parse_address(args.policy_updates) if args.policy_updates else None
-        kafka = _kafka_settings(args)
-        overrides = dict(option.split("=", 1) for option in args.flink_options)
-        overrides.setdefault("execution.checkpointing.dir", Path(args.checkpoints).resolve().as_uri())
-        if args.restore:
-            overrides["execution.state-recovery.path"] = Path(args.restore).resolve().as_uri()
-        kafka_addresses = [a for a in (signals, *outputs.values(), policy_updates) if isinstance(a, KafkaAddress)]
-        if kafka_addresses:
-            overrides["pipeline.jars"] = ";".join(_connector_jars(args.jars))
-            if any(isinstance(a, KafkaAddress) for a in outputs.values()):
-                check_transaction_timeout(kafka, load_flink_conf(args.flink_conf) | overrides)
-        if isinstance(signals, FileAddress) and not signals.path.exists():
-            raise AddressError(f"{args.signals}: no such file or directory")
-        feature_settings = _feature_settings(args, settings)
-        model_settings = _model_settings(args, settings)
-        policy = _start_policy(args, settings)
-        if args.end_clock not in ("auto", "none"):
-            parse_instant(args.end_clock)  # fail now, not after the input scan
+        plan = Plan(args)
     except (ConfigError, AddressError, ValueError) as error:
         print(f"journey_job: {error}", file=sys.stderr)
         return 2
 
-    from pipelines.connectors import KafkaUnreachable, Sinks, check_kafka, file_source, kafka_source, policy_update_source
-    from pipelines.flink_env import create_environment
-    from pipelines.journey_pipeline import InputShape, build_journey_pipeline
-    from pipelines.operators import OutputSpec
+    from pipelines.flink.connectors import check_kafka
+    from pipelines.flink.env import create_environment
+    from pipelines.kafka.settings import KafkaUnreachable
+    from pipelines.reports.run_summary import Runtime, scan_input, write_run_summary
 
-    env = create_environment(args.flink_conf, overrides)
-    if kafka_addresses:
+    env = create_environment(args.flink_conf, plan.overrides)
+    if plan.kafka_addresses:
         try:
-            check_kafka(kafka_addresses, kafka, overrides["pipeline.jars"].split(";"))
+            check_kafka(plan.kafka_addresses, plan.kafka, plan.overrides["pipeline.jars"].split(";"))
         except KafkaUnreachable as error:
             print(f"journey_job: {error}", file=sys.stderr)
             return 2
-
-    bounded = isinstance(signals, FileAddress) or kafka.stop_offsets is not None
-    if args.summary and (not bounded or policy_updates is not None):
-        print("journey_job: --summary needs a bounded run: a file, or Kafka with --stop-offsets, and no --policy-updates",
-              file=sys.stderr)
-        return 2
     scan = None
-    if bounded and (args.end_clock == "auto" or args.summary):
-        scan = scan_records(_input_records(signals, kafka), _decoder(signals, settings))
-    end_clock = _end_clock(args.end_clock, scan, settings.max_out_of_orderness_ms)
-
+    if plan.bounded and (args.end_clock == "auto" or args.summary):
+        scan = scan_input(plan.signals, plan.kafka, plan.settings)
+    end_clock = _end_clock(args.end_clock, scan, plan.settings.max_out_of_orderness_ms)
     if args.parallelism:
         env.set_parallelism(args.parallelism)
-    if isinstance(signals, FileAddress):
-        raw, shape = file_source(env, signals), InputShape("json", "intake")
-    else:
-        raw, shape = kafka_source(env, signals, kafka, settings), InputShape(signals.format, "source")
-    if "late" not in outputs:
-        outputs["late"] = outputs["journeys"]
-    specs = {name: OutputSpec(keyed=isinstance(address, KafkaAddress) and name != "dead-letters",
-                              encoding=address.format if isinstance(address, KafkaAddress) else "json")
-             for name, address in outputs.items()}
-    control = policy_update_source(env, policy_updates, kafka) if policy_updates is not None else None
-    streams = build_journey_pipeline(raw, ontology, settings, end_clock, shape, specs, feature_settings,
-                                     feature_rows="feature-rows" in outputs, models=model_settings,
-                                     decision_log="decision-log" in outputs, policy=policy, policy_updates=control,
-                                     metrics=_metrics_enabled(args.flink_conf, overrides))
-    sinks = Sinks(env, kafka)
-    sinks.add(streams.decisions, outputs["decisions"], "decisions", specs["decisions"].keyed)
-    sinks.add(streams.dead_letters, outputs["dead-letters"], "dead-letter", False)
-    if args.late:
-        sinks.add(streams.late, outputs["late"], "late", specs["late"].keyed)
-        sinks.add(streams.journeys, outputs["journeys"], "journeys", specs["journeys"].keyed)
-    else:
-        sinks.add(streams.journeys.union(streams.late), outputs["journeys"], "journeys", specs["journeys"].keyed)
-    if streams.decision_log is not None:
-        sinks.add(streams.decision_log, outputs["decision-log"], "decision-log", specs["decision-log"].keyed)
-    if streams.feature_rows is not None:
-        sinks.add(streams.feature_rows, outputs["feature-rows"], "feature-rows", specs["feature-rows"].keyed)
-    sinks.finish()
+    _build(env, plan, end_clock, args)
 
     job_started = time.time()
     result = env.execute(args.job_name)
     job_seconds = result.get_net_runtime() / 1000 if result.get_net_runtime() else time.time() - job_started
-
     if args.summary:
-        journey_log = _output_records(outputs["journeys"], kafka, "journeys")
-        if args.late and outputs["late"] != outputs["journeys"]:
-            journey_log = itertools.chain(journey_log, _output_records(outputs["late"], kafka, "late"))
-        decided = "decision-log" if "decision-log" in outputs else "decisions"
-        summary = summarize(scan.lines, journey_log, _output_records(outputs[decided], kafka, decided),
-                            _output_records(outputs["dead-letters"], kafka, "dead-letters"),
-                            read_truth(_input_records(signals, kafka)))
-        summary["end_clock"] = end_clock
-        summary["runtime"] = {"job_seconds": round(job_seconds, 2), "wall_seconds": round(time.time() - started, 2),
-                              "events_per_second": round(scan.lines / job_seconds) if job_seconds else None,
-                              "parallelism": env.get_parallelism()}
-        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
-        print(format_summary(summary))
-        print(f"  summary written to {args.summary}")
+        runtime = Runtime(job_seconds, time.time() - started, env.get_parallelism())
+        summary = write_run_summary(args.summary, plan.signals, plan.outputs, plan.kafka, scan, end_clock, runtime)
         if not summary["balanced"]:
             return 1
     return 0
+
+
+def _build(env, plan: Plan, end_clock: int | None, args: argparse.Namespace) -> None:
+    """Sources, the journey pipeline and the sinks, on the environment."""
+    from pipelines.flink.connectors import Sinks, file_source, kafka_source, policy_update_source
+    from pipelines.flink.env import python_metrics_enabled
+    from pipelines.flink.operators import OutputSpec
+    from pipelines.flink.pipeline import InputShape, build_journey_pipeline
+
+    if isinstance(plan.signals, FileAddress):
+        raw, shape = file_source(env, plan.signals), InputShape("json", "intake")
+    else:
+        raw, shape = kafka_source(env, plan.signals, plan.kafka, plan.settings), InputShape(plan.signals.format, "source")
+    outputs = plan.outputs
+    outputs.setdefault(OutputName.LATE, outputs[OutputName.JOURNEYS])
+    specs = {name: OutputSpec(keyed=isinstance(address, KafkaAddress) and name != OutputName.DEAD_LETTERS,
+                              encoding=address.format if isinstance(address, KafkaAddress) else "json")
+             for name, address in outputs.items()}
+    control = policy_update_source(env, plan.policy_updates, plan.kafka) if plan.policy_updates is not None else None
+    streams = build_journey_pipeline(raw, plan.ontology, plan.settings, end_clock, shape, specs, plan.features,
+                                     feature_rows=OutputName.FEATURE_ROWS in outputs, models=plan.models,
+                                     decision_log=OutputName.DECISION_LOG in outputs, policy=plan.policy,
+                                     policy_updates=control,
+                                     metrics=python_metrics_enabled(args.flink_conf, plan.overrides))
+    sinks = Sinks(env, plan.kafka)
+
+    def sink(stream, name: str) -> None:
+        sinks.add(stream, outputs[name], SINK_NAMES.get(name, name), specs[name].keyed)
+
+    sink(streams.decisions, OutputName.DECISIONS)
+    sink(streams.dead_letters, OutputName.DEAD_LETTERS)
+    if args.late:
+        sink(streams.late, OutputName.LATE)
+        sink(streams.journeys, OutputName.JOURNEYS)
+    else:
+        sink(streams.journeys.union(streams.late), OutputName.JOURNEYS)
+    if streams.decision_log is not None:
+        sink(streams.decision_log, OutputName.DECISION_LOG)
+    if streams.feature_rows is not None:
+        sink(streams.feature_rows, OutputName.FEATURE_ROWS)
+    sinks.finish()
 
 
 def _kafka_settings(args) -> KafkaSettings:
@@ -221,92 +219,37 @@ def _kafka_settings(args) -> KafkaSettings:
                          args.start_offsets, parse_stop_offsets(args.stop_offsets) if args.stop_offsets else None)
 
 
-def _start_policy(args, settings) -> tuple[str, str]:
-    """(text, source) of the policy in force at start, checked here so that a bad file stops the
-    driver with its line, not a task on a cluster."""
-    from journeys.policy import loads_policy
-    from journeys.settings import settings_policy_text
-
-    if args.policy:
-        if not Path(args.policy).is_file():
-            raise ConfigError(f"--policy {args.policy}: no such file")
-        text, source = Path(args.policy).read_text(), args.policy
-    else:
-        text, source = settings_policy_text(settings)
-    loads_policy(text, source)
-    return text, source
+def _flink_overrides(args) -> dict[str, str]:
+    overrides = dict(option.split("=", 1) for option in args.flink_options)
+    overrides.setdefault("execution.checkpointing.dir", Path(args.checkpoints).resolve().as_uri())
+    if args.restore:
+        overrides["execution.state-recovery.path"] = Path(args.restore).resolve().as_uri()
+    return overrides
 
 
 def _feature_settings(args, settings):
-    """Feature settings when a repository is given, after checking it is applied and reachable."""
     if not args.feature_repo:
         return None
-    from pipelines.feast_features import FeatureSettings, check_store
+    from pipelines.feast.store import checked_feature_settings
 
-    features = FeatureSettings.from_config(args.feature_repo, args.feature_store_yaml, settings.features)
-    check_store(features)
-    return features
+    return checked_feature_settings(args.feature_repo, args.feature_store_yaml, settings.features)
 
 
 def _model_settings(args, settings):
-    """Model serving settings when a registry is given; says at start which versions will score.
-    An unreachable registry does not stop the job: it starts on rules alone and keeps asking."""
     if not args.model_registry:
         return None
-    from pipelines.model_serving import ModelServingSettings, RegistryModels
+    from pipelines.mlflow.serving import models_at_start
 
-    serving = ModelServingSettings.from_config(args.model_registry, settings.models)
-    with warnings.catch_warnings():  # MLflow's imports change the warning filters for the whole process
-        active = RegistryModels(serving).start().active()
-    cited = [f"{m.name} v{m.version} (champion)" for m in active.champions]
-    cited += [f"{m.name} v{m.version} (challenger, shadow)" for m in active.challengers]
-    print(f"journey_job: models from {args.model_registry}: {', '.join(cited) or 'none'}"
-          + (f"; {active.note}" if active.note else ""), file=sys.stderr)
+    serving, said = models_at_start(args.model_registry, settings.models)
+    print(f"journey_job: {said}", file=sys.stderr)
     return serving
-
-
-def _connector_jars(option: str | None) -> list[str]:
-    paths = [Path(p) for p in option.split(",")] if option else [PROJECT_ROOT / "jars" / name for name in DEFAULT_JARS]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        hint = "" if option else " (run `make jars`, or give your own with --jars)"
-        raise AddressError(f"Kafka connector jar not found: {', '.join(missing)}{hint}")
-    return [p.resolve().as_uri() for p in paths]
-
-
-def _input_records(signals, kafka: KafkaSettings):
-    if isinstance(signals, FileAddress):
-        return read_lines(signals.path)
-    from pipelines.kafka_tools import read_topic
-
-    return (value for _, value in read_topic(signals.bootstrap_servers, signals.topic, kafka.client_properties(),
-                                            stop_offsets=kafka.stop_offsets))
-
-
-def _decoder(signals, settings):
-    decoder = SignalDecoder(settings.intake)
-    return decoder.decode_avro if isinstance(signals, KafkaAddress) and signals.format == "avro" else decoder.decode_json
-
-
-def _output_records(address, kafka: KafkaSettings, name: str):
-    if isinstance(address, FileAddress):
-        return read_records(address.path)
-    import orjson
-
-    from pipelines.kafka_tools import read_topic
-
-    schema = {"decisions": DECISION_SCHEMA, "dead-letters": "dead_letter.v1"}.get(name)
-    values = (value for _, value in read_topic(address.bootstrap_servers, address.topic, kafka.client_properties()))
-    if address.format == "avro" and schema:
-        return (decode_record_avro(value, schema) for value in values)
-    return (orjson.loads(value) for value in values)
 
 
 def _end_clock(option: str, scan, bound_ms: int) -> int | None:
     if option == "none":
         return None
     if option == "auto":
-        return None if scan is None or scan.latest_event_time is None else scan.latest_event_time - bound_ms - 1
+        return None if scan is None else end_clock_at(scan.latest_event_time, bound_ms)
     return parse_instant(option)
 
 

@@ -9,7 +9,7 @@ Unknown top-level JSON fields are ignored, as Avro schema resolution ignores unk
 fields, so producers can add fields before readers know them.
 
 Between Flink operators a signal travels as its JSON encoding in a STRING field (see
-pipelines/wire.py for the Flink type information): measured on this project, a STRING crossing
+pipelines/flink/wire.py for the Flink type information): measured on this project, a STRING crossing
 costs about 11 microseconds less per event than a ROW with a map field.
 """
 from __future__ import annotations

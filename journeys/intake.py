@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from journeys.contract import Rejection, SignalDecoder
 from journeys.keyed import intake_item, route
+from journeys.timers import end_clock
 
 
 class Intake:
@@ -26,7 +27,7 @@ class Intake:
         self._late_by_source_order = late_by_source_order
 
     def watermark(self) -> int | None:
-        return None if self.latest is None else self.latest - self.bound - 1
+        return end_clock(self.latest, self.bound)
 
     def take(self, raw: bytes, now_ms: int, ingested_at: int | None = None) -> Rejection | tuple[str, str, str, int]:
         """(role, key, item, event_time) for an accepted signal; a Rejection otherwise."""
@@ -41,8 +42,9 @@ class Intake:
         # A late item carries the intake watermark it fell behind, so the key can remember its id
         # from that point on, not from its own old event time.
         late = False
-        if self._late_by_source_order and latest is not None and at <= latest - self.bound - 1:
-            late = latest - self.bound - 1
+        behind = end_clock(latest, self.bound)
+        if self._late_by_source_order and behind is not None and at <= behind:
+            late = behind
         if latest is None or at > latest:
             self.latest = at
         role, key = route(signal, self.identify_signals)

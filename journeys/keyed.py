@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+from journeys.outputs import JourneyLog, LogKind, Routed
 from journeys.state import (AT, EVENT_ID, HANDOFF, INGESTED_AT, KEY, KIND, LATE, SIGNAL, Journey, KeyState,
                             item_head, item_payload, make_item)
-from journeys.transitions import DECISION, JOURNEY, JourneyModel
-
-ROUTE = "route"
-MAX_WATERMARK = 2 ** 63 - 1  # Flink's Long.MAX_VALUE: the end of a bounded input
+from journeys.timers import MAX_WATERMARK
+from journeys.transitions import Transitions
 
 VISITOR = "visitor"
 CUSTOMER = "customer"
@@ -57,14 +56,14 @@ def element_timer(item: str) -> int:
 
 
 class KeyedJourneys:
-    def __init__(self, model: JourneyModel, role: str, dedupe_horizon_ms: int, dedupe_max_ids: int):
-        self.model = model
+    def __init__(self, transitions: Transitions, role: str, dedupe_horizon_ms: int, dedupe_max_ids: int):
+        self.transitions = transitions
         self.role = role
         self.anonymous = role == VISITOR
         self.dedupe_horizon_ms = dedupe_horizon_ms
         self.dedupe_max_ids = dedupe_max_ids
-        self.link_expiry_ms = model.ontology.anonymous_expiry_ms
-        self._identify = model.ontology.identify_signals
+        self.link_expiry_ms = transitions.ontology.anonymous_expiry_ms
+        self._identify = transitions.ontology.identify_signals
 
     # -- what an operator calls ----------------------------------------------------------------
     def on_timer(self, state: KeyState | None, arrivals: list[str], fired_at: int, watermark: int,
@@ -101,7 +100,7 @@ class KeyedJourneys:
         candidates = []
         if state.pending:
             candidates.append(state.pending[0][AT])
-        due = self.model.next_due(state.journey) if state.has_journey() else None
+        due = self.transitions.next_due(state.journey) if state.has_journey() else None
         if due is not None:
             candidates.append(due)
         if state.links and state.link_activity is not None:
@@ -115,14 +114,14 @@ class KeyedJourneys:
         at, event_id = head[AT], head[EVENT_ID]
         if head[KIND] == SIGNAL:
             if event_id in state.seen or any(p[EVENT_ID] == event_id and p[KIND] == SIGNAL for p in state.pending):
-                out.append((JOURNEY, {"kind": "duplicate", "journey": key, "anonymous": self.anonymous,
-                                      "at": at, "event_id": event_id}))
+                out.append(JourneyLog({"kind": LogKind.DUPLICATE, "journey": key, "anonymous": self.anonymous,
+                                       "at": at, "event_id": event_id}))
                 return True
             if head[LATE] or (state.clock is not None and at <= state.clock):
                 state.seen[event_id] = head[LATE] or (at if state.clock is None else max(at, state.clock))
-                out.append((JOURNEY, {"kind": "late", "journey": key, "anonymous": self.anonymous, "at": at,
-                                      "event_id": event_id, "late_by": "intake" if head[LATE] else "journey_clock",
-                                      "signal": item_payload(item)}))
+                out.append(JourneyLog({"kind": LogKind.LATE, "journey": key, "anonymous": self.anonymous, "at": at,
+                                       "event_id": event_id, "late_by": "intake" if head[LATE] else "journey_clock",
+                                       "signal": item_payload(item)}))
                 return True
         position = bisect_right(state.pending, _order(head), key=_order)
         state.pending.insert(position, head)
@@ -156,7 +155,7 @@ class KeyedJourneys:
                 if head[KIND] == SIGNAL:
                     state.seen[head[EVENT_ID]] = at
             if not self.anonymous:  # one feature row per call: the store only keeps the latest
-                row = self.model.feature_row(state.journey)
+                row = self.transitions.feature_row(state.journey)
                 if row is not None:
                     out.append(row)
         horizon = end_clock if at_end else watermark
@@ -165,11 +164,11 @@ class KeyedJourneys:
                 state.links = []
                 state.link_activity = None
             if state.has_journey():
-                state.journey, ticked = self.model.tick(state.journey, horizon)
+                state.journey, ticked = self.transitions.tick(state.journey, horizon)
                 out.extend(ticked)
             state.clock = horizon if state.clock is None else max(state.clock, horizon)
         if at_end:
-            out.extend(self.model.end_of_input(state.journey))
+            out.extend(self.transitions.end_of_input(state.journey))
             state.ended = True
         self._forget_old_ids(state)
         if state.is_empty() and not at_end:
@@ -181,9 +180,10 @@ class KeyedJourneys:
         key = state.key
         if head[KIND] == HANDOFF:
             visitor = Journey.from_wire(payload["journey"]) if payload["journey"] else None
-            state.journey, produced = self.model.merge(state.journey, visitor, payload["signal"], key, head[INGESTED_AT])
+            state.journey, produced = self.transitions.merge(state.journey, visitor, payload["signal"], key,
+                                                             head[INGESTED_AT])
         else:
-            state.journey, produced = self.model.apply(state.journey, payload, key, False, head[INGESTED_AT])
+            state.journey, produced = self.transitions.apply(state.journey, payload, key, False, head[INGESTED_AT])
         out.extend(produced)
 
     def _release_visitor_item(self, state: KeyState, head: list, signal: dict, out: list) -> None:
@@ -195,19 +195,20 @@ class KeyedJourneys:
                 state.links = (state.links + [[at, customer_id]])[-8:]
             target = customer_id if identifies else state.links[-1][1]
             state.link_activity = at
-            out.append((ROUTE, target, make_item([at, head[EVENT_ID], SIGNAL, False, head[INGESTED_AT], target], signal)))
+            out.append(Routed(target, make_item([at, head[EVENT_ID], SIGNAL, False, head[INGESTED_AT], target], signal)))
         elif identifies:
             journey = state.journey
             if journey is not None:
-                journey, ticked = self.model.tick(journey, at)
+                journey, ticked = self.transitions.tick(journey, at)
                 out.extend(ticked)
             handoff = {"journey": journey.to_wire() if journey is not None else None, "signal": signal}
-            out.append((ROUTE, customer_id, make_item([at, head[EVENT_ID], HANDOFF, False, head[INGESTED_AT], customer_id], handoff)))
+            out.append(Routed(customer_id, make_item([at, head[EVENT_ID], HANDOFF, False, head[INGESTED_AT], customer_id],
+                                                     handoff)))
             state.journey = None
             state.links = [[at, customer_id]]
             state.link_activity = at
         else:
-            state.journey, produced = self.model.apply(state.journey, signal, state.key, True, head[INGESTED_AT])
+            state.journey, produced = self.transitions.apply(state.journey, signal, state.key, True, head[INGESTED_AT])
             out.extend(produced)
 
     def _forget_old_ids(self, state: KeyState) -> None:
@@ -220,5 +221,4 @@ class KeyedJourneys:
             state.seen = {event_id: at for at, event_id in kept}
 
 
-__all__ = ["KeyedJourneys", "route", "intake_item", "element_timer", "ROUTE", "JOURNEY", "DECISION",
-           "MAX_WATERMARK", "VISITOR", "CUSTOMER"]
+__all__ = ["KeyedJourneys", "route", "intake_item", "element_timer", "VISITOR", "CUSTOMER"]

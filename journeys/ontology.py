@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from journeys.timeutil import parse_duration
-from journeys.yamlconf import ConfigError, load_yaml, loads_yaml, where
+from journeys.yamlconf import ConfigError, loads_yaml, where
 
 DEFAULT_ONTOLOGY = "retail"
 
@@ -118,12 +117,10 @@ class Ontology:
         return tuple(stage.id for stage in self.stages)
 
 
-def load_ontology(path: str | Path | None = None) -> Ontology:
-    """The ontology in a YAML file; without a path, the packaged retail ontology."""
-    if path is None:
-        text = resources.files("journeys.conf").joinpath("ontology", f"{DEFAULT_ONTOLOGY}.yaml").read_text()
-        return parse_ontology(loads_yaml(text, f"journeys/conf/ontology/{DEFAULT_ONTOLOGY}.yaml"))
-    return parse_ontology(load_yaml(path))
+def packaged_ontology(name: str = DEFAULT_ONTOLOGY) -> Ontology:
+    """An ontology packaged with the core (journeys/conf/ontology/<name>.yaml); files are read by pipelines.config."""
+    text = resources.files("journeys.conf").joinpath("ontology", f"{name}.yaml").read_text()
+    return parse_ontology(loads_yaml(text, f"journeys/conf/ontology/{name}.yaml"))
 
 
 def parse_ontology(doc: Any) -> Ontology:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
+from importlib import resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from journeys.timeutil import parse_duration
-from journeys.yamlconf import ConfigError, Located, load_yaml, loads_yaml, where
+from journeys.yamlconf import ConfigError, Located, loads_yaml, where
 
 ANY_CHANNEL = "any"
 _OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte")
@@ -215,8 +215,13 @@ def _zone(name: str):
 
 
 # -- loading -----------------------------------------------------------------------------------------
-def load_policy(path: str | Path) -> Policy:
-    return parse_policy(load_yaml(path))
+def packaged_policy_text(name: str) -> tuple[str, str]:
+    """(text, source) of a policy packaged with the core (journeys/conf/policy/<name>.yaml)."""
+    return resources.files("journeys.conf").joinpath(f"policy/{name}.yaml").read_text(), f"journeys/conf/policy/{name}.yaml"
+
+
+def packaged_policy(name: str = "retail") -> Policy:
+    return loads_policy(*packaged_policy_text(name))
 
 
 def loads_policy(text: str, source: str = "<policy>") -> Policy:
@@ -352,4 +357,5 @@ def _eligibility(rules, index: int, rule) -> EligibilityRule:
     return EligibilityRule(str(rule["id"]), tuple(conditions), frozenset(rule.get("suppress") or []))
 
 
-__all__ = ["Policy", "Candidate", "Context", "Verdict", "Considered", "load_policy", "loads_policy", "parse_policy"]
+__all__ = ["Policy", "Candidate", "Context", "Verdict", "Considered", "packaged_policy", "packaged_policy_text",
+           "loads_policy", "parse_policy"]

@@ -1,7 +1,7 @@
 """Live policy updates: the policy in force, and what each update on the control stream did.
 
 A control stream carries policy files as JSON records (files in a watched directory, or a Kafka
-topic where configured; `journeys policy publish` writes them);
+topic where configured; `journeys policy publish` writes them, see pipelines.tools.policy_publish);
 the job feeds it to Flink broadcast state, where each task keeps a PolicyInForce. An update is
 applied only when it parses and its version is new; an invalid one is rejected with the reason
 (file and line) and logged, and the policy in force stays. The decision in force at each moment
@@ -9,13 +9,11 @@ is therefore a function of the order of the control records, the same on every r
 """
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 
+from journeys.outputs import LogKind
 from journeys.policy import Policy, loads_policy
 from journeys.yamlconf import ConfigError
 
@@ -29,7 +27,7 @@ class UpdateResult:
     reason: str
 
     def to_record(self) -> dict:
-        return {"kind": "policy_update", "source": self.source, "accepted": self.accepted, "version": self.version,
+        return {"kind": LogKind.POLICY_UPDATE, "source": self.source, "accepted": self.accepted, "version": self.version,
                 "previous": self.previous, "reason": self.reason}
 
 
@@ -82,17 +80,3 @@ def read_update(line: str) -> tuple[str, str]:
     except (orjson.JSONDecodeError, KeyError, TypeError):
         raise ValueError(f"not a policy update record (a JSON line with source and policy; "
                          f"use `journeys policy publish`): {line[:80]!r}") from None
-
-
-def publish(path: str | Path, directory: str | Path, validate: bool = True) -> Path:
-    """Put a policy file into a watched directory as one control record, checked first unless told
-    otherwise. Written under a hidden name and renamed, so the job never reads half a file."""
-    path, directory = Path(path), Path(directory)
-    text = path.read_text()
-    policy = loads_policy(text, str(path)) if validate else None
-    directory.mkdir(parents=True, exist_ok=True)
-    name = f"{time.time_ns()}-{policy.name if policy else 'unchecked'}-v{policy.version if policy else 'x'}.json"
-    hidden = directory / f".{name}.inprogress"
-    hidden.write_text(update_record(text, path.name) + "\n")
-    os.replace(hidden, directory / name)
-    return directory / name

@@ -19,6 +19,11 @@ STAGE_MODEL = "journey_stage"                    # which stage the customer is r
 PROPENSITY_MODEL = "conversion_propensity"       # how likely the customer converts within the horizon
 MODEL_KINDS = (STAGE_MODEL, PROPENSITY_MODEL)
 
+# The registry aliases: the champion's answers act, the challenger's are recorded beside them.
+CHAMPION, CHALLENGER = "champion", "challenger"
+ALIASES = (CHAMPION, CHALLENGER)
+KIND_TAG = "journeys.kind"  # the model version tag that says which of MODEL_KINDS a model is
+
 
 def model_input(values: dict) -> dict:
     """The input row of a model from a decision's stage, trigger and features, or a training row."""

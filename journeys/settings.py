@@ -1,15 +1,15 @@
-"""The job configuration file (--conf), read once by the driver and handed to every operator."""
+"""The job configuration (--conf), parsed once by the driver and handed to every operator.
+Reading a configuration file is pipelines.config's part; the packaged defaults are here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from typing import Mapping
 
 from journeys.contract import IntakeLimits
-from journeys.ontology import Ontology, load_ontology
 from journeys.privacy import PrivacySettings
 from journeys.timeutil import parse_duration
-from journeys.yamlconf import ConfigError, load_yaml, loads_yaml, where
+from journeys.yamlconf import NO_ENVIRONMENT, ConfigError, loads_yaml, where
 
 _SECTIONS = {"ontology", "event_time", "sessions", "dedupe", "journey", "intake", "privacy", "state", "features", "models", "decisions"}
 
@@ -27,26 +27,21 @@ class JourneySettings:
     privacy: PrivacySettings
     ontology_ref: str
     source: str
-    features: dict  # tuning of feature-store lookups and pushes (pipelines.feast_features)
-    models: dict  # which registered models the job loads, and how (pipelines.model_serving)
+    features: dict  # tuning of feature-store lookups and pushes (pipelines.feast.store)
+    models: dict  # which registered models the job loads, and how (pipelines.mlflow.serving)
     stage_override_confidence: float  # the stage model overrides the rules' stage from this probability
     policy_ref: str = "retail"        # the decision policy at start: a packaged name or a file
     latency_budget_ms: float = 50.0   # per decision; past it, decisions skip the models (fast path)
     outcome_window_ms: int = 7 * 24 * 3_600_000  # how long a decision waits for its outcomes
 
 
-def default_settings_path() -> str:
-    return str(resources.files("journeys.conf").joinpath("journeys.yaml"))
+PACKAGED_SETTINGS = "journeys/conf/journeys.yaml"
 
 
-def load_settings(path: str | Path | None = None) -> JourneySettings:
-    if path is None:
-        doc = loads_yaml(resources.files("journeys.conf").joinpath("journeys.yaml").read_text(), "journeys/conf/journeys.yaml")
-        source = "journeys/conf/journeys.yaml"
-    else:
-        doc = load_yaml(path)
-        source = str(path)
-    return parse_settings(doc, source)
+def packaged_settings(env: Mapping[str, str] = NO_ENVIRONMENT) -> JourneySettings:
+    """The packaged job configuration; env fills its ${...} references (without it, their defaults)."""
+    text = resources.files("journeys.conf").joinpath("journeys.yaml").read_text()
+    return parse_settings(loads_yaml(text, PACKAGED_SETTINGS, env), PACKAGED_SETTINGS)
 
 
 def parse_settings(doc, source: str = "<config>") -> JourneySettings:
@@ -112,40 +107,3 @@ def _probability(part: dict, key: str, default: float) -> float:
     if not 0.5 <= value <= 1.0:
         raise ConfigError(f"{where(part, key)}: models.{key} must be a probability between 0.5 and 1, not {part.get(key)!r}")
     return value
-
-
-def settings_policy_text(settings: JourneySettings) -> tuple[str, str]:
-    """(text, source) of the decision policy the settings name: a packaged one by name, or a file
-    relative to the settings file."""
-    ref = settings.policy_ref
-    if "/" not in ref and not ref.endswith((".yaml", ".yml")):
-        return (resources.files("journeys.conf").joinpath(f"policy/{ref}.yaml").read_text(),
-                f"journeys/conf/policy/{ref}.yaml")
-    path = _beside_settings(settings, ref)
-    try:
-        return path.read_text(), str(path)
-    except OSError as error:
-        raise ConfigError(f"{settings.source}: decisions.policy {ref}: {error.strerror}") from None
-
-
-def load_settings_policy(settings: JourneySettings):
-    from journeys.policy import loads_policy
-
-    return loads_policy(*settings_policy_text(settings))
-
-
-def _beside_settings(settings: JourneySettings, ref: str) -> Path:
-    path = Path(ref)
-    if not path.is_absolute() and settings.source and Path(settings.source).parent.exists():
-        candidate = Path(settings.source).parent / path
-        if candidate.exists():
-            return candidate
-    return path
-
-
-def load_settings_ontology(settings: JourneySettings) -> Ontology:
-    """The ontology the settings name: a packaged one by name, or a file relative to the settings file."""
-    ref = settings.ontology_ref
-    if ref == "retail":
-        return load_ontology()
-    return load_ontology(_beside_settings(settings, ref))

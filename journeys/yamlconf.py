@@ -1,13 +1,13 @@
 """YAML configuration that remembers where each value came from, so errors can name the line.
 
-Strings may use ${NAME} or ${NAME:-default} to take values from the environment.
+Strings may use ${NAME} or ${NAME:-default} to take values from the environment, which the
+caller hands in (pipelines.config passes the process environment; without one, only defaults
+apply). Reading the files is pipelines.config's part.
 """
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -38,10 +38,13 @@ class LocatedList(list):
         return f"{self.source} line {line}" if line else self.source
 
 
-def expand_env(text: str) -> str:
+NO_ENVIRONMENT: Mapping[str, str] = {}
+
+
+def expand_env(text: str, env: Mapping[str, str] = NO_ENVIRONMENT) -> str:
     def substitute(match: re.Match) -> str:
         name, default = match.group(1), match.group(2)
-        value = os.environ.get(name)
+        value = env.get(name)
         if value is None:
             if default is None:
                 raise ConfigError(f"environment variable {name} is not set (write ${{{name}:-default}} to give a default)")
@@ -86,7 +89,7 @@ def _construct_sequence(loader: _LocatingLoader, node: yaml.SequenceNode) -> Loc
 def _construct_string(loader: _LocatingLoader, node: yaml.ScalarNode) -> str:
     value = loader.construct_scalar(node)
     try:
-        return expand_env(value)
+        return expand_env(value, loader.env)
     except ConfigError as error:
         raise ConfigError(f"{loader.name} line {node.start_mark.line + 1}: {error}") from None
 
@@ -96,18 +99,10 @@ _LocatingLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG,
 _LocatingLoader.add_constructor("tag:yaml.org,2002:str", _construct_string)
 
 
-def load_yaml(path: str | Path) -> Any:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
-    return loads_yaml(text, str(path))
-
-
-def loads_yaml(text: str, source: str = "<config>") -> Any:
+def loads_yaml(text: str, source: str = "<config>", env: Mapping[str, str] = NO_ENVIRONMENT) -> Any:
     loader = _LocatingLoader(text)
     loader.name = source
+    loader.env = env
     try:
         return loader.get_single_data()
     except yaml.YAMLError as error:

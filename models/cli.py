@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from journeys.scoring import MODEL_KINDS
+from journeys.scoring import KIND_TAG, MODEL_KINDS
 
 
 def add_arguments(models: argparse.ArgumentParser) -> None:
@@ -122,7 +122,7 @@ def _promote(args) -> int:
     line = f"{args.name}@{args.alias} -> version {done.version}"
     line += f" (was {done.previous})" if done.previous else " (first)"
     if done.candidate_metrics is not None:
-        kind = client.get_model_version(args.name, done.version).tags["journeys.kind"]
+        kind = client.get_model_version(args.name, done.version).tags[KIND_TAG]
         metric = PRIMARY_METRIC[kind]
         line += (f"; {metric} on the candidate's held-back customers: {done.candidate_metrics[metric]:.4f} against "
                  f"{done.champion_metrics[metric]:.4f}" + (" (forced)" if done.forced else ""))
@@ -143,8 +143,8 @@ def _compare(args) -> int:
     import json
     from pathlib import Path
 
-    from journeys.model_comparison import compare_models, format_comparison
-    from journeys.summary import read_records, read_truth
+    from pipelines.reports.model_comparison import compare_models, format_comparison
+    from pipelines.reports.summary import read_records, read_truth
     from journeys.timeutil import parse_duration
 
     report = compare_models(read_records(args.decisions), read_truth(args.truth) if args.truth else None,

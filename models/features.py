@@ -53,7 +53,7 @@ def split_by_customer(frame: pd.DataFrame, share: float = 0.2) -> tuple[pd.DataF
 
 def true_stages(frame: pd.DataFrame, truth: dict[str, str]) -> pd.Series:
     """The real stage at each decision point: the ground truth of the last signal seen
-    (journeys.summary.read_truth gives the simulator's); None where there is none."""
+    (pipelines.reports.summary.read_truth gives the simulator's); None where there is none."""
     if "last_event_id" not in frame.columns:
         raise ValueError("the training set has no last_event_id column; replay it again with this version")
     return frame["last_event_id"].map(lambda event_id: truth.get(event_id) if isinstance(event_id, str) else None)

@@ -16,15 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from journeys.scoring import MODEL_INPUTS, MODEL_KINDS, STAGE_MODEL
+from journeys.scoring import ALIASES, CHAMPION, KIND_TAG, MODEL_INPUTS, MODEL_KINDS, STAGE_MODEL
 from models.evaluate import PRIMARY_METRIC, better_or_equal, evaluate
 from models.features import conversion_labels, input_frame, read_training_set, split_by_customer, true_stages
 from models.train import train_propensity, train_stage_classifier
 
 DEFAULT_HOME = Path("var/mlflow")
 EXPERIMENT = "journey-agents"
-CHAMPION, CHALLENGER = "champion", "challenger"
-ALIASES = (CHAMPION, CHALLENGER)
 HISTORY_TAG = "journeys.champion_history"  # the versions that were champion, oldest first
 HELD_BACK_ARTIFACT = "evaluation/held_back.parquet"
 LABEL = "label"
@@ -72,7 +70,7 @@ def labels_for(kind: str, frame: pd.DataFrame, truth_path: str | None) -> pd.Ser
         if not truth_path:
             raise ValueError("the journey_stage model learns the real stage: give --truth, signals with ground truth "
                              "(the simulator writes it)")
-        from journeys.summary import read_truth
+        from pipelines.reports.summary import read_truth
 
         truth = read_truth(truth_path)
         if not truth:
@@ -108,7 +106,7 @@ def train_and_log(kind: str, training_set: str, truth: str | None = None, *, uri
         mlflow.log_params({"kind": kind, "held_back_share": held_back_share, "regularization": regularization,
                            "train_rows": int(train[LABEL].notna().sum()), "inputs": ",".join(MODEL_INPUTS)})
         mlflow.log_metrics({name: value for name, value in metrics.items() if value == value})
-        mlflow.set_tags(lineage(training_set, truth) | {"journeys.kind": kind})
+        mlflow.set_tags(lineage(training_set, truth) | {KIND_TAG: kind})
         mlflow.log_input(mlflow.data.from_pandas(frame.drop(columns=[LABEL]), source=str(Path(training_set).resolve()),
                                                  name="training_set"), context="training")
         with tempfile.TemporaryDirectory() as scratch:
@@ -172,7 +170,7 @@ def register(client, run_id: str, name: str) -> str:
     model_uri = run.data.tags.get("journeys.model_uri")
     if not model_uri:
         raise ValueError(f"run {run_id} logged no journeys model")
-    version = mlflow.register_model(model_uri, name, tags={"journeys.kind": run.data.tags["journeys.kind"],
+    version = mlflow.register_model(model_uri, name, tags={KIND_TAG: run.data.tags[KIND_TAG],
                                                            "journeys.run_id": run_id})
     return str(version.version)
 
@@ -212,7 +210,7 @@ def promote(client, name: str, version: str, alias: str, force: bool = False) ->
     checked = None
     if alias == CHAMPION and previous not in (None, version):
         checked = compare_on_held_back(client, name, candidate, previous)
-        kind = candidate.tags["journeys.kind"]
+        kind = candidate.tags[KIND_TAG]
         if not force and not better_or_equal(kind, checked[0], checked[1]):
             metric = PRIMARY_METRIC[kind]
             raise PromotionRefused(
@@ -255,7 +253,7 @@ def _version(client, name: str, version: str):
         found = client.get_model_version(name, str(version))
     except MlflowException:
         raise ValueError(f"{name} has no version {version}") from None
-    if "journeys.kind" not in found.tags:
+    if KIND_TAG not in found.tags:
         raise ValueError(f"{name} version {version} is not a journeys model (no journeys.kind tag)")
     return found
 
@@ -264,7 +262,7 @@ def compare_on_held_back(client, name: str, candidate, champion_version: str) ->
     """(candidate metrics, champion metrics) on the candidate's held-back customers."""
     import mlflow
 
-    kind = candidate.tags["journeys.kind"]
+    kind = candidate.tags[KIND_TAG]
     with tempfile.TemporaryDirectory() as scratch:
         path = mlflow.artifacts.download_artifacts(run_id=candidate.tags["journeys.run_id"],
                                                    artifact_path=HELD_BACK_ARTIFACT, dst_path=scratch)
@@ -284,7 +282,7 @@ def alias_trained_on(client, name: str, alias: str, training_set: str, kind: str
     if version is None:
         return None
     found = client.get_model_version(name, version)
-    if found.tags.get("journeys.kind") != kind:
+    if found.tags.get(KIND_TAG) != kind:
         return None
     run = client.get_run(found.tags["journeys.run_id"])
     return version if run.data.tags.get("lineage.training_set_sha256") == files_digest(training_set) else None

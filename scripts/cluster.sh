@@ -9,7 +9,7 @@ python=$root/.venv/bin/python
 flink_home=$("$python" -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))')
 site_packages=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 export FLINK_CONF_DIR=${FLINK_CONF_DIR:-$root/flink-conf}
-rest=$("$python" -c 'import sys; from pipelines.flink_env import load_flink_conf; c = load_flink_conf(sys.argv[1]); print(c.get("rest.address", "localhost") + ":" + c.get("rest.port", "8081"))' "$FLINK_CONF_DIR")
+rest=$("$python" -c 'import sys; from pipelines.flink.env import load_flink_conf; c = load_flink_conf(sys.argv[1]); print(c.get("rest.address", "localhost") + ":" + c.get("rest.port", "8081"))' "$FLINK_CONF_DIR")
 
 # The cluster's classpath: Flink's lib/ plus flink-python, which pip puts in opt/. Loaded per job
 # instead, it brings pemja's native library into each job's class loader, and the second Python
@@ -63,7 +63,7 @@ case "${1:-}" in
     "$flink_home/bin/taskmanager.sh" start >/dev/null
     wait_for_taskmanagers 1
     echo "Flink cluster up: http://$rest (logs in $FLINK_LOG_DIR)"
-    metric_ports=$("$python" -c 'import sys; from pipelines.flink_env import load_flink_conf; print(load_flink_conf(sys.argv[1]).get("metrics.reporter.prom.port", ""))' "$FLINK_CONF_DIR")
+    metric_ports=$("$python" -c 'import sys; from pipelines.flink.env import load_flink_conf; print(load_flink_conf(sys.argv[1]).get("metrics.reporter.prom.port", ""))' "$FLINK_CONF_DIR")
     if [ -n "$metric_ports" ]; then
       echo "Prometheus metrics: http://localhost:<port>/metrics, a port of $metric_ports per process (the job's on the TaskManagers)"
     fi

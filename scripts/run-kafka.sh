@@ -11,15 +11,15 @@ customers=${CUSTOMERS:-2000}
 days=${DAYS:-30}
 seed=${SEED:-7}
 
-"$python" -m pipelines.local_broker stop --dir "$work" >/dev/null 2>&1 || true
+"$python" -m scripts.local_broker stop --dir "$work" >/dev/null 2>&1 || true
 rm -rf "$work" && mkdir -p "$work"
-bootstrap=$("$python" -m pipelines.local_broker start --dir "$work")
-trap '"$python" -m pipelines.local_broker stop --dir "$work"' EXIT
+bootstrap=$("$python" -m scripts.local_broker start --dir "$work")
+trap '"$python" -m scripts.local_broker stop --dir "$work"' EXIT
 echo "Tansu broker on $bootstrap (log: $work/tansu.log)"
 
 .venv/bin/journeys simulate --customers "$customers" --days "$days" --seed "$seed" --out "$work/signals.jsonl"
-"$python" -m pipelines.kafka_tools create-topics --bootstrap "$bootstrap" signals:4 decisions:4 journeys:4 late:1 dead-letter:1
-stop_offsets=$("$python" -m pipelines.kafka_tools produce --bootstrap "$bootstrap" --topic signals "$work/signals.jsonl")
+"$python" -m pipelines.kafka.tools create-topics --bootstrap "$bootstrap" signals:4 decisions:4 journeys:4 late:1 dead-letter:1
+stop_offsets=$("$python" -m pipelines.kafka.tools produce --bootstrap "$bootstrap" --topic signals "$work/signals.jsonl")
 echo "produced the signals to kafka://$bootstrap/signals; the job reads up to offsets $stop_offsets"
 
 arguments=(
@@ -34,6 +34,6 @@ else
   "$python" jobs/journey_job.py "${arguments[@]}"
 fi
 
-echo "decisions in kafka://$bootstrap/decisions (read_committed): $("$python" -m pipelines.kafka_tools consume --bootstrap "$bootstrap" --topic decisions --count)"
+echo "decisions in kafka://$bootstrap/decisions (read_committed): $("$python" -m pipelines.kafka.tools consume --bootstrap "$bootstrap" --topic decisions --count)"
 echo "first three:"
-"$python" -m pipelines.kafka_tools consume --bootstrap "$bootstrap" --topic decisions | head -3
+"$python" -m pipelines.kafka.tools consume --bootstrap "$bootstrap" --topic decisions | head -3

@@ -20,10 +20,10 @@ mkdir -p "$run"
 
 store_yaml=()
 if [ "$features" = "redis" ]; then
-  "$python" -m pipelines.local_redis stop --dir var/redis >/dev/null 2>&1 || true
-  JOURNEYS_REDIS=$("$python" -m pipelines.local_redis start --dir var/redis)
+  "$python" -m scripts.local_redis stop --dir var/redis >/dev/null 2>&1 || true
+  JOURNEYS_REDIS=$("$python" -m scripts.local_redis start --dir var/redis)
   export JOURNEYS_REDIS
-  trap '"$python" -m pipelines.local_redis stop --dir var/redis' EXIT
+  trap '"$python" -m scripts.local_redis stop --dir var/redis' EXIT
   echo "Redis online store: JOURNEYS_REDIS=$JOURNEYS_REDIS"
   store_yaml=(-f features/feature_store.redis.yaml)
 fi

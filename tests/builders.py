@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import orjson
 
 from journeys.features import ONLINE, PROFILE_DEFAULTS, ProfileLookup
-from journeys.ontology import load_ontology
-from journeys.reference import ReferenceRun
-from journeys.settings import load_settings
+from journeys.ontology import packaged_ontology
+from journeys.outputs import Decision, JourneyLog
+from journeys.policy import packaged_policy
+from journeys.policy_updates import PolicyInForce
+from journeys.settings import packaged_settings
 from journeys.timeutil import DAY, HOUR, MINUTE, SECOND, parse_instant
+from journeys.transitions import Transitions
+from pipelines.reference import ReferenceRun
 
 BEGINNING = parse_instant("2026-03-02T09:00:00Z")
 TEN_SECONDS_LATER = BEGINNING + 10 * SECOND
@@ -56,9 +61,27 @@ def line(signal: dict) -> bytes:
 
 def play(signals: list[dict], *, end_clock: int | None = None, ontology=None, settings=None, models=None) -> ReferenceRun:
     """Deliver the signals in the given order through intake and both keyed roles, then end the input."""
-    run = ReferenceRun(ontology or load_ontology(), settings or load_settings(), end_clock=end_clock, now_ms=NOW,
+    run = ReferenceRun(ontology or packaged_ontology(), settings or packaged_settings(), end_clock=end_clock, now_ms=NOW,
                        models=models)
     return run.feed(line(s) for s in signals).finish()
+
+
+def a_core(profiles=None, *, models=None, push_features: bool = False, clock=time.perf_counter, policy=None,
+           ontology=None, settings=None) -> Transitions:
+    """The journey transitions with the packaged ontology, settings and retail policy."""
+    in_force = policy if isinstance(policy, PolicyInForce) else PolicyInForce(policy or packaged_policy())
+    return Transitions(ontology or packaged_ontology(), settings or packaged_settings(), in_force, clock, profiles,
+                       models, push_features)
+
+
+def decisions_in(out: list, acted_only: bool = True) -> list[dict]:
+    """The decision records among a call's outputs: those acted on, or all of them."""
+    return [entry.record for entry in out if isinstance(entry, Decision) and (entry.record["acted"] or not acted_only)]
+
+
+def journey_records_in(out: list, kind: str | None = None) -> list[dict]:
+    """The journey log records among a call's outputs, of one kind or all."""
+    return [entry.record for entry in out if isinstance(entry, JourneyLog) and (kind is None or entry.record["kind"] == kind)]
 
 
 def records(run: ReferenceRun, kind: str | None = None, journey: str | None = None) -> list[dict]:

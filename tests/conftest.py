@@ -1,10 +1,9 @@
 import pytest
 
-from journeys.ontology import load_ontology
-from journeys.settings import load_settings
-from journeys.transitions import JourneyModel
-from tests.builders import EveryoneConsents
-from pipelines.flink_env import prepare_python_workers
+from journeys.ontology import packaged_ontology
+from journeys.settings import packaged_settings
+from pipelines.flink.env import prepare_python_workers
+from tests.builders import EveryoneConsents, a_core
 
 # Flink's thread mode finds the project only through PYTHONPATH, fixed when the JVM starts, and
 # the first Flink test starts it inside this process.
@@ -20,23 +19,24 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def ontology():
-    return load_ontology()
+    return packaged_ontology()
 
 
 @pytest.fixture(scope="session")
 def settings():
-    return load_settings()
+    return packaged_settings()
 
 
 @pytest.fixture
-def model(ontology, settings):
-    return JourneyModel(ontology, settings, EveryoneConsents())
+def transitions(ontology, settings):
+    """The journey transitions, with a feature store in which everyone consents."""
+    return a_core(EveryoneConsents(), ontology=ontology, settings=settings)
 
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory):
     """A Tansu broker on a free loopback port, for the whole test session."""
-    from pipelines.local_broker import LocalBroker
+    from scripts.local_broker import LocalBroker
 
     broker = LocalBroker(tmp_path_factory.mktemp("tansu")).start()
     yield broker
@@ -49,7 +49,7 @@ def fresh_topics(kafka_broker, request):
     import re
     import uuid
 
-    from pipelines.kafka_tools import create_topics
+    from pipelines.kafka.tools import create_topics
 
     prefix = "t" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[-40:].rstrip("-") + "-" + uuid.uuid4().hex[:6]
     topics = {name: f"{prefix}-{name}" for name in ("signals", "decisions", "journeys", "late", "dead-letter")}

@@ -6,7 +6,7 @@ from importlib import resources
 
 from journeys.agents import (HOUR_MS, ConversionAgent, DiscoveryAgent, Observation, RetentionAgent, ServiceAgent,
                              follow_up_candidate, plans_after, proposals)
-from journeys.policy import Context, load_policy
+from journeys.policy import Context, packaged_policy
 from tests.builders import BEGINNING
 
 CONSENTED = {"consent_email": True, "consent_sms": True, "consent_push": True, "tenure_days": 400}
@@ -58,7 +58,7 @@ def test_the_discovery_agent_welcomes_customers_and_invites_visitors_to_sign_up(
 
 
 def test_an_open_complaint_escalates_and_holds_the_other_agents_marketing_back():
-    policy = load_policy(resources.files("journeys.conf").joinpath("policy/retail.yaml"))
+    policy = packaged_policy("retail")
     observation = seen("intent", "escalation", cart_value=80.0, propensity=0.9, open_complaint=True)
     candidates = [p.candidate for p in proposals(observation)]
     customer = next(f"c-{i}" for i in range(100) if not policy.in_control_group(f"c-{i}"))

@@ -20,15 +20,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from journeys.contract import SignalDecoder
-from journeys.inputs import read_lines, scan_records
-from journeys.ontology import load_ontology
-from journeys.reference import ReferenceRun
-from journeys.settings import load_settings
-from journeys.simulate import SimulationSpec, write_simulation
-from journeys.summary import summarize
+from pipelines.tools.files import read_lines, scan_records
+from journeys.ontology import packaged_ontology
+from pipelines.reference import ReferenceRun
+from journeys.settings import packaged_settings
+from pipelines.tools.simulate import SimulationSpec, write_simulation
+from pipelines.reports.summary import summarize
 from journeys.timeutil import DAY
-from pipelines.kafka_tools import create_topics, produce_signals, read_topic
-from pipelines.local_broker import free_port
+from pipelines.kafka.tools import create_topics, produce_signals, read_topic
+from scripts.local_broker import free_port
 from tests.builders import a_signal, line
 from tests.test_kafka import kafka_arguments
 
@@ -117,8 +117,8 @@ def cluster(tmp_path_factory):
 
 
 def reference_decision_ids(signals: Path) -> set[str]:
-    settings = load_settings()
-    run = ReferenceRun(load_ontology(), settings).feed(read_lines(signals))
+    settings = packaged_settings()
+    run = ReferenceRun(packaged_ontology(), settings).feed(read_lines(signals))
     run.end_clock = run.intake.latest - settings.max_out_of_orderness_ms - 1
     return {d["decision_id"] for d in run.finish().decisions}
 
@@ -192,7 +192,7 @@ def by_labels(scraped: str, name: str, job_name: str, *labels: str) -> dict:
 def clock_signals(lines: list[bytes]) -> list[bytes]:
     """A visitor's and a customer's page view a day after the last signal: on an unbounded stream
     they move both paths' watermarks past every other signal, so all of those are applied."""
-    latest = scan_records(lines, SignalDecoder(load_settings().intake).decode_json).latest_event_time
+    latest = scan_records(lines, SignalDecoder(packaged_settings().intake).decode_json).latest_event_time
     return [line(a_signal("page_view", latest + DAY, visitor="anon-clock")),
             line(a_signal("page_view", latest + DAY, customer="cust-clock"))]
 
@@ -205,7 +205,7 @@ def test_the_jobs_counters_and_latencies_are_on_the_prometheus_endpoint_and_add_
     write_simulation(SimulationSpec(customers=300, days=10, seed=47, late_rate=0.0), signals)
     lines = list(read_lines(signals))
     lines += clock_signals(lines)
-    reference = ReferenceRun(load_ontology(), load_settings()).feed(lines)  # not finished: the stream goes on
+    reference = ReferenceRun(packaged_ontology(), packaged_settings()).feed(lines)  # not finished: the stream goes on
     expected = summarize(reference.lines_in, reference.journey_records, reference.decisions, reference.dead_letters)
     bootstrap, job_name = kafka_broker.bootstrap_servers, "journey_job_metrics"
     in_order = fresh_topics["signals"] + "-in-order"

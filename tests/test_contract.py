@@ -8,7 +8,7 @@ import pytest
 from journeys.contract import (DECISION_SCHEMA, REJECTION_REASONS, Rejection, SignalDecoder, encode_avro, load_schema,
                                write_avro_container)
 from journeys.privacy import Masker, PrivacySettings, luhn_valid
-from tests.builders import BEGINNING, NOW, a_signal
+from tests.builders import BEGINNING, NOW, a_signal, decisions_in
 
 decoder = SignalDecoder()
 
@@ -142,9 +142,9 @@ def test_avro_container_files_of_both_versions_are_read(version):
     assert decoder.decode_avro(results[3].original, NOW * 3)["event_id"] == signals[3]["event_id"]
 
 
-def test_decisions_match_the_decision_schema(model):
-    _, outputs = model.apply(None, a_signal("add_to_cart"), "c-1", False)
-    decision = next(entry[1] for entry in outputs if entry[0] == "decision")
+def test_decisions_match_the_decision_schema(transitions):
+    _, outputs = transitions.apply(None, a_signal("add_to_cart"), "c-1", False)
+    decision = decisions_in(outputs, acted_only=False)[0]
     assert fastavro.validate(decision, load_schema(DECISION_SCHEMA))
 
 

@@ -3,23 +3,23 @@ are carried out by event time or cancelled at their goal, outcomes join their de
 control group gets nothing (and is logged), and the latency budget sets the fast path."""
 from __future__ import annotations
 
-from journeys.ontology import load_ontology
+from journeys.ontology import packaged_ontology
 from journeys.policy import loads_policy
 from journeys.policy_updates import PolicyInForce
-from journeys.reference import ReferenceRun
+from pipelines.reference import ReferenceRun
 from journeys.scoring import ActiveModels
-from journeys.settings import load_settings
-from journeys.transitions import DECISION, JOURNEY, JourneyModel
-from tests.builders import (A_DAY_LATER, AN_HOUR_LATER, BEGINNING, NOW, TEN_MINUTES_LATER, EveryoneConsents, a_signal,
-                            line)
+from journeys.settings import packaged_settings
+from journeys.outputs import LogKind
+from tests.builders import (A_DAY_LATER, AN_HOUR_LATER, BEGINNING, NOW, TEN_MINUTES_LATER, EveryoneConsents, a_core,
+                            a_signal, decisions_in, journey_records_in, line)
 from tests.test_scoring import Fixed, propensity
 
 TWO_DAYS_LATER = BEGINNING + 2 * (A_DAY_LATER - BEGINNING)
 SESSION_END = BEGINNING + 30 * 60_000  # the session gap after the cart
 
 
-def a_model(**kwargs) -> JourneyModel:
-    return JourneyModel(load_ontology(), load_settings(), EveryoneConsents(), **kwargs)
+def a_model(**kwargs):
+    return a_core(EveryoneConsents(), **kwargs)
 
 
 def run_through(model, signals, until, key="c-1"):
@@ -29,10 +29,6 @@ def run_through(model, signals, until, key="c-1"):
         out.extend(produced)
     journey, produced = model.tick(journey, until)
     return journey, out + produced
-
-
-def decisions_in(out, acted_only=True):
-    return [r for kind, r, *_ in out if kind == DECISION and (r["acted"] or not acted_only)]
 
 
 def test_an_abandoned_cart_reminder_plans_a_free_shipping_offer_that_goes_out_a_day_later():
@@ -53,7 +49,7 @@ def test_a_purchase_before_the_follow_up_is_due_cancels_the_plan():
     journey, out = run_through(a_model(), signals, TWO_DAYS_LATER)
 
     assert "free_shipping_offer" not in [d["action"] for d in decisions_in(out)]
-    [cancelled] = [r for kind, r, *_ in out if kind == JOURNEY and r["kind"] == "plan_cancelled"]
+    [cancelled] = journey_records_in(out, LogKind.PLAN_CANCELLED)
     assert cancelled["action"] == "free_shipping_offer" and cancelled["reason"] == "goal conversion reached"
     assert journey.plans == []
 
@@ -68,22 +64,22 @@ def test_an_outcome_joins_its_decision_and_changes_responsiveness_but_not_the_se
                                "c-1", False)
     journey, stray = model.apply(journey, a_signal("opened", TEN_MINUTES_LATER, decision_id="d-unknown"), "c-1", False)
 
-    [answer] = [r for _, r, *_ in out]
+    [answer] = [entry.record for entry in out]
     assert (answer["kind"], answer["matched"], answer["action"], answer["after_ms"]) == \
         ("outcome", True, "onsite_cart_nudge", TEN_MINUTES_LATER - BEGINNING)
-    assert stray[0][1]["matched"] is False
+    assert stray[0].record["matched"] is False
     assert journey.responses == {"clicked": 1, "opened": 1} and journey.session.signals == session
 
 
 def test_an_outcome_for_a_journey_that_is_gone_starts_no_journey():
     journey, out = a_model().apply(None, a_signal("converted", BEGINNING, decision_id="d-old"), "c-1", False)
 
-    assert journey is None and [r["kind"] for _, r, *_ in out] == ["outcome"]
+    assert journey is None and [entry.record["kind"] for entry in out] == [LogKind.OUTCOME]
 
 
 def test_a_customer_in_the_control_group_gets_nothing_and_the_decision_log_says_what_was_held_back():
     customer = "c-2"  # in the retail policy's control group (share 0.1, salt retail-2026)
-    run = ReferenceRun(load_ontology(), load_settings(), now_ms=NOW, profiles=EveryoneConsents())
+    run = ReferenceRun(packaged_ontology(), packaged_settings(), now_ms=NOW, profiles=EveryoneConsents())
     run.feed(line(s) for s in [a_signal("add_to_cart", BEGINNING, customer=customer, cart_value=40)]).finish()
 
     assert run.decisions == []
@@ -95,7 +91,7 @@ def test_a_customer_in_the_control_group_gets_nothing_and_the_decision_log_says_
 
 def test_a_new_policy_version_in_force_mid_run_is_cited_by_the_decisions_after_it():
     in_force = PolicyInForce(loads_policy("policy: retail\nversion: '1'\n"))
-    run = ReferenceRun(load_ontology(), load_settings(), now_ms=NOW, profiles=EveryoneConsents(), policy=in_force)
+    run = ReferenceRun(packaged_ontology(), packaged_settings(), now_ms=NOW, profiles=EveryoneConsents(), policy=in_force)
     run.feed([line(a_signal("add_to_cart", BEGINNING, customer="c-7")),
               line(a_signal("page_view", TEN_MINUTES_LATER, customer="c-9"))])  # the watermark passes c-7's cart
     in_force.update("policy: retail\nversion: '2'\n", "retail-v2.yaml")
@@ -118,8 +114,7 @@ class SlowClock:
 
 def test_past_the_latency_budget_the_agents_decide_without_the_models_and_the_decision_says_so():
     scorer = propensity(0.9)
-    model = a_model(clock=SlowClock())
-    model.models = Fixed(ActiveModels(champions=(scorer,)))
+    model = a_model(clock=SlowClock(), models=Fixed(ActiveModels(champions=(scorer,))))
 
     _, out = model.apply(None, a_signal("add_to_cart", BEGINNING, cart_value=40), "c-1", False)
 
@@ -130,8 +125,7 @@ def test_past_the_latency_budget_the_agents_decide_without_the_models_and_the_de
 
 
 def test_within_the_budget_the_model_scores_and_its_propensity_arbitrates():
-    model = a_model()
-    model.models = Fixed(ActiveModels(champions=(propensity(0.9),)))
+    model = a_model(models=Fixed(ActiveModels(champions=(propensity(0.9),))))
 
     _, out = model.apply(None, a_signal("add_to_cart", BEGINNING, cart_value=40), "c-1", False)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from journeys.explain import explain
-from pipelines.cli import main as journeys
+from pipelines.reports.explain import explain
+from pipelines.cli.main import main as journeys
 from tests.builders import BEGINNING, FIVE_MINUTES_LATER, ONE_MINUTE_LATER, TWO_MINUTES_LATER, a_login, a_signal, play
 
 

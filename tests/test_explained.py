@@ -2,7 +2,7 @@
 priority and suppressions, the policy version, and a justification a person can read."""
 from __future__ import annotations
 
-from journeys.explained import explained_record
+from journeys.decision_record import explained_record
 from journeys.policy import Candidate, Context, loads_policy
 from tests.builders import BEGINNING
 

@@ -16,14 +16,14 @@ import pytest
 
 from jobs.journey_job import main as run_job
 from journeys.features import PROFILE_DEFAULTS, StaticProfiles
-from journeys.inputs import read_lines
-from journeys.ontology import load_ontology
-from journeys.reference import ReferenceRun
-from journeys.settings import load_settings
-from journeys.simulate import SimulationSpec, read_profiles, write_simulation
-from journeys.summary import read_records
-from pipelines.cli import main as journeys_cli
-from pipelines.local_redis import LocalRedis
+from pipelines.tools.files import read_lines
+from journeys.ontology import packaged_ontology
+from pipelines.reference import ReferenceRun
+from journeys.settings import packaged_settings
+from pipelines.tools.simulate import SimulationSpec, read_profiles, write_simulation
+from pipelines.reports.summary import read_records
+from pipelines.cli.main import main as journeys_cli
+from scripts.local_redis import LocalRedis
 from tests.builders import canonical
 from tests.test_flink_job import job_arguments
 
@@ -66,7 +66,7 @@ def sqlite_repo(simulation, tmp_path_factory):
 
 
 def online_profiles(repo: Path, customers: list[str], store_yaml: Path | None = None) -> dict:
-    from pipelines.feast_features import FeatureSettings, open_store
+    from pipelines.feast.store import FeatureSettings, open_store
 
     store = open_store(FeatureSettings(str(repo), str(store_yaml) if store_yaml else None))
     result = store.get_online_features(features=[f"customer_profile:{name}" for name in PROFILE_DEFAULTS],
@@ -111,7 +111,7 @@ def run_with_features(signals: Path, repo: Path, out: Path, *extra: str) -> dict
 
 
 def reference_with_profiles(signals: Path, profiles: Path, end_clock: int) -> ReferenceRun:
-    return ReferenceRun(load_ontology(), load_settings(), end_clock=end_clock,
+    return ReferenceRun(packaged_ontology(), packaged_settings(), end_clock=end_clock,
                         profiles=StaticProfiles(read_profiles(profiles))).feed(read_lines(signals)).finish()
 
 
@@ -131,7 +131,7 @@ def test_the_job_decides_with_feast_profiles_and_feast_serves_what_the_job_pushe
     assert canonical(decisions) == canonical(expected.decisions)
     assert summary["feature_lookups"]["hit"] > 0 and summary["feature_lookups"]["fell_back"] == 0
 
-    from pipelines.feast_features import FeatureSettings, open_store
+    from pipelines.feast.store import FeatureSettings, open_store
 
     store = open_store(FeatureSettings(str(sqlite_repo)))
     customers = sorted(expected.feature_rows)
@@ -246,7 +246,7 @@ def test_feast_materializes_the_behavioural_history_a_replay_wrote(simulation, t
     end = (rows["event_timestamp"].max() + pd.Timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
     feast(repo, "materialize", "2000-01-01T00:00:00", end)
 
-    from pipelines.feast_features import FeatureSettings, open_store
+    from pipelines.feast.store import FeatureSettings, open_store
 
     customers = sorted(latest.index)[:20]
     served = open_store(FeatureSettings(str(repo))).get_online_features(
@@ -264,7 +264,7 @@ def activity_row(at_ms: int, cart: float) -> dict:
 
 
 def test_pushes_wait_for_a_full_batch_and_then_feast_serves_the_latest_row_per_customer(sqlite_repo):
-    from pipelines.feast_features import FeastPusher, FeatureSettings, open_store
+    from pipelines.feast.store import FeastPusher, FeatureSettings, open_store
 
     settings = FeatureSettings(str(sqlite_repo), push_batch_rows=2, push_max_delay_s=3600)
     store = open_store(settings)
@@ -285,7 +285,7 @@ def test_pushes_wait_for_a_full_batch_and_then_feast_serves_the_latest_row_per_c
 def test_a_push_to_a_stopped_store_is_retried_a_bounded_number_of_times_then_dropped_and_counted(redis_repo,
                                                                                                   tmp_path_factory,
                                                                                                   monkeypatch):
-    from pipelines.feast_features import FeastPusher, FeatureSettings, open_store
+    from pipelines.feast.store import FeastPusher, FeatureSettings, open_store
 
     server = LocalRedis(tmp_path_factory.mktemp("redis-stopped")).start()
     monkeypatch.setenv("JOURNEYS_REDIS", server.connection_string)

@@ -1,11 +1,13 @@
-"""Features in the pure core: guarded profile lookups, behavioural features, consent in decisions."""
+"""Features: guarded profile lookups (the Feast wing's resilience), behavioural features and
+consent in decisions (the pure core)."""
 import pytest
 
-from journeys.features import (CACHED, FALLBACK, MISSING, ONLINE, PROFILE_DEFAULTS, Activity, GuardedProfiles,
-                               StaticProfiles, activity_features, record_activity)
+from journeys.features import (CACHED, FALLBACK, MISSING, ONLINE, PROFILE_DEFAULTS, Activity, StaticProfiles,
+                               activity_features, record_activity)
 from journeys.timeutil import DAY, HOUR, MINUTE
-from journeys.transitions import DECISION, JourneyModel
-from tests.builders import A_DAY_LATER, AN_HOUR_LATER, BEGINNING, ONE_MINUTE_LATER, TEN_MINUTES_LATER, a_signal
+from pipelines.feast.guarded import GuardedProfiles
+from tests.builders import (A_DAY_LATER, AN_HOUR_LATER, BEGINNING, ONE_MINUTE_LATER, TEN_MINUTES_LATER, a_core,
+                            a_signal, decisions_in)
 
 PROFILE = dict(PROFILE_DEFAULTS, lifetime_value=420.0, segment="loyal", consent_email=True)
 
@@ -109,7 +111,7 @@ def test_activity_stays_bounded_to_a_day_of_hours():
 
 
 def model_with(ontology, settings, profiles):
-    return JourneyModel(ontology, settings, StaticProfiles(profiles))
+    return a_core(StaticProfiles(profiles), ontology=ontology, settings=settings)
 
 
 def decisions_for(model, signals, key="c-1"):
@@ -118,7 +120,7 @@ def decisions_for(model, signals, key="c-1"):
         journey, produced = model.apply(journey, signal, key, False)
         out.extend(produced)
     journey, ticked = model.tick(journey, A_DAY_LATER)
-    return [entry[1] for entry in out + ticked if entry[0] == DECISION and entry[1]["acted"]]
+    return decisions_in(out + ticked)
 
 
 def test_decisions_record_the_profile_and_behavioural_features_they_used(ontology, settings):
@@ -149,20 +151,20 @@ def test_a_customer_without_a_profile_is_decided_for_with_defaults_and_the_reaso
 def test_anonymous_visitors_have_no_profile_lookup(ontology, settings):
     model = model_with(ontology, settings, [])
     journey, out = model.apply(None, a_signal("add_to_cart", BEGINNING, visitor="v-1"), "v-1", True)
-    [decision] = [entry[1] for entry in out if entry[0] == DECISION]
+    [decision] = decisions_in(out, acted_only=False)
     assert decision["feature_source"] == "none" and "segment" not in decision["features"]
 
 
 def test_without_a_feature_store_no_consent_is_known_so_no_email_goes_out(ontology, settings):
-    journey, out = JourneyModel(ontology, settings).apply(None, a_signal("purchase", BEGINNING), "c-1", False)
-    [decision] = [entry[1] for entry in out if entry[0] == DECISION]
+    journey, out = a_core(ontology=ontology, settings=settings).apply(None, a_signal("purchase", BEGINNING), "c-1", False)
+    [decision] = decisions_in(out, acted_only=False)
     assert decision["acted"] is False and decision["feature_source"] == "disabled"
     assert decision["suppressions"] == {"consent:email": 1}
 
 
 def test_behavioural_feature_rows_are_produced_for_customers_when_asked(ontology, settings):
-    model = JourneyModel(ontology, settings, push_features=True)
-    journey, _ = model.apply(None, a_signal("add_to_cart", AN_HOUR_LATER, cart_value="30"), "c-1", False)
-    kind, customer, row = model.feature_row(journey)
+    core = a_core(push_features=True, ontology=ontology, settings=settings)
+    journey, _ = core.apply(None, a_signal("add_to_cart", AN_HOUR_LATER, cart_value="30"), "c-1", False)
+    customer, row = core.feature_row(journey)
     assert customer == "c-1" and row["cart_value"] == 30.0 and row["event_timestamp"] == AN_HOUR_LATER
-    assert JourneyModel(ontology, settings).feature_row(journey) is None
+    assert a_core(ontology=ontology, settings=settings).feature_row(journey) is None

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from jobs.journey_job import main as run_job
-from journeys.inputs import read_lines
-from journeys.ontology import load_ontology
-from journeys.reference import ReferenceRun
-from journeys.settings import load_settings
-from journeys.simulate import SimulationSpec, write_simulation
-from journeys.summary import read_records
+from pipelines.tools.files import read_lines
+from journeys.ontology import packaged_ontology
+from pipelines.reference import ReferenceRun
+from journeys.settings import packaged_settings
+from pipelines.tools.simulate import SimulationSpec, write_simulation
+from pipelines.reports.summary import read_records
 from tests.builders import BEGINNING, a_signal, canonical, line
 
 pytestmark = pytest.mark.flink
@@ -37,7 +37,7 @@ def job_output(out: Path) -> dict:
 
 
 def reference_output(signals: Path, end_clock: int | None) -> ReferenceRun:
-    return ReferenceRun(load_ontology(), load_settings(), end_clock=end_clock).feed(read_lines(signals)).finish()
+    return ReferenceRun(packaged_ontology(), packaged_settings(), end_clock=end_clock).feed(read_lines(signals)).finish()
 
 
 @pytest.fixture(scope="module")

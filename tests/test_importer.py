@@ -2,8 +2,8 @@
 import orjson
 import pytest
 
-from pipelines.cli import main as journeys_cli
-from journeys.importer import load_mapping
+from pipelines.cli.main import main as journeys_cli
+from pipelines.tools.importer import load_mapping
 from journeys.yamlconf import ConfigError
 
 CLICKS_CSV = """user_id,item_id,category_id,behavior,ts,session_id

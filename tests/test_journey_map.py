@@ -6,21 +6,21 @@ import re
 
 import orjson
 
-from journeys.journey_map import build_map
-from journeys.map_page import render
-from journeys.ontology import load_ontology
-from pipelines.cli import main as journeys
+from pipelines.reports.journey_map import build_map
+from pipelines.reports.map_page import render
+from journeys.ontology import packaged_ontology
+from pipelines.cli.main import main as journeys
 from tests.builders import (A_DAY_LATER, BEGINNING, ONE_MINUTE_LATER, TEN_MINUTES_LATER, TWO_MINUTES_LATER,
                             EveryoneConsents, a_login, a_signal, line)
 
-STAGES = load_ontology().stage_ids
+STAGES = packaged_ontology().stage_ids
 
 
 def three_customers():
     """c-1 browses, carts and buys; c-3 carts and leaves; visitor v-1 browses twice, logs in as c-4."""
-    from journeys.ontology import load_ontology
-    from journeys.reference import ReferenceRun
-    from journeys.settings import load_settings
+    from journeys.ontology import packaged_ontology
+    from pipelines.reference import ReferenceRun
+    from journeys.settings import packaged_settings
 
     signals = [a_signal("product_view", BEGINNING, customer="c-1"), a_signal("product_view", ONE_MINUTE_LATER, customer="c-1"),
                a_signal("add_to_cart", TWO_MINUTES_LATER, customer="c-1", cart_value=20),
@@ -28,7 +28,7 @@ def three_customers():
                a_signal("add_to_cart", BEGINNING, customer="c-3", cart_value=50, channel="app"),
                a_signal("product_view", BEGINNING, visitor="v-1"), a_signal("search", ONE_MINUTE_LATER, visitor="v-1"),
                a_login("v-1", "c-4", TWO_MINUTES_LATER)]
-    run = ReferenceRun(load_ontology(), load_settings(), end_clock=A_DAY_LATER, profiles=EveryoneConsents(),
+    run = ReferenceRun(packaged_ontology(), packaged_settings(), end_clock=A_DAY_LATER, profiles=EveryoneConsents(),
                        now_ms=BEGINNING + 400 * 86_400_000)
     return run.feed(line(s) for s in sorted(signals, key=lambda s: s["event_time"])).finish()
 
@@ -93,7 +93,7 @@ def test_serve_rebuilds_the_page_when_the_job_writes_more_in_progress_files_incl
     import threading
     import urllib.request
 
-    from journeys.map_server import MapServer
+    from pipelines.reports.map_server import MapServer
 
     run = three_customers()
     journeys_dir, log_dir = tmp_path / "journeys", tmp_path / "log"

@@ -14,11 +14,11 @@ import pytest
 
 from jobs.journey_job import main as run_job
 from journeys.contract import DECISION_SCHEMA, decode_record_avro
-from journeys.inputs import read_lines
-from journeys.simulate import SimulationSpec, write_simulation
-from journeys.summary import read_records
-from pipelines.kafka_settings import KafkaSettings, load_properties_file
-from pipelines.kafka_tools import librdkafka_properties, produce_signals, read_topic
+from pipelines.tools.files import read_lines
+from pipelines.tools.simulate import SimulationSpec, write_simulation
+from pipelines.reports.summary import read_records
+from pipelines.kafka.settings import KafkaSettings, load_properties_file
+from pipelines.kafka.tools import librdkafka_properties, produce_signals, read_topic
 from tests.test_flink_job import job_arguments
 
 pytestmark = pytest.mark.flink

@@ -1,16 +1,20 @@
 """Intake, event-time order, deduplication, lateness and identity stitching, without an engine."""
 import random
+import time
 
 import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from journeys.keyed import CUSTOMER, MAX_WATERMARK, VISITOR, intake_item
-from journeys.reference import build_roles
+from journeys.assembly import build_roles
+from journeys.keyed import CUSTOMER, VISITOR, intake_item
+from journeys.outputs import LogKind, Routed
+from journeys.policy import packaged_policy
 from journeys.state import KeyState, decode, encode
+from journeys.timers import MAX_WATERMARK
 from journeys.timeutil import MINUTE, SECOND
 from tests.builders import (A_DAY_LATER, A_MONTH_LATER, AN_HOUR_LATER, BEGINNING, FAR_LATER, ONE_MINUTE_LATER,
                             TEN_MINUTES_LATER, TEN_SECONDS_LATER, TWO_HOURS_LATER, TWO_MINUTES_LATER, a_login,
-                            a_signal, canonical, play, records, stages_of)
+                            a_signal, canonical, journey_records_in, play, records, stages_of)
 
 BOUND = 2 * MINUTE  # event_time.max_out_of_orderness in the default configuration
 
@@ -38,13 +42,13 @@ def test_a_signal_later_than_the_bound_is_late_counted_and_not_applied():
 
 
 def test_a_signal_for_a_journey_already_processed_past_it_is_late():
-    model_roles = build_roles(*_defaults())
+    model_roles = build_roles(*_defaults(), packaged_policy(), time.perf_counter)
     customers = model_roles[CUSTOMER]
     state, _, _, _ = customers.on_timer(None, [_item(a_signal("page_view", TEN_MINUTES_LATER))], TEN_MINUTES_LATER, TEN_MINUTES_LATER)
     stale = _item(a_signal("purchase", ONE_MINUTE_LATER))
     state, out, _, _ = customers.on_timer(state, [stale], ONE_MINUTE_LATER, TEN_MINUTES_LATER)
-    [(kind, record)] = [entry for entry in out if entry[0] == "journey"]
-    assert record["kind"] == "late" and record["late_by"] == "journey_clock"
+    [record] = journey_records_in(out)
+    assert record["kind"] == LogKind.LATE and record["late_by"] == "journey_clock"
 
 
 @hypothesis_settings(max_examples=25, deadline=None)
@@ -127,7 +131,7 @@ def test_a_churned_customer_leaves_no_state_behind():
 
 
 def test_after_each_timer_a_key_keeps_exactly_one_timer_at_its_next_wakeup():
-    customers = build_roles(*_defaults())[CUSTOMER]
+    customers = build_roles(*_defaults(), packaged_policy(), time.perf_counter)[CUSTOMER]
     arrivals = [_item(a_signal("page_view", BEGINNING)), _item(a_signal("page_view", TEN_SECONDS_LATER))]
     state, _, register, delete = customers.on_timer(None, arrivals, BEGINNING, TEN_SECONDS_LATER)
     assert register == [TEN_SECONDS_LATER + 30 * MINUTE]  # the session closes then
@@ -136,15 +140,15 @@ def test_after_each_timer_a_key_keeps_exactly_one_timer_at_its_next_wakeup():
 
 
 def test_the_end_of_input_flush_runs_once_per_key():
-    customers = build_roles(*_defaults())[CUSTOMER]
+    customers = build_roles(*_defaults(), packaged_policy(), time.perf_counter)[CUSTOMER]
     state, _, _, _ = customers.on_timer(None, [_item(a_signal("page_view", BEGINNING))], BEGINNING, BEGINNING)
     state, first, _, _ = customers.on_timer(state, [], BEGINNING + 30 * MINUTE, MAX_WATERMARK, A_DAY_LATER)
     _, second, _, _ = customers.on_timer(state, [], BEGINNING + 31 * MINUTE, MAX_WATERMARK, A_DAY_LATER)
-    assert [entry[1]["kind"] for entry in first] == ["session"] and second == []
+    assert [entry.record["kind"] for entry in first] == [LogKind.SESSION] and second == []
 
 
 def test_key_state_survives_its_wire_form():
-    customers = build_roles(*_defaults())[CUSTOMER]
+    customers = build_roles(*_defaults(), packaged_policy(), time.perf_counter)[CUSTOMER]
     state, _, _, _ = customers.on_timer(None, [_item(a_signal("add_to_cart", BEGINNING)),
                                                _item(a_signal("page_view", AN_HOUR_LATER))], BEGINNING, ONE_MINUTE_LATER)
     restored = decode(encode(state))
@@ -159,19 +163,19 @@ def test_state_from_an_unknown_wire_version_is_refused_with_a_clear_message():
 
 
 def test_the_visitor_role_hands_the_journey_over_in_one_record():
-    visitors = build_roles(*_defaults())[VISITOR]
+    visitors = build_roles(*_defaults(), packaged_policy(), time.perf_counter)[VISITOR]
     arrivals = [_item(a_signal("add_to_cart", BEGINNING, visitor="v-1"), key="v-1"),
                 _item(a_login("v-1", "c-3", ONE_MINUTE_LATER), key="v-1")]
     state, out, _, _ = visitors.on_timer(None, arrivals, BEGINNING, ONE_MINUTE_LATER)
-    routes = [entry for entry in out if entry[0] == "route"]
-    assert len(routes) == 1 and routes[0][1] == "c-3"
+    routes = [entry for entry in out if isinstance(entry, Routed)]
+    assert len(routes) == 1 and routes[0].key == "c-3"
     assert state.journey is None and state.links == [[ONE_MINUTE_LATER, "c-3"]]
 
 
 def _defaults():
-    from journeys.ontology import load_ontology
-    from journeys.settings import load_settings
-    return load_ontology(), load_settings()
+    from journeys.ontology import packaged_ontology
+    from journeys.settings import packaged_settings
+    return packaged_ontology(), packaged_settings()
 
 
 def _item(signal, key=None, late=False):

@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from journeys.journey_map import build_map
-from pipelines.cli import main as journeys
+from pipelines.reports.journey_map import build_map
+from pipelines.cli.main import main as journeys
 from tests.test_journey_map import STAGES, three_customers
 
 pytestmark = pytest.mark.browser
@@ -23,7 +23,7 @@ ARTIFACTS = ROOT / "var" / "test-artifacts"
 
 def chromium(*arguments: str) -> str:
     binary = shutil.which("chromium")
-    assert binary, "no chromium on PATH: `make test` installs Debian's chromium (python -m pipelines.debian chromium)"
+    assert binary, "no chromium on PATH: `make test` installs Debian's chromium (python -m scripts.debian chromium)"
     # No network at all: the page must draw from what it carries.
     completed = subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                                 "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",

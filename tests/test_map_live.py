@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from journeys.map_server import MapServer
-from journeys.ontology import load_ontology
-from pipelines.kafka_tools import create_topics, produce_signals
+from pipelines.reports.map_server import MapServer
+from journeys.ontology import packaged_ontology
+from pipelines.kafka.tools import create_topics, produce_signals
 from tests.builders import (A_DAY_LATER, AN_HOUR_LATER, BEGINNING, ONE_MINUTE_LATER, TWO_HOURS_LATER, a_signal,
                             line)
 from tests.test_flink_job import _start_driver
@@ -61,7 +61,7 @@ def test_the_served_map_follows_the_running_job_between_checkpoints(kafka_broker
                          "-D", "execution.checkpointing.interval=1h"])
     for directory in ("journeys", "decision-log"):
         (out / directory).mkdir(parents=True, exist_ok=True)
-    server = MapServer(out / "journeys", out / "decision-log", load_ontology().stage_ids, port=0, refresh_s=1)
+    server = MapServer(out / "journeys", out / "decision-log", packaged_ontology().stage_ids, port=0, refresh_s=1)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     try:

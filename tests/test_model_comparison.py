@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import orjson
 
-from journeys.model_comparison import compare_models, format_comparison
+from pipelines.reports.model_comparison import compare_models, format_comparison
 from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL
-from pipelines.cli import main as journeys
+from pipelines.cli.main import main as journeys
 from tests.builders import BEGINNING, DAY, HOUR
 
 LATER = BEGINNING + 30 * DAY  # the journey log runs this far, so every horizon is complete

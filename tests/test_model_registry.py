@@ -8,11 +8,11 @@ import orjson
 import pandas as pd
 import pytest
 
-from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL
+from journeys.scoring import CHALLENGER, CHAMPION, PROPENSITY_MODEL, STAGE_MODEL
 from models.features import held_back
-from models.registry import (CHALLENGER, CHAMPION, HELD_BACK_ARTIFACT, PromotionRefused, alias_version, client_for,
-                             files_digest, promote, register, rollback, train_and_log)
-from pipelines.cli import main as journeys
+from models.registry import (HELD_BACK_ARTIFACT, PromotionRefused, alias_version, client_for, files_digest, promote,
+                             register, rollback, train_and_log)
+from pipelines.cli.main import main as journeys
 from tests.builders import decision_points_with_a_pattern
 
 pytestmark = pytest.mark.mlflow

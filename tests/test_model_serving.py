@@ -11,7 +11,7 @@ import pytest
 
 from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL
 from models.registry import promote, register
-from pipelines.model_serving import InProcessRegistry, ModelServingSettings, RegistryModels, WatchedRegistry
+from pipelines.mlflow.serving import InProcessRegistry, ModelServingSettings, RegistryModels, WatchedRegistry
 from tests.builders import BEGINNING, FIVE_MINUTES_LATER, ONE_MINUTE_LATER, a_signal, play
 
 pytestmark = pytest.mark.mlflow

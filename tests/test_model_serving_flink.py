@@ -13,15 +13,15 @@ import pytest
 
 from jobs.journey_job import main as run_job
 from journeys.contract import SignalDecoder
-from journeys.inputs import read_lines, scan_records
-from journeys.ontology import load_ontology
-from journeys.reference import ReferenceRun
+from pipelines.tools.files import read_lines, scan_records
+from journeys.ontology import packaged_ontology
+from pipelines.reference import ReferenceRun
 from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL
-from journeys.settings import load_settings
-from journeys.simulate import SimulationSpec, write_simulation
+from journeys.settings import packaged_settings
+from pipelines.tools.simulate import SimulationSpec, write_simulation
 from models.registry import client_for, promote
-from pipelines.kafka_tools import create_topics, produce_signals, read_topic
-from pipelines.model_serving import ModelServingSettings, RegistryModels
+from pipelines.kafka.tools import create_topics, produce_signals, read_topic
+from pipelines.mlflow.serving import ModelServingSettings, RegistryModels
 from tests.builders import canonical
 from tests.test_flink_job import ROOT, _start_driver, job_arguments, job_output
 
@@ -51,7 +51,7 @@ def cited(decision: dict, field: str = "models") -> dict:
 
 def reference_with_models(signals: Path, end_clock: int | None, uri: str) -> ReferenceRun:
     models = RegistryModels(ModelServingSettings(uri))
-    return ReferenceRun(load_ontology(), load_settings(), end_clock=end_clock, models=models).feed(read_lines(signals)).finish()
+    return ReferenceRun(packaged_ontology(), packaged_settings(), end_clock=end_clock, models=models).feed(read_lines(signals)).finish()
 
 
 def test_the_champion_scores_every_decision_and_the_challenger_is_shadow_scored_without_acting(signals, registry, tmp_path):
@@ -81,7 +81,7 @@ def test_a_job_that_starts_without_a_registry_decides_on_rules_alone_and_says_so
     assert decisions and all(d["models"] == [] for d in decisions)
     assert all("model registry unreachable" in d["justification"] and "decided on rules alone" in d["justification"] for d in decisions)
     assert summary["model_usage"]["rules_alone"] == len(decisions) and summary["balanced"] is True
-    plain = ReferenceRun(load_ontology(), load_settings(), end_clock=summary["end_clock"]).feed(read_lines(signals)).finish()
+    plain = ReferenceRun(packaged_ontology(), packaged_settings(), end_clock=summary["end_clock"]).feed(read_lines(signals)).finish()
     assert sorted((d["decision_id"], d["action"]) for d in decisions) == sorted((d["decision_id"], d["action"]) for d in plain.decisions)
 
 
@@ -110,7 +110,7 @@ def test_a_champion_promoted_mid_stream_takes_over_with_no_restart_and_no_lost_s
     first_half, second_half = lines[:len(lines) // 2], lines[len(lines) // 2:]
     conf = tmp_path / "journeys.yaml"
     conf.write_text((ROOT / "journeys" / "conf" / "journeys.yaml").read_text().replace("poll_interval: 10s", "poll_interval: 1s"))
-    settings = load_settings()
+    settings = packaged_settings()
     end_clock = (scan_records(lines, SignalDecoder(settings.intake).decode_json).latest_event_time
                  - settings.max_out_of_orderness_ms - 1)  # where time stops at the end, as `--end-clock auto` says
     address = lambda name: f"kafka://{bootstrap}/{topics[name]}"  # noqa: E731
@@ -146,7 +146,7 @@ def test_a_champion_promoted_mid_stream_takes_over_with_no_restart_and_no_lost_s
     assert all(cited(d)[PROPENSITY_MODEL] == "1" for d in decisions)
     # No signal was lost or applied twice: the pure core's journey log on the whole input. (Which
     # decisions act depends on the models, through the propensity and the mapped stage.)
-    expected = ReferenceRun(load_ontology(), load_settings(), end_clock=end_clock).feed(lines).finish()
+    expected = ReferenceRun(packaged_ontology(), packaged_settings(), end_clock=end_clock).feed(lines).finish()
     journey_log = [r for r in decisions_so_far(bootstrap, topics["journeys"]) if r["kind"] != "plan_cancelled"]
     assert canonical(journey_log) == canonical([r for r in expected.journey_records if r["kind"] != "plan_cancelled"])
     assert len({d["decision_id"] for d in decisions}) == len(decisions)  # none decided twice

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from journeys.ontology import load_ontology, parse_ontology
-from journeys.settings import load_settings, parse_settings
+from journeys.ontology import packaged_ontology, parse_ontology
+from journeys.settings import packaged_settings, parse_settings
 from journeys.yamlconf import ConfigError, loads_yaml
 
 RETAIL = Path(__file__).resolve().parents[1] / "journeys" / "conf" / "ontology" / "retail.yaml"
@@ -21,7 +21,7 @@ def line_of(text: str) -> int:
 
 
 def test_the_retail_ontology_has_the_stages_the_product_needs():
-    ontology = load_ontology()
+    ontology = packaged_ontology()
     assert {"discovery", "consideration", "intent", "conversion", "retention", "at_risk"} <= set(ontology.stage_ids)
     assert ontology.initial_stage == "discovery"
     assert {"login", "identify", "signup"} == set(ontology.identify_signals)
@@ -30,7 +30,7 @@ def test_the_retail_ontology_has_the_stages_the_product_needs():
 
 
 def test_every_stage_lists_its_actions_and_the_default_is_one_of_them():
-    for stage in load_ontology().stages:
+    for stage in packaged_ontology().stages:
         if stage.default_action:
             assert stage.default_action.action in stage.actions
 
@@ -51,7 +51,7 @@ def test_a_rule_on_an_unknown_signal_is_refused():
 
 
 def test_on_is_a_key_not_a_boolean():
-    ontology = load_ontology()
+    ontology = packaged_ontology()
     assert all(rule.on for rule in ontology.signal_rules)
 
 
@@ -76,8 +76,11 @@ def test_consent_in_the_ontology_is_refused_with_where_it_went():
 
 
 def test_the_job_settings_load_with_environment_placeholders(monkeypatch):
+    from pipelines.config import read_settings
+
     monkeypatch.setenv("JOURNEYS_HASH_KEY", "from-the-environment")
-    assert load_settings().privacy.hash_key == "from-the-environment"
+    assert read_settings().privacy.hash_key == "from-the-environment"
+    assert packaged_settings().privacy.hash_key == "dev-only-hash-key"  # the core reads no environment of its own
 
 
 def test_a_missing_environment_variable_without_default_is_an_error(monkeypatch):

@@ -3,10 +3,10 @@ group is chosen by the policy's hash, and the uplift table recovers the simulato
 from __future__ import annotations
 
 from journeys.contract import SignalDecoder
-from journeys.outcome_sim import OutcomeModel, as_outcome_records, outcomes_for
+from pipelines.tools.outcome_sim import OutcomeModel, as_outcome_records, outcomes_for
 from journeys.policy import loads_policy
-from journeys.settings import load_settings
-from journeys.uplift import uplift_table
+from journeys.settings import packaged_settings
+from pipelines.reports.uplift import uplift_table
 from tests.builders import BEGINNING, HOUR, NOW, line
 
 POLICY = loads_policy("policy: sim\nversion: '1'\ncontrol_group: {share: 0.3, salt: uplift}\n")
@@ -40,7 +40,7 @@ def test_outcomes_are_the_same_for_the_same_seed_whatever_the_order_and_are_vali
     made = decisions(200)
     assert outcomes_for(made, seed=5) == outcomes_for(list(reversed(made)), seed=5)
     assert outcomes_for(made, seed=5) != outcomes_for(made, seed=6)
-    decoder = SignalDecoder(load_settings().intake)
+    decoder = SignalDecoder(packaged_settings().intake)
     signals = outcomes_for(made, seed=5)
     assert all(decoder.decode_json(line(s), NOW)["event_type"] == s["event_type"] for s in signals)
     assert all(not s["event_type"] == "action_delivered" or not d["control"] for d in made for s in signals

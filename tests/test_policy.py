@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from journeys.policy import Candidate, Context, load_policy, loads_policy
+from journeys.policy import Candidate, Context, packaged_policy, loads_policy
 from journeys.yamlconf import ConfigError
 from tests.builders import BEGINNING, DAY, HOUR
 
@@ -129,7 +129,7 @@ def test_the_control_group_is_a_stable_share_of_customers_chosen_by_hash():
 
 
 def test_the_packaged_policy_loads():
-    packaged = load_policy(resources.files("journeys.conf").joinpath("policy/retail.yaml"))
+    packaged = packaged_policy("retail")
     assert packaged.name == "retail" and packaged.mandatory == {"escalate_to_agent"}
 
 
@@ -148,7 +148,7 @@ def test_a_bad_policy_is_rejected_with_the_line(text, line, words):
 
 
 def test_policy_check_prints_the_policy_or_the_error_with_its_line(tmp_path, capsys):
-    from pipelines.cli import main as journeys
+    from pipelines.cli.main import main as journeys
 
     assert journeys(["policy", "check", str(resources.files("journeys.conf").joinpath("policy/retail.yaml"))]) == 0
     assert "policy retail version 1: priority = propensity x context_weight x business_value x lever" in capsys.readouterr().out

@@ -13,14 +13,15 @@ import orjson
 import pytest
 
 from journeys.contract import SignalDecoder
-from journeys.inputs import read_lines, scan_records
-from journeys.ontology import load_ontology
+from pipelines.tools.files import read_lines, scan_records
+from journeys.ontology import packaged_ontology
 from journeys.policy import loads_policy
-from journeys.policy_updates import PolicyInForce, publish, update_record
-from journeys.reference import ReferenceRun
-from journeys.settings import load_settings
-from journeys.simulate import SimulationSpec, write_simulation
-from pipelines.kafka_tools import create_topics, produce_signals, read_topic
+from journeys.policy_updates import PolicyInForce, update_record
+from pipelines.tools.policy_publish import publish
+from pipelines.reference import ReferenceRun
+from journeys.settings import packaged_settings
+from pipelines.tools.simulate import SimulationSpec, write_simulation
+from pipelines.kafka.tools import create_topics, produce_signals, read_topic
 from tests.test_flink_job import _start_driver, _wait_for_checkpoints
 from tests.test_model_serving_flink import event_ids
 
@@ -59,7 +60,7 @@ def test_a_policy_published_mid_stream_is_in_force_without_a_restart_and_a_bad_o
     write_simulation(SimulationSpec(customers=120, days=10, seed=5, late_rate=0.0), signals)
     lines = list(read_lines(signals))
     first_half, second_half = lines[:len(lines) // 2], lines[len(lines) // 2:]
-    settings = load_settings()
+    settings = packaged_settings()
     end_clock = (scan_records(lines, SignalDecoder(settings.intake).decode_json).latest_event_time
                  - settings.max_out_of_orderness_ms - 1)
     bootstrap = kafka_broker.bootstrap_servers
@@ -86,7 +87,7 @@ def test_a_policy_published_mid_stream_is_in_force_without_a_restart_and_a_bad_o
                          "--delivery-guarantee", "at-least-once", "--transactional-id-prefix", prefix,
                          "--checkpoints", str(tmp_path / "checkpoints"), "-D", "execution.checkpointing.interval=1s",
                          "--policy", str(tmp_path / "retail-v1.yaml"), "--policy-updates", updates.as_uri() if control == "directory" else address("policy")])
-    expected = ReferenceRun(load_ontology(), settings, end_clock=end_clock,
+    expected = ReferenceRun(packaged_ontology(), settings, end_clock=end_clock,
                             policy=PolicyInForce(loads_policy(version("1")))).feed(lines).finish().decisions
     try:
         updates_seen = lambda accepted: [r for r in records(bootstrap, topics["journeys"])  # noqa: E731
@@ -122,7 +123,7 @@ def test_a_job_restored_from_a_checkpoint_keeps_the_policy_that_was_in_force(kaf
     write_simulation(SimulationSpec(customers=80, days=10, seed=11, late_rate=0.0), signals)
     lines = list(read_lines(signals))
     first_half, second_half = lines[:len(lines) // 2], lines[len(lines) // 2:]
-    settings = load_settings()
+    settings = packaged_settings()
     end_clock = (scan_records(lines, SignalDecoder(settings.intake).decode_json).latest_event_time
                  - settings.max_out_of_orderness_ms - 1)
     bootstrap = kafka_broker.bootstrap_servers

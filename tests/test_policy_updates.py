@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from journeys.policy import loads_policy
-from journeys.policy_updates import PolicyInForce, publish
+from journeys.policy_updates import PolicyInForce
+from pipelines.tools.policy_publish import publish
 from journeys.yamlconf import ConfigError
 
 VERSION_1 = "policy: retail\nversion: '1'\nmandatory: [escalate_to_agent]\n"
@@ -52,7 +53,7 @@ def test_an_invalid_policy_is_not_published(tmp_path):
 
 
 def test_the_publish_command_puts_a_checked_policy_into_the_directory_and_refuses_a_bad_one(tmp_path, capsys):
-    from pipelines.cli import main as journeys
+    from pipelines.cli.main import main as journeys
 
     (tmp_path / "v2.yaml").write_text(VERSION_2)
     (tmp_path / "v3.yaml").write_text(BROKEN)

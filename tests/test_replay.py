@@ -1,5 +1,5 @@
 """The batch replay: the same core as the stream job, key by key (journeys.replay), and the Beam
-pipeline around it (pipelines.replay_pipeline), with its parquet tables."""
+pipeline around it (pipelines.beam.pipeline), with its parquet tables."""
 from __future__ import annotations
 
 import json
@@ -14,15 +14,16 @@ import pytest
 from apache_beam.testing import test_pipeline as beam_testing
 from apache_beam.testing.util import assert_that, equal_to
 
-from journeys.inputs import read_lines
-from journeys.ontology import load_ontology
-from journeys.reference import ReferenceRun
-from journeys.replay import Labels, replay_lines, training_rows
-from journeys.settings import load_settings
-from journeys.simulate import SimulationSpec, write_simulation
+from pipelines.tools.files import read_lines
+from journeys.ontology import packaged_ontology
+from pipelines.reference import ReferenceRun
+from pipelines.beam.rows import Labels, training_rows
+from pipelines.reference import replay_lines
+from journeys.settings import packaged_settings
+from pipelines.tools.simulate import SimulationSpec, write_simulation
 from journeys.timeutil import DAY
-from pipelines.cli import main as journeys_cli
-from pipelines.replay_pipeline import ReplayJourneys, ReplayOptions
+from pipelines.cli.main import main as journeys_cli
+from pipelines.beam.pipeline import ReplayJourneys, ReplayOptions
 from tests.builders import (A_DAY_LATER, AN_HOUR_LATER, BEGINNING, FOUR_DAYS_LATER, NOW, TEN_MINUTES_LATER, a_login,
                             a_signal, canonical, line)
 
@@ -40,7 +41,7 @@ def profiles_of(archive):
 
 
 def test_replaying_key_by_key_gives_the_journeys_and_decisions_of_the_stream_semantics(archive):
-    ontology, settings = load_ontology(), load_settings()
+    ontology, settings = packaged_ontology(), packaged_settings()
     lines = list(read_lines(archive))
     replayed = replay_lines(ontology, settings, lines, now_ms=NOW)
     streamed = ReferenceRun(ontology, settings, end_clock=replayed.end_clock, now_ms=NOW).feed(lines).finish()
@@ -52,9 +53,9 @@ def test_replaying_key_by_key_gives_the_journeys_and_decisions_of_the_stream_sem
 
 def test_with_customer_profiles_the_replay_decides_as_the_stream_job_does_with_its_feature_store(archive):
     from journeys.features import StaticProfiles
-    from journeys.simulate import read_profiles
+    from pipelines.tools.simulate import read_profiles
 
-    ontology, settings = load_ontology(), load_settings()
+    ontology, settings = packaged_ontology(), packaged_settings()
     profiles = StaticProfiles(read_profiles(profiles_of(archive)))
     lines = list(read_lines(archive))
     replayed = replay_lines(ontology, settings, lines, now_ms=NOW, profiles=profiles)
@@ -67,8 +68,8 @@ def test_a_signal_beyond_the_lateness_bound_is_applied_by_the_replay_and_reporte
     on_time = [a_signal("page_view", BEGINNING, customer="c-9"), a_signal("page_view", AN_HOUR_LATER, customer="c-9")]
     straggler = a_signal("add_to_cart", TEN_MINUTES_LATER, customer="c-9", event_id="the-straggler")
     lines = [line(s) for s in (*on_time, straggler)]
-    streamed = ReferenceRun(load_ontology(), load_settings(), now_ms=NOW).feed(lines).finish()
-    replayed = replay_lines(load_ontology(), load_settings(), lines, now_ms=NOW)
+    streamed = ReferenceRun(packaged_ontology(), packaged_settings(), now_ms=NOW).feed(lines).finish()
+    replayed = replay_lines(packaged_ontology(), packaged_settings(), lines, now_ms=NOW)
     assert [r["event_id"] for r in streamed.journey_records if r["kind"] == "late"] == ["the-straggler"]
     assert "the-straggler" in {r.get("event_id") for r in replayed.journey_records if r["kind"] == "signal"}
     assert not [r for r in replayed.journey_records if r["kind"] == "late"]
@@ -78,7 +79,7 @@ def test_training_labels_look_only_ahead_of_each_decision_and_say_when_the_horiz
     signals = [a_login("v-1", "c-5", BEGINNING), a_signal("add_to_cart", TEN_MINUTES_LATER, customer="c-5"),
                a_signal("purchase", A_DAY_LATER, customer="c-5"),
                a_signal("page_view", FOUR_DAYS_LATER + 30 * DAY, customer="c-5")]
-    run = replay_lines(load_ontology(), load_settings(), [line(s) for s in signals], now_ms=NOW)
+    run = replay_lines(packaged_ontology(), packaged_settings(), [line(s) for s in signals], now_ms=NOW)
     mine = [d for d in run.decision_log if d["customer_id"] == "c-5"]
     log = [r for r in run.journey_records if r["journey"] == "c-5"]
     rows = training_rows("c-5", mine, log, Labels(7 * DAY), run.end_clock)
@@ -91,7 +92,7 @@ def test_training_labels_look_only_ahead_of_each_decision_and_say_when_the_horiz
 
 @pytest.mark.beam
 def test_the_beam_pipeline_emits_what_the_pure_replay_does(archive):
-    ontology, settings = load_ontology(), load_settings()
+    ontology, settings = packaged_ontology(), packaged_settings()
     lines = list(read_lines(archive))
     expected = replay_lines(ontology, settings, lines, now_ms=NOW)
     with beam_testing.TestPipeline() as pipeline:
@@ -116,9 +117,9 @@ def test_journeys_replay_writes_parquet_tables_and_a_summary_that_adds_up(archiv
     decisions = pq.read_table(out / "decisions").to_pylist()
     assert len(decisions) == summary["decisions"] > 0
     from journeys.features import StaticProfiles
-    from journeys.simulate import read_profiles
+    from pipelines.tools.simulate import read_profiles
 
-    expected = replay_lines(load_ontology(), load_settings(), read_lines(archive),
+    expected = replay_lines(packaged_ontology(), packaged_settings(), read_lines(archive),
                             profiles=StaticProfiles(read_profiles(profiles_of(archive))))
     assert {d["feature_source"] for d in decisions if d["customer_id"]} == {"online"}
     assert sorted(d["decision_id"] for d in decisions) == sorted(d["decision_id"] for d in expected.decision_log)
@@ -134,7 +135,7 @@ def test_journeys_replay_writes_parquet_tables_and_a_summary_that_adds_up(archiv
 @pytest.mark.flink
 def test_the_replay_equals_the_flink_job_record_for_record_except_where_signals_were_late_for_the_stream(tmp_path):
     from jobs.journey_job import main as run_job
-    from journeys.summary import read_records
+    from pipelines.reports.summary import read_records
     from tests.test_flink_job import job_arguments
 
     signals = tmp_path / "signals.jsonl"
@@ -157,7 +158,7 @@ def test_the_replay_equals_the_flink_job_record_for_record_except_where_signals_
     assert late, "the input has signals beyond the lateness bound"
     # Defined difference 1: the replay applies every signal the stream job reported late.
     applied_by_stream = {r["event_id"] for r in stream_log if r["kind"] == "signal"}
-    replayed = replay_lines(load_ontology(), load_settings(), read_lines(signals), end_clock=end_clock)
+    replayed = replay_lines(packaged_ontology(), packaged_settings(), read_lines(signals), end_clock=end_clock)
     applied_by_replay = {r["event_id"] for r in replayed.journey_records if r["kind"] == "signal"}
     assert applied_by_replay == applied_by_stream | {r["event_id"] for r in late}
     # Defined difference 2: only journeys that took a late signal (and the customers such a
@@ -170,8 +171,8 @@ def test_the_replay_equals_the_flink_job_record_for_record_except_where_signals_
     def untouched(rows, key="journey"):
         return sorted(json.dumps(row, sort_keys=True) for row in rows if row[key] not in touched)
 
-    from journeys.replay import session_row, stage_history_row
-    from pipelines.replay_io import decision_row
+    from pipelines.beam.rows import session_row, stage_history_row
+    from pipelines.beam.storage import decision_row
 
     stream_sessions = [row for r in stream_log if (row := session_row(r))]
     stream_history = [row for r in stream_log if (row := stage_history_row(r))]
@@ -185,7 +186,7 @@ def test_the_replay_equals_the_flink_job_record_for_record_except_where_signals_
 def test_training_features_are_what_was_known_at_each_decision_so_cutting_off_the_future_changes_none(archive):
     """No leakage: replaying only the signals up to a cut-off gives every earlier decision point
     the same features; only labels may look past it."""
-    ontology, settings = load_ontology(), load_settings()
+    ontology, settings = packaged_ontology(), packaged_settings()
     lines = list(read_lines(archive))
     full = replay_lines(ontology, settings, lines, now_ms=NOW)
     times = sorted(t for raw in lines if (t := _event_time(raw)) is not None)
@@ -236,7 +237,7 @@ def test_an_avro_archive_and_a_parquet_export_replay_to_the_same_decisions_as_js
                                                    ("attributes", pa.map_(pa.string(), pa.string())),
                                                    ("schema_version", pa.int64()), ("timezone", pa.string())]))
     pq.write_table(table, tmp_path / "signals.parquet")
-    expected = replay_lines(load_ontology(), load_settings(), [orjson.dumps(s) for s in signals])
+    expected = replay_lines(packaged_ontology(), packaged_settings(), [orjson.dumps(s) for s in signals])
     for name in ("signals.avro", "signals.parquet"):
         out = tmp_path / name.replace(".", "-")
         assert journeys_cli(["replay", "--input", str(tmp_path / name), "--output", str(out),

@@ -135,24 +135,25 @@ def test_the_same_models_give_the_same_decisions_twice():
 def test_the_override_confidence_comes_from_the_settings_and_a_bad_one_points_to_its_line(tmp_path):
     import pytest
 
-    from journeys.settings import load_settings
+    from journeys.settings import packaged_settings
     from journeys.yamlconf import ConfigError
+    from pipelines.config import read_settings
 
-    assert load_settings().stage_override_confidence == 0.8
+    assert packaged_settings().stage_override_confidence == 0.8
     settings = tmp_path / "journeys.yaml"
     settings.write_text("ontology: retail\nprivacy:\n  hash_key: k\nmodels:\n  stage_override_confidence: 0.3\n")
 
     with pytest.raises(ConfigError, match=r"journeys.yaml line 5: .*between 0.5 and 1"):
-        load_settings(settings)
+        read_settings(settings)
 
 
 def mapped_to_conversion(profiles=None):
-    from journeys.ontology import load_ontology
-    from journeys.reference import ReferenceRun
-    from journeys.settings import load_settings
+    from journeys.ontology import packaged_ontology
+    from pipelines.reference import ReferenceRun
+    from journeys.settings import packaged_settings
     from tests.builders import NOW, line
 
-    run = ReferenceRun(load_ontology(), load_settings(), now_ms=NOW, profiles=profiles,
+    run = ReferenceRun(packaged_ontology(), packaged_settings(), now_ms=NOW, profiles=profiles,
                        models=Fixed(ActiveModels(champions=(stage_model("conversion", 0.95),))))
     return run.feed(line(s) for s in a_cart_then_a_complaint()).finish().decision_log[0]
 

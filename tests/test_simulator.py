@@ -5,7 +5,7 @@ import orjson
 import pytest
 
 from journeys.contract import Rejection, SignalDecoder
-from journeys.simulate import SimulationSpec, simulate
+from pipelines.tools.simulate import SimulationSpec, simulate
 from tests.builders import NOW
 
 SPEC = SimulationSpec(customers=300, days=20, seed=3)

@@ -1,8 +1,8 @@
 """Reading inputs as Flink does, and the run summary that must add up."""
 import pytest
 
-from journeys.inputs import read_lines, scan_signals
-from journeys.summary import summarize
+from pipelines.tools.files import read_lines, scan_signals
+from pipelines.reports.summary import summarize
 from tests.builders import BEGINNING, NOW, a_signal, line, play
 
 

@@ -1,7 +1,7 @@
 """Outcome rates and uplift against the control group, worked by hand."""
 from __future__ import annotations
 
-from journeys.uplift import format_uplift, uplift_table
+from pipelines.reports.uplift import format_uplift, uplift_table
 
 
 def decided(decision_id: str, action: str, control: bool = False) -> dict:

@@ -1,0 +1,250 @@
+"""The journey job's Flink metrics, registered through each operator's metric group.
+
+Everything sits in a user group `journeys`; what varies by value (a rejection reason, an agent
+and action, a suppressing rule, a fallback kind) is a key/value group, so that reporters show it
+as a label: Prometheus sees `flink_taskmanager_job_task_operator_journeys_agent_action_decisions
+{agent="conversion",action="cart_reminder",...}`. README.md lists every name.
+
+Two PyFlink thread-mode facts shape this module:
+- `MetricGroup.distribution()` is a Java gauge holding the last value it was given, not a
+  distribution. Latencies therefore go into a real Flink histogram (reporters show count and
+  quantiles), made on the Java side of the metric group.
+- A Python gauge is called back from the reporter's thread. Values that change (the policy and
+  champion versions) are set from the operator's own thread instead, on a settable Java gauge.
+"""
+from __future__ import annotations
+
+from journeys.features import FALLBACK
+from journeys.outputs import ACCEPTED_KINDS, LogKind, SortedOutputs
+
+GROUP = "journeys"
+HISTOGRAM_WINDOW = 10_000  # latest samples a histogram's quantiles are computed over
+
+
+def journeys_group(runtime_context, enabled: bool = True):
+    """The job's metric group, or one that registers nothing: PyFlink's thread mode ignores
+    `python.metric.enabled: false`, so the job honours it here."""
+    return runtime_context.get_metrics_group().add_group(GROUP) if enabled else NO_METRICS
+
+
+class _NoMetrics:
+    """A metric group whose groups, counters and distributions do nothing."""
+
+    def add_group(self, name: str, extra: str | None = None) -> "_NoMetrics":
+        return self
+
+    def counter(self, name: str) -> "_NoMetrics":
+        return self
+
+    distribution = counter
+
+    def inc(self, by: int = 1) -> None:
+        pass
+
+    def update(self, value: int) -> None:
+        pass
+
+
+NO_METRICS = _NoMetrics()
+
+
+class LabeledCounters:
+    """Counters of one name told apart by label values, created on first use."""
+
+    def __init__(self, group, name: str, *labels: str):
+        self._group, self._name, self._labels = group, name, labels
+        self._counters: dict[tuple, object] = {}
+
+    def inc(self, *values: str, by: int = 1) -> None:
+        counter = self._counters.get(values)
+        if counter is None:
+            group = self._group
+            for label, value in zip(self._labels, values):
+                group = group.add_group(label, value)
+            counter = self._counters[values] = group.counter(self._name)
+        counter.inc(by)
+
+
+class Histogram:
+    """A Flink histogram (DescriptiveStatisticsHistogram over the latest samples) where the
+    metric group is a Java one (thread mode); PyFlink's distribution elsewhere."""
+
+    def __init__(self, group, name: str):
+        java_group = getattr(group, "_metrics", None)
+        if java_group is not None:
+            from pemja import findClass
+
+            histogram_class = findClass("org.apache.flink.runtime.metrics.DescriptiveStatisticsHistogram")
+            self._metric = java_group.histogram(name, histogram_class(HISTOGRAM_WINDOW))
+        else:
+            self._metric = group.distribution(name)
+
+    def update(self, value: int) -> None:
+        self._metric.update(int(value))
+
+
+class Setting:
+    """A gauge whose value the operator sets (a settable Java gauge: see the module's note)."""
+
+    def __init__(self, group, name: str):
+        self._gauge = group.distribution(name)
+        self._value = None
+
+    def set(self, value: int) -> None:
+        if value != self._value:
+            self._value = value
+            self._gauge.update(value)
+
+
+class IntakeMetrics:
+    """What the parser saw: every signal in, and the rejected ones by reason."""
+
+    def __init__(self, group):
+        self._in = group.counter("signals_in")
+        self._rejected = LabeledCounters(group, "signals_rejected", "reason")
+
+    def taken(self) -> None:
+        self._in.inc()
+
+    def rejected(self, reason: str) -> None:
+        self._in.inc()
+        self._rejected.inc(reason)
+
+
+class JourneyMetrics:
+    """Signals as a journey operator saw them (accepted, applied, deduplicated, late), outcomes
+    joined to their decisions or not, and two histograms in milliseconds of wall clock: decision
+    latency, and time-to-map, from a signal's intake to the journey update that reflects it.
+
+    Accepted counts as the run summary does, so that signals_in = signals_accepted +
+    signals_rejected + signals_deduplicated across the job's operators."""
+
+    KINDS = {LogKind.SIGNAL: "signals_applied", LogKind.DUPLICATE: "signals_deduplicated", LogKind.LATE: "signals_late"}
+
+    def __init__(self, group):
+        self._counters = {name: group.counter(name) for name in
+                          (*self.KINDS.values(), "signals_accepted", "outcomes_joined", "outcomes_unmatched")}
+        self._decision_latency = Histogram(group, "decision_latency_ms")
+        self._time_to_map = Histogram(group, "time_to_map_ms")
+
+    def update(self, outputs: SortedOutputs) -> None:
+        for records in (outputs.journeys, outputs.late):
+            for record in records:
+                kind = record["kind"]
+                name = self.KINDS.get(kind)
+                if name is not None:
+                    self._counters[name].inc()
+                if kind in ACCEPTED_KINDS:
+                    self._counters["signals_accepted"].inc()
+                if record.get("decision_id"):
+                    self._counters["outcomes_joined" if record.get("matched") else "outcomes_unmatched"].inc()
+        for latency_ms in outputs.decision_latencies_ms:
+            self._decision_latency.update(latency_ms)
+        for latency_ms in outputs.map_latencies_ms:
+            self._time_to_map.update(latency_ms)
+
+
+class DecisionMetrics:
+    """Decisions by agent and action, held for the control group, suppressions by rule, fallbacks
+    by kind (features: the store's defaults; model: rules alone although models are configured;
+    fast_path: the latency budget), policy updates and the policy version in force."""
+
+    def __init__(self, group, policy, models_configured: bool):
+        self._decisions = LabeledCounters(group, "decisions", "agent", "action")
+        self._control = group.counter("decisions_control_group")
+        self._suppressed = LabeledCounters(group, "suppressions", "rule")
+        self._fallbacks = LabeledCounters(group, "fallbacks", "kind")
+        self._updates = LabeledCounters(group, "policy_updates", "result")
+        self._policy = policy
+        self._models_configured = models_configured
+        self._version = Setting(group, "policy_version")
+        self.policy_changed()
+
+    def update(self, outputs: SortedOutputs) -> None:
+        for record in outputs.decision_log:
+            if record["acted"]:
+                self._decisions.inc(record["agent"], record["action"])
+            elif record["control"]:
+                self._control.inc()
+            for rule in record["suppressions"]:
+                self._suppressed.inc(rule)
+            if record["feature_source"] == FALLBACK:
+                self._fallbacks.inc("features")
+            if record["fast_path"]:
+                self._fallbacks.inc("fast_path")
+            elif self._models_configured and not record["models"]:
+                self._fallbacks.inc("model")
+
+    def updated(self, result) -> None:
+        self._updates.inc("accepted" if result.accepted else "rejected")
+        self.policy_changed()
+
+    def policy_changed(self) -> None:
+        """After an update, and after a restore brings back the policy from broadcast state."""
+        version = self._policy.policy.version
+        self._version.set(int(version) if version.isdigit() else 0)
+
+
+class CountersFromTotals:
+    """Flink counters that follow running totals kept elsewhere (the core's and the clients' counts):
+    each sync adds what a total grew by since the last one."""
+
+    def __init__(self, group, prefix: str, names: tuple[str, ...]):
+        self._counters = {name: group.counter(f"{prefix}{name}") for name in names}
+        self._seen = dict.fromkeys(names, 0)
+
+    def sync(self, totals: dict) -> None:
+        for name, value in totals.items():
+            if value != self._seen[name]:
+                self._counters[name].inc(value - self._seen[name])
+                self._seen[name] = value
+
+
+class ModelMetrics:
+    """The stage models: decisions scored or on rules alone, registry polls and swaps, each
+    champion's version, and the inference cost per decision (microseconds)."""
+
+    REGISTRY_COUNTS = ("polls", "poll_failures", "loads", "swaps", "load_failures")
+
+    def __init__(self, group):
+        self._group = group
+        self._scored = group.counter("model_decisions_scored")
+        self._rules_alone = group.counter("model_decisions_rules_alone")
+        self._registry = CountersFromTotals(group, "model_", self.REGISTRY_COUNTS)
+        self._inference = Histogram(group, "model_inference_us_per_decision")
+        self._source = None
+        self._versions: dict[str, Setting] = {}
+
+    def watch(self, source) -> None:
+        self._source = source
+        self._versions = {name: Setting(self._group, f"model_{name}_champion_version")
+                          for _, name in source.settings.registered}
+
+    def observe(self, rows: int, seconds: float) -> None:
+        if rows:
+            self._inference.update(int(seconds * 1_000_000 / rows))
+
+    def update(self, outputs: SortedOutputs) -> None:
+        for record in outputs.decision_log:
+            (self._scored if record.get("models") else self._rules_alone).inc()
+        counts = self._source.counts
+        self._registry.sync({name: getattr(counts, name) for name in self.REGISTRY_COUNTS})
+        for name, setting in self._versions.items():
+            setting.set(int(counts.champion_versions.get(name) or 0))
+
+
+class FeatureMetrics:
+    """Feature lookups and pushes to the online store."""
+
+    def __init__(self, group, profiles, pusher):
+        self._profiles, self._pusher = profiles, pusher
+        self._counters = CountersFromTotals(group, "feature_", (
+            "lookups_online", "lookups_cache", "lookups_missing", "lookups_fallback", "lookups_slow",
+            "rows_pushed", "push_failures", "rows_dropped"))
+
+    def update(self) -> None:
+        lookups, pushes = self._profiles.counts, self._pusher.counts
+        self._counters.sync({
+            "lookups_online": lookups.online, "lookups_cache": lookups.cache, "lookups_missing": lookups.missing,
+            "lookups_fallback": lookups.fallback, "lookups_slow": lookups.slow, "rows_pushed": pushes.rows_pushed,
+            "push_failures": pushes.failed_attempts, "rows_dropped": pushes.rows_dropped})

@@ -1,0 +1,335 @@
+"""The journey job's Python operators. Each stays thin: read state once, call the core in
+journeys.*, write state once, register the timers the core asks for, emit what it returns."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+from pyflink.common import Row
+from pyflink.common.time import Time
+from pyflink.common import Types
+from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
+from pyflink.datastream.functions import KeyedBroadcastProcessFunction
+from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+
+from journeys.assembly import build_intake, build_roles
+from journeys.contract import DECISION_SCHEMA, Rejection, encode_record_avro
+from journeys.keyed import CUSTOMER, VISITOR, element_timer
+from journeys.ontology import Ontology
+from journeys.outputs import JourneyLog, OutputName, SortedOutputs, feature_row_record, sort_outputs
+from journeys.policy import loads_policy
+from journeys.policy_updates import PolicyInForce
+from journeys.settings import JourneySettings
+from journeys.state import decode, encode
+from pipelines.feast.store import FeatureSettings
+from pipelines.flink import wire
+from pipelines.flink.metrics import (DecisionMetrics, FeatureMetrics, IntakeMetrics, JourneyMetrics, ModelMetrics,
+                                     journeys_group)
+from pipelines.mlflow.serving import ModelServingSettings
+
+VISITOR_ITEMS = OutputTag("visitor-items", wire.TIMESTAMPED_KEYED_ITEM)
+
+# An element with an empty key and item only moves event time forward on a path that has been
+# quiet: the two paths get their watermarks separately, and a path with no data would hold the
+# customer operator's watermark back.
+HEARTBEAT = Row("", "")
+HEARTBEAT_AFTER = 200
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """How records leave for one output.
+
+    keyed=False: the records of one operator call as one element of newline-joined JSON lines,
+    for file sinks (every call into Java hands over the GIL that all Python operators share, so
+    fewer elements is faster). keyed=True: one Row(key, value) per record, for Kafka, keyed by
+    the journey. encoding: json, or avro (single-object, Latin-1 characters standing for bytes)
+    for decisions and dead letters."""
+
+    keyed: bool = False
+    encoding: str = "json"
+
+    def type_info(self):
+        return wire.KEYED_RECORD if self.keyed else wire.RECORD
+
+
+def state_ttl(ttl_ms: int) -> StateTtlConfig:
+    """State TTL with expired entries removed by RocksDB's compaction filter.
+
+    The strategy is named explicitly because PyFlink 2.3 builds its default one with
+    Duration.of_days(30), which needs a Py4J gateway: there is one in a local run, but none inside
+    a cluster's TaskManager, where the job then fails at start. PyFlink hands only the entry count
+    to Java, so Java's own periodic compaction default applies either way."""
+    builder = StateTtlConfig.new_builder(Time.milliseconds(ttl_ms)).disable_cleanup_in_background()
+    return builder.cleanup_in_rocksdb_compact_filter(1000, periodic_compaction_time=_JAVA_DEFAULT).build()
+
+
+_JAVA_DEFAULT = "java default"
+
+
+def output_tag(name: str, spec: OutputSpec) -> OutputTag:
+    return OutputTag(name, spec.type_info())
+
+
+def _subtask_index(runtime_context: RuntimeContext) -> int:
+    """PyFlink 2.3's get_index_of_this_subtask calls a method Flink 2 removed from the Java
+    RuntimeContext (now getTaskInfo().getIndexOfThisSubtask()); in thread mode the Java object is at hand."""
+    java = getattr(runtime_context, "_runtime_context", None)
+    if java is not None and hasattr(java, "getTaskInfo"):
+        return java.getTaskInfo().getIndexOfThisSubtask()
+    return runtime_context.get_index_of_this_subtask()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ParseSignals(ProcessFunction):
+    """Raw lines in; items for the visitor or customer path out; rejections to the dead letters."""
+
+    def __init__(self, ontology: Ontology, settings: JourneySettings, encoding: str = "json",
+                 late_by_source_order: bool = True, dead_letters: OutputSpec = OutputSpec(), metrics: bool = True):
+        self.metrics_enabled = metrics
+        self.ontology = ontology
+        self.settings = settings
+        self.encoding = encoding
+        self.late_by_source_order = late_by_source_order
+        self.dead_letters = dead_letters
+
+    def open(self, runtime_context: RuntimeContext):
+        self.intake = build_intake(self.ontology, self.settings, self.encoding, self.late_by_source_order)
+        self.dead_letter_tag = OutputTag("dead-letters")
+        self.quiet = {VISITOR: 0, CUSTOMER: 0}
+        self.metrics = IntakeMetrics(journeys_group(runtime_context, self.metrics_enabled))
+
+    def process_element(self, line: str, ctx: ProcessFunction.Context):
+        now = _now_ms()
+        taken = self.intake.take(line.encode(wire.RAW_LINE_CHARSET), now, now)
+        if isinstance(taken, Rejection):
+            self.metrics.rejected(taken.reason)
+            if self.dead_letters.encoding == "avro":
+                yield self.dead_letter_tag, encode_record_avro(taken.to_record(), "dead_letter.v1").decode(wire.RAW_LINE_CHARSET)
+            else:
+                yield self.dead_letter_tag, taken.to_json()
+            return
+        self.metrics.taken()
+        role, key, item, event_time = taken
+        element = (Row(key, item), event_time)
+        quiet = self.quiet
+        quiet[role] = 0
+        other = CUSTOMER if role == VISITOR else VISITOR
+        quiet[other] += 1
+        if quiet[other] >= HEARTBEAT_AFTER:
+            quiet[other] = 0
+            heartbeat = (HEARTBEAT, self.intake.latest)
+            yield (VISITOR_ITEMS, heartbeat) if other == VISITOR else heartbeat
+        yield (VISITOR_ITEMS, element) if role == VISITOR else element
+
+
+# The policy in force, as broadcast state: the text of the last accepted update, so that a task
+# restored from a checkpoint decides with the policy that was in force when it was taken.
+POLICY_STATE = MapStateDescriptor("policy-in-force", Types.STRING(), Types.STRING())
+CURRENT_POLICY = "current"
+
+
+class _JourneyOperator:
+    """One keyed role of the journey core (journeys.keyed) over RocksDB keyed state.
+
+    An element is only appended to the key's arrivals and given a timer at its event time, so
+    arrivals cost no state read. The timer reads the key's state and arrivals once, hands them to
+    the core, and writes the new state back once. Decisions that act go to "decisions"; every
+    decision point, acted on or not, to "decision-log" when asked for."""
+
+    def __init__(self, role: str, ontology: Ontology, settings: JourneySettings, end_clock: int | None,
+                 outputs: dict[str, OutputSpec], policy: tuple[str, str], features: FeatureSettings | None = None,
+                 models: ModelServingSettings | None = None, metrics: bool = True):
+        """policy: (text, source) of the policy in force at start.
+        metrics: register the Flink metrics (pipelines.flink.metrics)."""
+        self.policy_text = policy
+        self.metrics_enabled = metrics
+        self.role = role
+        self.ontology = ontology
+        self.settings = settings
+        self.end_clock = end_clock
+        self.outputs = outputs  # for "journeys", "decisions", "late", and "feature-rows" when asked for
+        self.features = features if role == CUSTOMER else None  # visitors have no customer features
+        self.models = models  # both roles decide, so both score
+
+    def open(self, runtime_context: RuntimeContext):
+        group = journeys_group(runtime_context, self.metrics_enabled)
+        profiles, self.pusher = None, None
+        if self.features is not None:
+            from pipelines.feast.store import FeastProfiles, FeastPusher, open_store
+
+            store = open_store(self.features)
+            profiles = FeastProfiles(store, self.features)
+            self.pusher = FeastPusher(store, self.features)
+            self.feature_metrics = FeatureMetrics(group, profiles, self.pusher)
+        self.model_source, self.model_metrics = None, None
+        if self.models is not None:
+            from pipelines.mlflow.serving import RegistryModels, WatchedRegistry
+
+            self.model_metrics = ModelMetrics(group)
+            self.model_source = RegistryModels(self.models, WatchedRegistry(self.models), self.model_metrics.observe).start()
+            self.model_metrics.watch(self.model_source)
+        feature_rows = self.pusher is not None or "feature-rows" in self.outputs
+        self.policy = PolicyInForce(loads_policy(*self.policy_text))
+        self.keyed = build_roles(self.ontology, self.settings, self.policy, time.perf_counter, profiles,
+                                 self.model_source, push_features=feature_rows)[self.role]
+        self.first_task = _subtask_index(runtime_context) == 0
+        self.decision_metrics = DecisionMetrics(group, self.policy, models_configured=self.models is not None)
+        self.journey_metrics = JourneyMetrics(group)
+        state_descriptor = ValueStateDescriptor("journey", wire.KEY_STATE)
+        arrivals_descriptor = ListStateDescriptor("arrivals", wire.ITEM)
+        if self.settings.state_ttl_ms > 0:
+            ttl = state_ttl(self.settings.state_ttl_ms)
+            state_descriptor.enable_time_to_live(ttl)
+            arrivals_descriptor.enable_time_to_live(ttl)
+        self.state = runtime_context.get_state(state_descriptor)
+        self.arrivals = runtime_context.get_list_state(arrivals_descriptor)
+        self.tags = {name: OutputTag(name) for name in self.outputs}
+
+    def process_element(self, item: str, ctx: KeyedProcessFunction.Context):
+        if item:
+            self.arrivals.add(item)
+            ctx.timer_service().register_event_time_timer(element_timer(item))
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        timer_service = ctx.timer_service()
+        arrivals = list(self.arrivals.get() or ())
+        if arrivals:
+            self.arrivals.clear()
+        state, out, register, delete = self.keyed.on_timer(decode(self.state.value()), arrivals, timestamp,
+                                                           timer_service.current_watermark(), self.end_clock)
+        if state is None:
+            self.state.clear()
+        else:
+            self.state.update(encode(state))
+        for at in delete:
+            timer_service.delete_event_time_timer(at)
+        for at in register:
+            timer_service.register_event_time_timer(at)
+        outputs = sort_outputs(out, _now_ms())
+        if self.pusher is not None:
+            for row in outputs.feature_rows:
+                self.pusher.add(row.customer_id, row.row)
+            self.pusher.flush_if_due()
+            self.feature_metrics.update()
+        if self.model_metrics is not None:
+            self.model_metrics.update(outputs)
+        self.decision_metrics.update(outputs)
+        self.journey_metrics.update(outputs)
+        return self._emit(outputs)
+
+    def close(self):
+        if self.pusher is not None:
+            self.pusher.flush()
+            self.feature_metrics.update()
+        if self.model_source is not None:
+            self.model_source.stop()
+
+    def _emit(self, outputs: SortedOutputs):
+        for routed in outputs.routed:
+            yield Row(routed.key, routed.item)
+        yield from self._records(OutputName.DECISIONS, outputs.decisions)
+        yield from self._records(OutputName.DECISION_LOG, outputs.decision_log)
+        yield from self._records(OutputName.JOURNEYS, outputs.journeys)
+        yield from self._records(OutputName.LATE, outputs.late)
+        if outputs.feature_rows and OutputName.FEATURE_ROWS in self.outputs:
+            yield from self._records(OutputName.FEATURE_ROWS, [feature_row_record(row) for row in outputs.feature_rows])
+
+    def _records(self, name: str, records: list[dict]):
+        """One output's records: one Row(key, value) each where it is keyed, else one element of JSON lines."""
+        spec = self.outputs.get(name)
+        if not records or spec is None:
+            return
+        tag = self.tags[name]
+        if not spec.keyed:
+            yield tag, "\n".join(orjson.dumps(record).decode() for record in records)
+            return
+        for record in records:
+            value = (encode_record_avro(record, DECISION_SCHEMA).decode(wire.RAW_LINE_CHARSET)
+                     if spec.encoding == "avro" else orjson.dumps(record).decode())
+            yield tag, Row(record.get("journey") or record.get("customer_id") or "", value)
+
+
+class MapJourneys(_JourneyOperator, KeyedProcessFunction):
+    """The journey operator with the policy it started with."""
+
+
+class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFunction):
+    """The journey operator with a control stream of policy updates as its broadcast input.
+
+    Every task gets every update. An accepted one is in force from the task's next operator call
+    and is kept in broadcast state; an invalid one is rejected and logged (to the journey log, by
+    the first task of each operator), and the policy in force stays.
+
+    PyFlink 2.3 drops side outputs yielded from on_timer of a keyed broadcast function (its
+    on_timer path skips the side-output routing that process_element gets), so this operator
+    yields every record on its main output as Row(output, key, value), and RouteOutputs, the
+    next operator, sends each to its output. (That costs one more Python operator on this path.)"""
+
+    def open(self, runtime_context: RuntimeContext):
+        super().open(runtime_context)
+        self._restored = False
+
+    def process_element(self, item: str, ctx):
+        self._restore(ctx)
+        return super().process_element(item, ctx)
+
+    def on_timer(self, timestamp: int, ctx):
+        self._restore(ctx)
+        return super().on_timer(timestamp, ctx)
+
+    def process_broadcast_element(self, line: str, ctx):
+        self._restored = True
+        result = self.policy.apply_record(line)
+        if result.accepted:
+            ctx.get_broadcast_state(POLICY_STATE).put(CURRENT_POLICY, line)
+        self.decision_metrics.updated(result)
+        if self.first_task:
+            record = result.to_record() | {"journey": "", "operator": self.role, "at": _now_ms()}
+            yield from self._emit(sort_outputs([JourneyLog(record)]))
+
+    def _emit(self, outputs: SortedOutputs):
+        for element in super()._emit(outputs):
+            if isinstance(element, tuple):
+                tag, value = element
+                yield Row(tag.tag_id, *(value if isinstance(value, Row) else ("", value)))
+            else:
+                yield Row("", *element)
+
+    def _restore(self, ctx) -> None:
+        if self._restored:
+            return
+        self._restored = True
+        line = ctx.get_broadcast_state(POLICY_STATE).get(CURRENT_POLICY)
+        if line:
+            self.policy.apply_record(line)
+            self.decision_metrics.policy_changed()
+
+
+class RouteOutputs(ProcessFunction):
+    """Row(output, key, value) in; each value out on its output, as a Row(key, value) where that
+    output is keyed (and for the main output, which is keyed items), as the plain value elsewhere."""
+
+    def __init__(self, outputs: dict[str, OutputSpec]):
+        self.keyed = {name for name, spec in outputs.items() if spec.keyed}
+
+    def open(self, runtime_context: RuntimeContext):
+        self.tags: dict[str, OutputTag] = {}
+
+    def process_element(self, element: Row, ctx: ProcessFunction.Context):
+        output, key, value = element
+        if not output:
+            yield Row(key, value)
+            return
+        tag = self.tags.get(output)
+        if tag is None:
+            tag = self.tags[output] = OutputTag(output)
+        yield tag, (Row(key, value) if output in self.keyed else value)
+
+
+__all__ = ["ParseSignals", "MapJourneys", "MapJourneysWithPolicyUpdates", "RouteOutputs", "POLICY_STATE", "OutputSpec", "output_tag",
+           "VISITOR_ITEMS"]

@@ -1,0 +1,149 @@
+"""The journey job as a function from streams to streams.
+
+    raw records ─▶ parse_signals ─┬─ customer items ─▶ event time ───────────────┐
+                                  │                                               ▼
+                                  ├─ visitor items ─▶ event time ─▶ map_visitor_journeys ─▶ map_customer_journeys
+                                  │                    (keyed by anonymous_id)  handoffs,   (keyed by customer_id)
+                                  └─ dead letters                               forwards
+    Both journey operators emit journey log records, decisions and the decision log as side
+    outputs. With a control stream of policy updates, it is broadcast to both journey operators.
+
+Timestamps, watermarks and keyBy are wired on the Java side (CustomTimestampAssigner and
+KeyByKeySelector from flink-python): PyFlink's own key_by and timestamp assigner would each add a
+separate Python operator to every record's path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyflink.common import Duration, WatermarkStrategy
+from pyflink.datastream import DataStream, KeyedStream
+from pyflink.java_gateway import get_gateway
+
+from journeys.keyed import CUSTOMER, VISITOR
+from journeys.ontology import Ontology
+from journeys.outputs import OUTPUT_NAMES, OutputName
+from journeys.settings import JourneySettings
+from pipelines.config import settings_policy_text
+from pipelines.feast.store import FeatureSettings
+from pipelines.flink import wire
+from pipelines.flink.operators import (POLICY_STATE, VISITOR_ITEMS, MapJourneys, MapJourneysWithPolicyUpdates,
+                                       OutputSpec, ParseSignals, RouteOutputs, output_tag)
+from pipelines.mlflow.serving import ModelServingSettings
+
+
+@dataclass(frozen=True)
+class InputShape:
+    """encoding: json or avro. watermarks: "intake" derives them from event times in the order the
+    source delivers records, for a source that is one time-ordered stream (a file); "source"
+    takes the watermarks already in the stream, which a Kafka source makes per partition."""
+
+    encoding: str = "json"
+    watermarks: str = "intake"
+
+
+@dataclass(frozen=True)
+class JourneyStreams:
+    """Each output's elements are shaped by its OutputSpec: newline-joined JSON lines (the
+    records of one operator call), or one Row(key, value) per record."""
+
+    decisions: DataStream      # decision records
+    journeys: DataStream       # the journey log: signals applied, transitions, sessions, stitches, duplicates
+    late: DataStream           # late signals (journey log records of kind "late"), whole, for reprocessing
+    dead_letters: DataStream   # rejected input with reason and original bytes, one per element
+    feature_rows: DataStream | None = None  # behavioural feature rows, for the offline store (when asked for)
+    decision_log: DataStream | None = None  # every decision point, acted on or not, in full (when asked for)
+
+
+def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: JourneySettings,
+                           end_clock: int | None = None, source: InputShape = InputShape(),
+                           outputs: dict[str, OutputSpec] | None = None,
+                           features: FeatureSettings | None = None, feature_rows: bool = False,
+                           models: ModelServingSettings | None = None, decision_log: bool = False,
+                           policy: tuple[str, str] | None = None,
+                           policy_updates: DataStream | None = None, metrics: bool = True) -> JourneyStreams:
+    """Wire the job onto a stream of raw input records (STRING, ISO-8859-1 characters for bytes).
+
+    end_clock: for a bounded input, the event time at which time stops when the input ends (see
+    README, "Bounded runs"); None leaves time-driven transitions to the watermark alone.
+    outputs: an OutputSpec per output name in journeys.outputs.OUTPUT_NAMES; by default, JSON lines for files.
+    features: a Feast repository to read profile features from and push behavioural features to.
+    feature_rows: also emit each customer's behavioural feature rows as a stream, for Feast's
+    offline store (`journeys features push-offline`).
+    models: the MLflow registry and registered names of the stage models that score decisions.
+    decision_log: also emit the full record of every decision point, for audit.
+    policy: (text, source) of the decision policy at start; the settings' by default.
+    policy_updates: a control stream of policy update records (journeys.policy_updates), broadcast
+    to the journey operators; a new version is in force without a restart.
+    metrics: register the job's Flink metrics (pipelines.flink.metrics); off with python.metric.enabled: false.
+    """
+    outputs = {name: (outputs or {}).get(name, OutputSpec()) for name in OUTPUT_NAMES}
+    policy = policy or settings_policy_text(settings)
+    from_intake = source.watermarks == "intake"
+    parsed = (raw_lines
+              .process(ParseSignals(ontology, settings, source.encoding, from_intake, outputs[OutputName.DEAD_LETTERS], metrics),
+                       output_type=wire.TIMESTAMPED_KEYED_ITEM)
+              .name("parse_signals").uid("parse-signals"))
+    customer_items = _event_time(parsed, settings, "customer", from_intake)
+    visitor_items = _event_time(parsed.get_side_output(VISITOR_ITEMS), settings, "visitor", from_intake)
+
+    journey_outputs = {name: outputs[name] for name in (OutputName.DECISIONS, OutputName.JOURNEYS, OutputName.LATE)}
+    if decision_log:
+        journey_outputs[OutputName.DECISION_LOG] = outputs[OutputName.DECISION_LOG]
+    customer_outputs = journey_outputs | ({OutputName.FEATURE_ROWS: outputs[OutputName.FEATURE_ROWS]} if feature_rows else {})
+    operator = MapJourneys if policy_updates is None else MapJourneysWithPolicyUpdates
+    control = policy_updates.broadcast(POLICY_STATE) if policy_updates is not None else None
+
+    def journeys(keyed, function, output_type, role):
+        if control is None:
+            return keyed.process(function, output_type=output_type).name(f"map_{role}_journeys").uid(f"map-{role}-journeys")
+        mapped = (keyed.connect(control).process(function, output_type=wire.ROUTED)
+                  .name(f"map_{role}_journeys").uid(f"map-{role}-journeys"))
+        return (mapped.process(RouteOutputs(function.outputs), output_type=output_type)
+                .name(f"route_{role}_outputs").uid(f"route-{role}-outputs"))
+
+    visitors = journeys(_keyed(visitor_items),
+                        operator(VISITOR, ontology, settings, end_clock, journey_outputs, policy, models=models,
+                                 metrics=metrics),
+                        wire.KEYED_ITEM, "visitor")
+    customers = journeys(_keyed(customer_items.union(visitors)),
+                         operator(CUSTOMER, ontology, settings, end_clock, customer_outputs, policy, features, models,
+                                  metrics),
+                         wire.RECORD, "customer")
+
+    def both(name):
+        tag = output_tag(name, outputs[name])
+        return visitors.get_side_output(tag).union(customers.get_side_output(tag))
+
+    dead_letters = output_tag(OutputName.DEAD_LETTERS, outputs[OutputName.DEAD_LETTERS])
+    feature_rows_tag = output_tag(OutputName.FEATURE_ROWS, outputs[OutputName.FEATURE_ROWS])
+    return JourneyStreams(decisions=both(OutputName.DECISIONS), journeys=both(OutputName.JOURNEYS),
+                          late=both(OutputName.LATE), dead_letters=parsed.get_side_output(dead_letters),
+                          feature_rows=customers.get_side_output(feature_rows_tag) if feature_rows else None,
+                          decision_log=both(OutputName.DECISION_LOG) if decision_log else None)
+
+
+def _event_time(items: DataStream, settings: JourneySettings, path: str, assign: bool) -> DataStream:
+    """Tuple2(keyed item, event time) in; keyed items out, with timestamps and watermarks
+    assigned here from the event times (assign) or kept as the source made them."""
+    jvm = get_gateway().jvm
+    eventtime = jvm.org.apache.flink.streaming.api.functions.python.eventtime
+    stream = items._j_data_stream
+    if assign:
+        strategy = (WatermarkStrategy
+                    .for_bounded_out_of_orderness(Duration.of_millis(settings.max_out_of_orderness_ms))
+                    .with_idleness(Duration.of_millis(settings.idle_source_timeout_ms)))
+        stream = (stream
+                  .assignTimestampsAndWatermarks(strategy._j_watermark_strategy.withTimestampAssigner(eventtime.CustomTimestampAssigner()))
+                  .name(f"assign_{path}_event_time").uid(f"assign-{path}-event-time"))
+    plain = (stream.map(eventtime.RemoveTimestampMapFunction(), wire.KEYED_ITEM.get_java_type_info())
+             .name(f"strip_{path}_timestamp").uid(f"strip-{path}-timestamp"))
+    return DataStream(plain)
+
+
+def _keyed(items: DataStream) -> KeyedStream:
+    """keyBy on the item's first field, in Java; the keyed operator then receives the item alone."""
+    jvm = get_gateway().jvm
+    j_keyed = items._j_data_stream.keyBy(jvm.org.apache.flink.streaming.api.functions.python.KeyByKeySelector(),
+                                         wire.KEY.get_java_type_info())
+    return KeyedStream(j_keyed, wire.ITEM, items)

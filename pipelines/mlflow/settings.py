@@ -1,0 +1,50 @@
+"""Which registered models a task of the journey job serves, and how it reads the registry."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+
+from journeys.scoring import MODEL_KINDS
+from journeys.timeutil import parse_duration
+
+
+@dataclass(frozen=True)
+class ModelServingSettings:
+    registry_uri: str                               # MLflow tracking/registry URI: sqlite:///..., http://host:5000
+    registered: tuple[tuple[str, str], ...] = tuple((kind, kind) for kind in MODEL_KINDS)  # (kind, registered name)
+    poll_interval_s: float = 10.0
+    shadow_challengers: bool = True
+    request_timeout_s: float = 5.0
+    startup_timeout_s: float = 60.0                 # how long open() waits for the first read
+    python: str = sys.executable                    # the interpreter that runs the watcher (the driver's)
+
+    @classmethod
+    def from_config(cls, registry_uri: str, section: dict) -> "ModelServingSettings":
+        registered = section.get("registered", {kind: kind for kind in MODEL_KINDS})
+        if not isinstance(registered, dict) or not registered:
+            raise ValueError("models.registered must map model kinds to registered model names")
+        unknown = [kind for kind in registered if kind not in MODEL_KINDS]
+        if unknown:
+            raise ValueError(f"models.registered: unknown model kind {unknown[0]!r}; the kinds are {', '.join(MODEL_KINDS)}")
+        seconds = lambda key, default: parse_duration(str(section.get(key, default))) / 1000  # noqa: E731
+        interval = seconds("poll_interval", "10s")
+        if interval <= 0:
+            raise ValueError("models.poll_interval must be positive")
+        return cls(registry_uri, tuple((kind, str(name)) for kind, name in registered.items() if name), interval,
+                   bool(section.get("shadow_challengers", True)), seconds("request_timeout", "5s"),
+                   seconds("startup_timeout", "60s"))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelServingSettings":
+        doc = json.loads(text)
+        doc["registered"] = tuple(tuple(pair) for pair in doc["registered"])
+        return cls(**doc)
+
+
+def short_error(error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text[:160]}" if text else type(error).__name__
