@@ -67,7 +67,7 @@ test: setup $(JARS)
 	$(PY) -m pytest
 
 test-unit: setup
-	$(PY) -m pytest -m "not flink and not feast"
+	$(PY) -m pytest tests/unit
 
 bench: setup $(JARS)
 	$(PY) bench/run_bench.py --events $(BENCH_EVENTS) --results bench/results.json

@@ -13,13 +13,15 @@ from journeys.settings import JourneySettings, packaged_settings, parse_settings
 from journeys.yamlconf import ConfigError, loads_yaml
 
 
-def read_yaml(path: str | Path) -> Any:
-    path = Path(path)
+def read_text(path: str | Path) -> str:
     try:
-        text = path.read_text()
+        return Path(path).read_text()
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from None
-    return loads_yaml(text, str(path), os.environ)
+
+
+def read_yaml(path: str | Path) -> Any:
+    return loads_yaml(read_text(path), str(path), os.environ)
 
 
 def read_settings(path: str | Path | None = None) -> JourneySettings:
@@ -35,12 +37,7 @@ def read_ontology(path: str | Path | None = None) -> Ontology:
 
 
 def read_policy(path: str | Path) -> Policy:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
-    return loads_policy(text, str(path))
+    return loads_policy(read_text(path), str(path))
 
 
 def settings_ontology(settings: JourneySettings) -> Ontology:

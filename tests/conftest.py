@@ -3,7 +3,7 @@ import pytest
 from journeys.ontology import packaged_ontology
 from journeys.settings import packaged_settings
 from pipelines.flink.env import prepare_python_workers
-from tests.builders import EveryoneConsents, a_core
+from tests.harness import EveryoneConsents, a_core, profiles_of
 
 # Flink's thread mode finds the project only through PYTHONPATH, fixed when the JVM starts, and
 # the first Flink test starts it inside this process.
@@ -31,6 +31,16 @@ def settings():
 def transitions(ontology, settings):
     """The journey transitions, with a feature store in which everyone consents."""
     return a_core(EveryoneConsents(), ontology=ontology, settings=settings)
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory):
+    """Simulated signals and profiles with nothing beyond the lateness bound: the stream job applies them all."""
+    from pipelines.tools.simulate import SimulationSpec, write_simulation
+
+    path = tmp_path_factory.mktemp("archive") / "signals.jsonl"
+    write_simulation(SimulationSpec(customers=120, days=12, seed=61, late_rate=0.0), path, profiles_of(path))
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +77,7 @@ def model_registry(tmp_path_factory):
 
     from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL
     from models.registry import client_for, promote, register, train_and_log
-    from tests.builders import decision_points_with_a_pattern
+    from tests.harness import decision_points_with_a_pattern
 
     folder = tmp_path_factory.mktemp("served-models")
     rows, truth = decision_points_with_a_pattern()

@@ -116,7 +116,7 @@ def test_running_the_core_opens_no_file_but_its_own_and_the_time_zone_database()
     from journeys.replay import replay_key
     from journeys.settings import packaged_settings
     from pipelines.tools.simulate import SimulationSpec, simulate
-    from tests.builders import NOW
+    from tests.harness import NOW
 
     lines = list(simulate(SimulationSpec(customers=40, days=3, seed=5)))
     clock_reads = []

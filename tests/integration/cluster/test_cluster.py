@@ -1,0 +1,258 @@
+"""The journey job on a real standalone Flink cluster (a JobManager and a TaskManager JVM), submitted
+with `flink run -py`: Kafka delivery, a TaskManager killed mid-stream, and the job's metrics as
+Prometheus scrapes them from the cluster's reporter."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from journeys.contract import SignalDecoder
+from journeys.ontology import packaged_ontology
+from journeys.settings import packaged_settings
+from journeys.timeutil import DAY
+from pipelines.kafka.tools import create_topics, produce_signals, read_topic
+from pipelines.reference import ReferenceRun
+from pipelines.reports.summary import summarize
+from pipelines.tools.files import read_lines, scan_records
+from pipelines.tools.simulate import SimulationSpec, write_simulation
+from scripts.local_broker import free_port
+from tests.harness import ROOT, a_signal, kafka_arguments, line
+
+pytestmark = pytest.mark.flink
+
+
+class Cluster:
+    def __init__(self, environment: dict, pid_dir: Path, rest: str, metric_ports: range):
+        self.environment = environment
+        self.pid_dir = pid_dir
+        self.rest = rest
+        self.metric_ports = metric_ports
+
+    def script(self, *arguments: str, **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run([str(ROOT / "scripts" / "cluster.sh"), *arguments], env=self.environment,
+                              capture_output=True, text=True, **kwargs)
+
+    def submit(self, arguments: list[str]) -> subprocess.Popen:
+        return subprocess.Popen([str(ROOT / "scripts" / "cluster.sh"), "submit", *arguments], env=self.environment,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def taskmanager_pids(self) -> list[int]:
+        return [int(p) for f in self.pid_dir.glob("*taskexecutor.pid") for p in f.read_text().split()]
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(f"http://{self.rest}{path}", timeout=5) as response:
+            return json.load(response)
+
+    def cancel(self, job_id: str) -> None:
+        request = urllib.request.Request(f"http://{self.rest}/jobs/{job_id}?mode=cancel", method="PATCH")
+        urllib.request.urlopen(request, timeout=5).close()
+
+    def scrape(self) -> str:
+        """What Prometheus would scrape from every process of the cluster (the JobManager and the
+        TaskManagers each serve one port of the reporter's range)."""
+        pages = []
+        for port in self.metric_ports:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    pages.append(response.read().decode())
+            except OSError:
+                continue
+        return "\n".join(pages)
+
+
+def free_port_range(size: int) -> range:
+    for _ in range(50):
+        start = free_port()
+        ports = range(start, start + size)
+        if ports.stop < 65536 and all(_is_free(port) for port in ports):
+            return ports
+    raise RuntimeError(f"no {size} free consecutive ports on loopback")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Its own configuration (the project's, on free ports) and its own PID, log and lib folders,
+    so it neither meets nor disturbs a cluster started with `make cluster-up`."""
+    base = tmp_path_factory.mktemp("cluster")
+    conf = base / "conf"
+    shutil.copytree(ROOT / "flink-conf", conf)
+    rest_port, rpc_port, metric_ports = free_port(), free_port(), free_port_range(4)
+    text = (conf / "config.yaml").read_text()
+    text = re.sub(r"(?m)^rest\.port: .*$", f"rest.port: {rest_port}", text)
+    text = re.sub(r"(?m)^jobmanager\.rpc\.port: .*$", f"jobmanager.rpc.port: {rpc_port}", text)
+    text = re.sub(r"(?m)^metrics\.reporter\.prom\.port: .*$",
+                  f"metrics.reporter.prom.port: {metric_ports.start}-{metric_ports.stop - 1}", text)
+    (conf / "config.yaml").write_text(text)
+    environment = os.environ | {"FLINK_CONF_DIR": str(conf), "FLINK_PID_DIR": str(base / "pids"),
+                                "FLINK_LOG_DIR": str(base / "log"), "FLINK_LIB_DIR": str(base / "lib")}
+    running = Cluster(environment, base / "pids", f"localhost:{rest_port}", metric_ports)
+    started = running.script("up", timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    yield running
+    running.script("down", timeout=60)
+
+
+def reference_decision_ids(signals: Path) -> set[str]:
+    settings = packaged_settings()
+    run = ReferenceRun(packaged_ontology(), settings).feed(read_lines(signals))
+    run.end_clock = run.intake.latest - settings.max_out_of_orderness_ms - 1
+    return {d["decision_id"] for d in run.finish().decisions}
+
+
+def decision_ids(bootstrap: str, topic: str) -> set[str]:
+    return {orjson.loads(value)["decision_id"] for _, value in read_topic(bootstrap, topic)}
+
+
+def test_a_kafka_job_submitted_to_the_cluster_delivers_its_decisions(cluster, kafka_broker, fresh_topics, tmp_path):
+    signals = tmp_path / "signals.jsonl"
+    write_simulation(SimulationSpec(customers=200, days=10, seed=41, late_rate=0.0), signals)
+    bootstrap = kafka_broker.bootstrap_servers
+    report = produce_signals(bootstrap, fresh_topics["signals"], read_lines(signals))
+    submitted = cluster.submit(kafka_arguments(bootstrap, fresh_topics, report.stop_offsets(), tmp_path / "summary.json",
+                                               "--checkpoints", str(tmp_path / "checkpoints")))
+    output, _ = submitted.communicate(timeout=300)
+    assert submitted.returncode == 0, output[-4000:]
+    assert decision_ids(bootstrap, fresh_topics["decisions"]) == reference_decision_ids(signals)
+    [job] = [j for j in cluster.get("/jobs/overview")["jobs"] if j["state"] == "FINISHED"][-1:]
+    assert job["name"] == "journey-job"
+
+
+def test_a_taskmanager_killed_mid_stream_loses_no_decision(cluster, kafka_broker, fresh_topics, tmp_path):
+    signals = tmp_path / "signals.jsonl"
+    write_simulation(SimulationSpec(customers=1500, days=30, seed=43, late_rate=0.0), signals)
+    bootstrap = kafka_broker.bootstrap_servers
+    report = produce_signals(bootstrap, fresh_topics["signals"], read_lines(signals))
+    checkpoints = tmp_path / "checkpoints"
+    # No run summary: after the failover, Tansu shows read_committed readers the records of the
+    # aborted transactions too, and the summary would count them (Apache Kafka hides them).
+    submitted = cluster.submit(kafka_arguments(bootstrap, fresh_topics, report.stop_offsets(), None,
+                                               "--checkpoints", str(checkpoints), "--job-name", "journey-job-killed",
+                                               "-D", "execution.checkpointing.interval=1s"))
+    deadline = time.time() + 120
+    while not list(checkpoints.glob("*/chk-*/_metadata")):
+        assert submitted.poll() is None, "the job ended before its first checkpoint:\n" + submitted.stdout.read()[-4000:]
+        assert time.time() < deadline, "no checkpoint completed within two minutes"
+        time.sleep(0.1)
+    victims = cluster.taskmanager_pids()
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    replacement = cluster.script("add-taskmanager", timeout=120)
+    assert replacement.returncode == 0, replacement.stderr
+
+    output, _ = submitted.communicate(timeout=400)
+    assert submitted.returncode == 0, output[-4000:]
+    [job] = [j for j in cluster.get("/jobs/overview")["jobs"] if j["name"] == "journey-job-killed"]
+    history = cluster.get(f"/jobs/{job['jid']}/exceptions")
+    assert history.get("exceptionHistory", {}).get("entries"), "the job never failed over: the kill came too late"
+    assert decision_ids(bootstrap, fresh_topics["decisions"]) == reference_decision_ids(signals)
+
+
+def journeys_samples(scraped: str, name: str, job_name: str) -> list:
+    """The samples of one of the job's metrics (README.md, "Metrics") in a scrape."""
+    wanted = re.compile(rf"^flink_taskmanager_job_task_operator_journeys_(?:\w+_)?{name}$")
+    return [sample for family in text_string_to_metric_families(scraped) for sample in family.samples
+            if wanted.match(sample.name) and sample.labels.get("job_name") == job_name]
+
+
+def total(scraped: str, name: str, job_name: str) -> float:
+    return sum(sample.value for sample in journeys_samples(scraped, name, job_name))
+
+
+def by_labels(scraped: str, name: str, job_name: str, *labels: str) -> dict:
+    found: Counter = Counter()
+    for sample in journeys_samples(scraped, name, job_name):
+        found[tuple(sample.labels[label] for label in labels)] += int(sample.value)
+    return dict(found)
+
+
+def clock_signals(lines: list[bytes]) -> list[bytes]:
+    """A visitor's and a customer's page view a day after the last signal: on an unbounded stream
+    they move both paths' watermarks past every other signal, so all of those are applied."""
+    latest = scan_records(lines, SignalDecoder(packaged_settings().intake).decode_json).latest_event_time
+    return [line(a_signal("page_view", latest + DAY, visitor="anon-clock")),
+            line(a_signal("page_view", latest + DAY, customer="cust-clock"))]
+
+
+def test_the_jobs_counters_and_latencies_are_on_the_prometheus_endpoint_and_add_up(cluster, kafka_broker,
+                                                                                    fresh_topics, tmp_path):
+    signals = tmp_path / "signals.jsonl"
+    # Malformed and duplicate signals too. No late ones: on Kafka, lateness depends on how far the
+    # periodic watermark had come (README.md, "Event time"), and this test compares exact counts.
+    write_simulation(SimulationSpec(customers=300, days=10, seed=47, late_rate=0.0), signals)
+    lines = list(read_lines(signals))
+    lines += clock_signals(lines)
+    reference = ReferenceRun(packaged_ontology(), packaged_settings()).feed(lines)  # not finished: the stream goes on
+    expected = summarize(reference.lines_in, reference.journey_records, reference.decisions, reference.dead_letters)
+    bootstrap, job_name = kafka_broker.bootstrap_servers, "journey_job_metrics"
+    in_order = fresh_topics["signals"] + "-in-order"
+    create_topics(bootstrap, {in_order: 1})  # one partition: the clocks move the watermark of every split
+    produce_signals(bootstrap, in_order, lines)
+    # Unbounded (no stop offsets): every operator keeps running, so all the job's metrics stay registered.
+    submitted = cluster.submit([
+        "--signals", f"kafka://{bootstrap}/{in_order}",
+        *(argument for output in ("decisions", "journeys", "late", "dead-letter")
+          for argument in (f"--{output}", f"kafka://{bootstrap}/{fresh_topics[output]}")),
+        "--delivery-guarantee", "at-least-once", "--job-name", job_name, "--checkpoints", str(tmp_path / "checkpoints")])
+    decided = len(reference.decisions)
+    try:
+        deadline = time.time() + 300
+        while True:
+            scraped = cluster.scrape()
+            if total(scraped, "signals_in", job_name) == len(lines) and \
+                    sum(by_labels(scraped, "decisions", job_name, "agent", "action").values()) >= decided:
+                break
+            assert submitted.poll() is None, submitted.stdout.read()[-4000:]
+            assert time.time() < deadline, "the job's counters did not reach the input's counts within 5 minutes"
+            time.sleep(1)
+        time.sleep(2)  # nothing more should come: the last scrape must still say the same
+        scraped = cluster.scrape()
+    finally:
+        for job in cluster.get("/jobs/overview")["jobs"]:
+            if job["name"] == job_name and job["state"] == "RUNNING":
+                cluster.cancel(job["jid"])
+        submitted.communicate(timeout=120)
+
+    accepted, rejected = total(scraped, "signals_accepted", job_name), total(scraped, "signals_rejected", job_name)
+    deduplicated = total(scraped, "signals_deduplicated", job_name)
+    assert (accepted, rejected, deduplicated) == (expected["accepted"], expected["rejected"], expected["duplicates"])
+    assert rejected > 0 and deduplicated > 0
+    assert total(scraped, "signals_in", job_name) == accepted + rejected + deduplicated + 2  # the clocks wait for later
+    assert by_labels(scraped, "signals_rejected", job_name, "reason") == {
+        (reason,): count for reason, count in expected["rejected_by_reason"].items()}
+    assert total(scraped, "signals_late", job_name) == expected["late"]
+    assert by_labels(scraped, "decisions", job_name, "agent", "action") == dict(
+        Counter((d["agent"], d["action"]) for d in reference.decisions))
+    assert by_labels(scraped, "suppressions", job_name, "rule") == dict(
+        Counter((rule,) for d in reference.decision_log for rule in d["suppressions"]))
+    assert total(scraped, "decisions_control_group", job_name) == sum(d["control"] for d in reference.decision_log)
+    assert {s.value for s in journeys_samples(scraped, "policy_version", job_name)} == {1.0}
+    # Latencies: Flink histograms, reported as summaries with quantiles over the latest samples.
+    for histogram in ("time_to_map_ms", "decision_latency_ms"):
+        counts = journeys_samples(scraped, f"{histogram}_count", job_name)
+        medians = [s.value for s in journeys_samples(scraped, histogram, job_name) if s.labels.get("quantile") == "0.5"]
+        assert sum(s.value for s in counts) > 0 and medians, histogram
+        assert all(0 <= median < 120_000 for median in medians), (histogram, medians)
+    applied = sum(record["kind"] == "signal" for record in reference.journey_records)
+    assert total(scraped, "time_to_map_ms_count", job_name) == applied

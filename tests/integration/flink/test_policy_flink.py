@@ -1,0 +1,170 @@
+"""A new policy version reaches the running Flink job through its control stream (a watched
+directory or a Kafka topic, fed to broadcast state): decisions cite the old version before the swap and the new one
+after, an invalid update is rejected and logged while the old policy stays, and no signal is lost."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from importlib import resources
+from pathlib import Path
+
+import orjson
+import pytest
+
+from journeys.contract import SignalDecoder
+from journeys.ontology import packaged_ontology
+from journeys.policy import loads_policy
+from journeys.policy_updates import PolicyInForce, update_record
+from journeys.settings import packaged_settings
+from pipelines.kafka.tools import create_topics, produce_signals, read_topic
+from pipelines.reference import ReferenceRun
+from pipelines.tools.files import read_lines, scan_records
+from pipelines.tools.policy_publish import publish
+from pipelines.tools.simulate import SimulationSpec, write_simulation
+from tests.harness import event_ids, start_driver, wait_for_checkpoints
+
+pytestmark = [pytest.mark.flink]
+
+RETAIL = resources.files("journeys.conf").joinpath("policy/retail.yaml").read_text()
+
+
+def version(number: str) -> str:
+    return RETAIL.replace('version: "1"', f'version: "{number}"')
+
+
+def records(bootstrap: str, topic: str) -> list[dict]:
+    return [orjson.loads(value) for _, value in read_topic(bootstrap, topic, idle_timeout=1.0)]
+
+
+def at_least(count: int, found: list) -> list | None:
+    return found if len(found) >= count else None
+
+
+def wait_for(condition, job, what: str, timeout: float = 180):
+    deadline = time.time() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        assert job.poll() is None, job.stdout.read()[-3000:]
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+
+
+@pytest.mark.parametrize("control", ["directory", "kafka"])
+def test_a_policy_published_mid_stream_is_in_force_without_a_restart_and_a_bad_one_is_rejected(kafka_broker, control,
+                                                                                                 tmp_path: Path):
+    signals = tmp_path / "signals.jsonl"
+    write_simulation(SimulationSpec(customers=120, days=10, seed=5, late_rate=0.0), signals)
+    lines = list(read_lines(signals))
+    first_half, second_half = lines[:len(lines) // 2], lines[len(lines) // 2:]
+    settings = packaged_settings()
+    end_clock = (scan_records(lines, SignalDecoder(settings.intake).decode_json).latest_event_time
+                 - settings.max_out_of_orderness_ms - 1)
+    bootstrap = kafka_broker.bootstrap_servers
+    prefix = f"policy-{time.time_ns()}"
+    topics = {name: f"{prefix}-{name}" for name in ("signals", "decisions", "journeys", "dead-letter", "policy")}
+    create_topics(bootstrap, dict.fromkeys(topics.values(), 1))
+    updates = tmp_path / "policy-updates"
+    (tmp_path / "broken.yaml").write_text(version("9").replace("share: 0.1", "share: 2"))
+    (tmp_path / "retail-v1.yaml").write_text(version("1"))
+    (tmp_path / "retail-v2.yaml").write_text(version("2"))
+    address = lambda name: f"kafka://{bootstrap}/{topics[name]}"  # noqa: E731
+
+    def send(name: str, validate: bool = True) -> None:
+        if control == "directory":
+            publish(tmp_path / name, updates, validate=validate)
+        else:  # the same record, produced to the control topic
+            produce_signals(bootstrap, topics["policy"], [update_record((tmp_path / name).read_text(), name).encode()])
+
+    send("broken.yaml", validate=False)  # already there when the job starts
+
+    job = start_driver(["--signals", address("signals"), "--stop-offsets", f"0:{len(lines)}",
+                         "--decisions", address("decisions"), "--journeys", address("journeys"),
+                         "--dead-letter", address("dead-letter"), "--end-clock", str(end_clock), "--parallelism", "2",
+                         "--delivery-guarantee", "at-least-once", "--transactional-id-prefix", prefix,
+                         "--checkpoints", str(tmp_path / "checkpoints"), "-D", "execution.checkpointing.interval=1s",
+                         "--policy", str(tmp_path / "retail-v1.yaml"), "--policy-updates", updates.as_uri() if control == "directory" else address("policy")])
+    expected = ReferenceRun(packaged_ontology(), settings, end_clock=end_clock,
+                            policy=PolicyInForce(loads_policy(version("1")))).feed(lines).finish().decisions
+    try:
+        updates_seen = lambda accepted: [r for r in records(bootstrap, topics["journeys"])  # noqa: E731
+                                         if r["kind"] == "policy_update" and r["accepted"] is accepted]
+        rejected = wait_for(lambda: updates_seen(False), job, "the broken update to be rejected")
+        produce_signals(bootstrap, topics["signals"], first_half)
+        before = wait_for(lambda: at_least(50, records(bootstrap, topics["decisions"])), job,
+                          "decisions from the first half")
+
+        send("retail-v2.yaml")
+        accepted = wait_for(lambda: at_least(2, updates_seen(True)), job, "both journey operators to take version 2")
+        produce_signals(bootstrap, topics["signals"], second_half)
+        decisions = wait_for(lambda: at_least(len(expected), records(bootstrap, topics["decisions"])), job,
+                             "every decision", timeout=300)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)  # a control stream is unbounded: the job runs until cancelled
+            job.wait()
+
+    assert "control_group.share is a share in [0, 1), not 2.0" in rejected[0]["reason"]
+    assert "stays in force" in rejected[0]["reason"]
+    assert {r["operator"] for r in accepted} == {"visitor", "customer"} and accepted[0]["version"] == "2"
+    assert before and all(d["policy_version"] == "1" for d in before)
+    second_half_ids = event_ids(second_half)
+    after = [d for d in decisions if d["event_id"] in second_half_ids]
+    assert after and all(d["policy_version"] == "2" for d in after)
+    # Nothing was lost or decided twice: the pure core's decisions (the two versions differ only in number).
+    assert sorted(d["decision_id"] for d in decisions) == sorted(d["decision_id"] for d in expected)
+
+
+def test_a_job_restored_from_a_checkpoint_keeps_the_policy_that_was_in_force(kafka_broker, tmp_path: Path):
+    signals = tmp_path / "signals.jsonl"
+    write_simulation(SimulationSpec(customers=80, days=10, seed=11, late_rate=0.0), signals)
+    lines = list(read_lines(signals))
+    first_half, second_half = lines[:len(lines) // 2], lines[len(lines) // 2:]
+    settings = packaged_settings()
+    end_clock = (scan_records(lines, SignalDecoder(settings.intake).decode_json).latest_event_time
+                 - settings.max_out_of_orderness_ms - 1)
+    bootstrap = kafka_broker.bootstrap_servers
+    prefix = f"policy-restore-{time.time_ns()}"
+    topics = {name: f"{prefix}-{name}" for name in ("signals", "decisions", "journeys", "dead-letter")}
+    create_topics(bootstrap, dict.fromkeys(topics.values(), 1))
+    (tmp_path / "retail-v1.yaml").write_text(version("1"))
+    (tmp_path / "retail-v2.yaml").write_text(version("2"))
+    checkpoints = tmp_path / "checkpoints"
+
+    def start(updates: Path, *more: str):
+        return start_driver(["--signals", f"kafka://{bootstrap}/{topics['signals']}", "--stop-offsets", f"0:{len(lines)}",
+                              *(arg for name in ("decisions", "journeys", "dead-letter")
+                                for arg in (f"--{name}", f"kafka://{bootstrap}/{topics[name]}")),
+                              "--end-clock", str(end_clock), "--parallelism", "2", "--delivery-guarantee", "at-least-once",
+                              "--transactional-id-prefix", prefix, "--checkpoints", str(checkpoints),
+                              "-D", "execution.checkpointing.interval=1s", "--policy", str(tmp_path / "retail-v1.yaml"),
+                              "--policy-updates", updates.as_uri(), *more])
+
+    first = start(tmp_path / "updates")
+    try:
+        publish(tmp_path / "retail-v2.yaml", tmp_path / "updates")
+        wait_for(lambda: at_least(2, [r for r in records(bootstrap, topics["journeys"])
+                                      if r["kind"] == "policy_update" and r["accepted"]]), first, "version 2 in force")
+        produce_signals(bootstrap, topics["signals"], first_half)
+        wait_for(lambda: at_least(20, records(bootstrap, topics["decisions"])), first, "decisions from the first half")
+        taken = len(list(checkpoints.glob("*/chk-*/_metadata")))
+        checkpoint = wait_for_checkpoints(checkpoints, taken + 2, first)  # taken after version 2 was in force
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+
+    # The restored job watches an empty directory: version 2 can only come from the checkpoint.
+    restored = start(tmp_path / "no-updates", "--restore", str(checkpoint))
+    try:
+        produce_signals(bootstrap, topics["signals"], second_half)
+        second_half_ids = event_ids(second_half)
+        after = wait_for(lambda: at_least(20, [d for d in records(bootstrap, topics["decisions"])
+                                               if d["event_id"] in second_half_ids]), restored,
+                         "decisions from the second half")
+    finally:
+        os.killpg(restored.pid, signal.SIGKILL)
+        restored.wait()
+
+    assert {d["policy_version"] for d in after} == {"2"}

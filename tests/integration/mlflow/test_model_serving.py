@@ -1,0 +1,173 @@
+"""The job's side of the registry, without Flink: a task's models come from a real MLflow
+registry (sqlite), follow the aliases when they move, shadow-score the challenger, and fall
+back to rules alone, saying so, while the registry cannot be reached."""
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+
+import pytest
+
+from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL
+from models.registry import promote, register
+from pipelines.mlflow.serving import InProcessRegistry, ModelServingSettings, RegistryModels, WatchedRegistry
+from tests.harness import BEGINNING, FIVE_MINUTES_LATER, ONE_MINUTE_LATER, a_signal, play
+
+pytestmark = pytest.mark.mlflow
+POLL = 10.0
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def passes(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def served(uri: str, clock: Clock, **options) -> RegistryModels:
+    settings = ModelServingSettings(uri, poll_interval_s=POLL, **options)
+    return RegistryModels(settings, InProcessRegistry(settings, clock))
+
+
+def a_cart_then_a_complaint(customer: str = "c-1") -> list[dict]:
+    return [a_signal("page_view", BEGINNING, customer=customer),
+            a_signal("add_to_cart", ONE_MINUTE_LATER, customer=customer, cart_value=30),
+            a_signal("complaint", FIVE_MINUTES_LATER, customer=customer, channel="call_center")]
+
+
+def cited(decision: dict, field: str = "models") -> dict:
+    return {score["model"]: score["version"] for score in decision[field]}
+
+
+@pytest.fixture
+def registry(model_registry):
+    """The registry as conftest trained it: journey_stage@champion 1, conversion_propensity@champion 1,
+    no challenger. Tests that move aliases put them back."""
+    client = model_registry["client"]
+    yield model_registry
+    client.set_registered_model_alias(STAGE_MODEL, "champion", "1")
+    for name in (STAGE_MODEL, PROPENSITY_MODEL):
+        if "challenger" in client.get_registered_model(name).aliases:
+            client.delete_registered_model_alias(name, "challenger")
+
+
+def test_decisions_cite_the_champions_that_scored_them(registry):
+    models = served(registry["uri"], Clock())
+
+    run = play(a_cart_then_a_complaint(), models=models)
+
+    assert run.decisions and all(cited(d) == {STAGE_MODEL: "1", PROPENSITY_MODEL: "1"} for d in run.decisions)
+    assert all(0.0 <= score["score"] <= 1.0 for d in run.decisions for score in d["models"])
+    assert all(d["mapped_stage"] for d in run.decisions)
+    assert models.counts.loads == 2 and models.counts.poll_failures == 0
+
+
+def test_a_moved_champion_alias_is_swapped_in_at_the_first_poll_after_the_interval(registry):
+    clock, client = Clock(), registry["client"]
+    models = served(registry["uri"], clock)
+    assert {m.name: m.version for m in models.active().champions}[STAGE_MODEL] == "1"
+
+    client.set_registered_model_alias(STAGE_MODEL, "champion", "2")
+    clock.passes(POLL - 1)
+    assert {m.name: m.version for m in models.active().champions}[STAGE_MODEL] == "1"
+    clock.passes(1)
+    assert {m.name: m.version for m in models.active().champions}[STAGE_MODEL] == "2"
+    assert models.counts.swaps == 1 and models.counts.polls == 2
+
+
+def test_the_challenger_is_scored_in_the_shadow_and_never_acts(registry):
+    client, signals = registry["client"], a_cart_then_a_complaint()
+    champion_only = play(signals, models=served(registry["uri"], Clock())).decisions
+    client.set_registered_model_alias(STAGE_MODEL, "challenger", "2")
+
+    shadowed = play(signals, models=served(registry["uri"], Clock())).decisions
+
+    assert all(cited(d, "shadow") == {STAGE_MODEL: "2"} for d in shadowed)
+    acting = ("decision_id", "stage", "mapped_stage", "action", "channel", "models")
+    assert [{k: d[k] for k in acting} for d in shadowed] == [{k: d[k] for k in acting} for d in champion_only]
+
+
+def test_without_a_registry_at_start_the_task_decides_on_rules_alone_and_picks_the_registry_up_later(registry, tmp_path):
+    missing = tmp_path / "registry.db"
+    clock = Clock()
+    models = served(f"sqlite:///{missing}", clock)
+
+    degraded = play(a_cart_then_a_complaint(), models=models).decisions
+    assert degraded and all(d["models"] == [] for d in degraded)
+    assert all("model registry unreachable" in d["justification"] and "decided on rules alone" in d["justification"] for d in degraded)
+    assert models.counts.poll_failures == 1 and not missing.exists()  # looked for, not created
+
+    shutil.copy(registry["path"], missing)  # the registry comes up (its artifacts stay where they were logged)
+    clock.passes(POLL)
+    assert {m.name: m.version for m in models.active().champions} == {STAGE_MODEL: "1", PROPENSITY_MODEL: "1"}
+    assert models.active().note is None
+
+
+def test_an_unreachable_registry_server_costs_a_poll_not_a_stall(registry):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    models = served(f"http://127.0.0.1:{port}", Clock())
+
+    started = time.monotonic()
+    note = models.active().note
+    assert time.monotonic() - started < 5
+    assert note.startswith("model registry unreachable") and models.counts.poll_failures == 1
+
+
+def test_a_version_that_fails_to_load_leaves_the_version_in_use_in_place(registry):
+    client, clock = registry["client"], Clock()
+    models = served(registry["uri"], clock)
+    models.active()
+    wrong_kind = register(client, registry["runs"][(PROPENSITY_MODEL, "v1")], STAGE_MODEL)  # a propensity model
+    promote(client, STAGE_MODEL, wrong_kind, "champion", force=True)
+
+    clock.passes(POLL)
+    active = models.active()
+
+    assert {m.name: m.version for m in active.champions}[STAGE_MODEL] == "1"
+    assert models.counts.load_failures == 1
+
+
+def test_a_watcher_process_reads_the_registry_for_a_task_and_ends_with_it(registry):
+    settings = ModelServingSettings(registry["uri"], poll_interval_s=0.5)
+    watched = WatchedRegistry(settings)
+    models = RegistryModels(settings, watched).start()
+    try:
+        assert {m.name: m.version for m in models.active().champions} == {STAGE_MODEL: "1", PROPENSITY_MODEL: "1"}
+        registry["client"].set_registered_model_alias(STAGE_MODEL, "champion", "2")
+        deadline = time.monotonic() + 30
+        while {m.name: m.version for m in models.active().champions}[STAGE_MODEL] != "2":
+            assert time.monotonic() < deadline, "the watcher never reported the moved alias"
+            time.sleep(0.2)
+        assert models.counts.swaps == 1
+    finally:
+        models.stop()
+    assert watched._process.poll() is not None
+
+
+def test_a_watcher_that_dies_is_started_again_and_the_task_keeps_its_models_meanwhile(registry):
+    settings = ModelServingSettings(registry["uri"], poll_interval_s=0.5)
+    watched = WatchedRegistry(settings)
+    models = RegistryModels(settings, watched).start()
+    try:
+        first = watched._process
+        first.kill()
+        first.wait()
+        deadline = time.monotonic() + 30
+        while watched._process is first or watched._process.poll() is not None:
+            assert {m.name: m.version for m in models.active().champions}[STAGE_MODEL] == "1"
+            assert time.monotonic() < deadline, "the watcher was not started again"
+            time.sleep(0.2)
+        registry["client"].set_registered_model_alias(STAGE_MODEL, "champion", "2")
+        while {m.name: m.version for m in models.active().champions}[STAGE_MODEL] != "2":
+            assert time.monotonic() < deadline, "the new watcher never reported the moved alias"
+            time.sleep(0.2)
+        assert models.counts.poll_failures >= 1 and models.counts.swaps == 1
+    finally:
+        models.stop()

@@ -1,0 +1,185 @@
+"""The signal contract: JSON and Avro encodings, schema versions 1 and 2, rejections, masking."""
+import io
+
+import fastavro
+import orjson
+import pytest
+
+from journeys.contract import (DECISION_SCHEMA, REJECTION_REASONS, Rejection, SignalDecoder, encode_avro, load_schema,
+                               write_avro_container)
+from journeys.privacy import Masker, PrivacySettings, luhn_valid
+from tests.harness import BEGINNING, NOW, a_signal, decisions_in
+
+decoder = SignalDecoder()
+
+
+def as_json(signal: dict, **changes) -> bytes:
+    record = dict(signal)
+    for key, value in changes.items():
+        if value is ...:
+            record.pop(key)
+        else:
+            record[key] = value
+    return orjson.dumps(record)
+
+
+def rejection(raw: bytes) -> Rejection:
+    result = decoder.decode_json(raw, NOW)
+    assert isinstance(result, Rejection), f"expected a rejection, got {result}"
+    assert result.original == raw
+    assert result.reason in REJECTION_REASONS
+    return result
+
+
+def test_a_valid_v2_signal_decodes_to_the_normalized_form():
+    signal = a_signal("add_to_cart", BEGINNING, customer="c-1", sku="s-1")
+    assert decoder.decode_json(as_json(signal), NOW) == signal
+
+
+def test_a_v1_signal_gets_the_v2_default_for_the_added_field():
+    v1 = as_json(a_signal("page_view"), timezone=..., schema_version=1)
+    decoded = decoder.decode_json(v1, NOW)
+    assert decoded["timezone"] == "UTC" and decoded["schema_version"] == 1
+
+
+def test_unknown_top_level_fields_are_ignored_like_avro_schema_resolution_does():
+    decoded = decoder.decode_json(as_json(a_signal(), simulator_truth={"stage": "intent"}), NOW)
+    assert "simulator_truth" not in decoded
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b"", "empty_record"),
+    (b"   ", "empty_record"),
+    (b'{"event_id": "e-1", "event_time": 17', "invalid_json"),
+    (b'{"event_id": "caf\xe9 \xff"}', "invalid_utf8"),
+    (b'[1, 2]', "not_an_object"),
+    (b'"text"', "not_an_object"),
+])
+def test_undecodable_records_are_rejected_with_their_bytes(raw, reason):
+    assert rejection(raw).reason == reason
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"event_id": ...}, "missing_field"),
+    ({"event_id": None}, "missing_field"),
+    ({"schema_version": ...}, "missing_field"),
+    ({"event_time": "1772441200000"}, "wrong_type"),
+    ({"event_time": 1772441200000.5}, "wrong_type"),
+    ({"event_time": True}, "wrong_type"),
+    ({"attributes": {"amount": 42.5}}, "wrong_type"),
+    ({"attributes": ["a"]}, "wrong_type"),
+    ({"customer_id": 42}, "wrong_type"),
+    ({"schema_version": 9}, "unsupported_schema_version"),
+    ({"event_id": ""}, "empty_field"),
+    ({"event_type": ""}, "empty_field"),
+    ({"event_id": "x" * 129}, "field_too_long"),
+    ({"channel": "fax"}, "unknown_channel"),
+    ({"channel": "WEB"}, "unknown_channel"),
+    ({"customer_id": None, "anonymous_id": None}, "missing_identity"),
+    ({"customer_id": "", "anonymous_id": None}, "missing_identity"),
+    ({"attributes": {f"a{i}": "v" for i in range(65)}}, "too_many_attributes"),
+    ({"event_time": NOW + 10 * 60 * 1000}, "event_time_in_future"),
+    ({"event_time": BEGINNING // 1000}, "event_time_too_old"),
+])
+def test_invalid_signals_are_rejected_with_a_machine_readable_reason(changes, reason):
+    signal = a_signal("page_view", BEGINNING, customer="c-1", event_id="e-1")
+    result = rejection(as_json(signal, **changes))
+    assert result.reason == reason
+    assert result.detail
+
+
+def test_a_rejection_names_the_event_id_when_there_is_one_and_keeps_the_exact_bytes():
+    raw = as_json(a_signal(event_id="e-77"), channel="fax")
+    record = rejection(raw).to_record()
+    assert record["event_id"] == "e-77"
+    assert fastavro.validate(record | {"original": raw}, load_schema("dead_letter.v1"))
+    import base64
+    assert base64.b64decode(record["original"]) == raw
+
+
+def test_every_reason_is_produced_by_some_input():
+    seen = set()
+    inputs = [b"", b"{", b'{"a": "\xff"}', b"[]", as_json(a_signal(), schema_version=9),
+              as_json(a_signal(), event_id=...), as_json(a_signal(), event_time="1"), as_json(a_signal(), event_id=""),
+              as_json(a_signal(), event_id="x" * 200), as_json(a_signal(), channel="fax"),
+              as_json(a_signal(), customer_id=None, anonymous_id=None), as_json(a_signal(), event_time=NOW * 2),
+              as_json(a_signal(), event_time=5), as_json(a_signal(), attributes={str(i): "" for i in range(99)}),
+              b"x" * 70_000, b"\x00" * 12, b"\xc3\x01" + b"\x00" * 12]
+    for raw in inputs:
+        result = decoder.decode_json(raw, NOW) if not raw.startswith((b"\x00", b"\xc3")) else decoder.decode_avro(raw, NOW)
+        seen.add(result.reason)
+    assert seen == set(REJECTION_REASONS)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_avro_single_object_signals_of_both_versions_decode(version):
+    signal = a_signal("purchase", BEGINNING, customer="c-1", amount="42")
+    decoded = decoder.decode_avro(encode_avro(signal, version), NOW)
+    assert decoded["event_id"] == signal["event_id"]
+    assert decoded["event_time"] == BEGINNING
+    assert decoded["schema_version"] == version and decoded["timezone"] == "UTC"
+
+
+def test_an_avro_message_of_an_unknown_schema_is_rejected():
+    raw = encode_avro(a_signal())
+    result = decoder.decode_avro(raw[:2] + b"\x00" * 8 + raw[10:], NOW)
+    assert result.reason == "unknown_schema_fingerprint" and result.original == raw[:2] + b"\x00" * 8 + raw[10:]
+
+
+def test_a_truncated_avro_body_is_rejected():
+    assert decoder.decode_avro(encode_avro(a_signal())[:14], NOW).reason == "invalid_avro"
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_avro_container_files_of_both_versions_are_read(version):
+    signals = [a_signal("page_view", BEGINNING + i) for i in range(3)] + [a_signal("page_view", NOW * 2)]
+    buffer = io.BytesIO()
+    assert write_avro_container(signals, buffer, version) == 4
+    buffer.seek(0)
+    results = list(decoder.read_avro_container(buffer, NOW))
+    assert [r["event_id"] for r in results[:3]] == [s["event_id"] for s in signals[:3]]
+    assert isinstance(results[3], Rejection) and results[3].reason == "event_time_in_future"
+    assert decoder.decode_avro(results[3].original, NOW * 3)["event_id"] == signals[3]["event_id"]
+
+
+def test_decisions_match_the_decision_schema(transitions):
+    _, outputs = transitions.apply(None, a_signal("add_to_cart"), "c-1", False)
+    decision = decisions_in(outputs, acted_only=False)[0]
+    assert fastavro.validate(decision, load_schema(DECISION_SCHEMA))
+
+
+# -- privacy ----------------------------------------------------------------------------------------
+masker = Masker(PrivacySettings(hash_key="k", attributes={"email": "hash", "phone": "mask", "card_number": "redact"},
+                                scan_values=("email", "card"), scan_exempt=frozenset({"order_id"})))
+
+
+def test_sensitive_attributes_are_treated_by_name():
+    masked = masker.mask_attributes({"email": "Ann@Example.com", "phone": "+49 30 1234567", "card_number": "4111 1111 1111 1111"})
+    assert masked["email"].startswith("h:") and masked["email"] == masker.token("ann@example.com")
+    assert masked["phone"].endswith("67") and "1234" not in masked["phone"]
+    assert masked["card_number"] == "[redacted]"
+
+
+def test_emails_and_card_numbers_inside_other_values_are_found_and_treated():
+    masked = masker.mask_attributes({"note": "mail ann@example.com, card 4111-1111-1111-1111 charged twice"})
+    assert "ann@example.com" not in masked["note"] and "4111" not in masked["note"]
+    assert "[card]" in masked["note"] and masker.token("ann@example.com") in masked["note"]
+
+
+def test_numbers_that_fail_the_luhn_check_or_are_exempt_are_left_alone():
+    attributes = {"ref": "1234567890123456", "order_id": "4111111111111111"}
+    assert not luhn_valid("1234567890123456")
+    assert masker.mask_attributes(attributes) == attributes
+
+
+def test_masking_happens_at_intake():
+    masking = SignalDecoder(masker=masker)
+    decoded = masking.decode_json(as_json(a_signal(email="ann@example.com")), NOW)
+    assert decoded["attributes"]["email"] == masker.token("ann@example.com")
+
+
+def test_hashing_needs_a_key_and_known_treatments():
+    with pytest.raises(ValueError, match="hash_key"):
+        PrivacySettings(hash_key="")
+    with pytest.raises(ValueError, match="unknown treatment"):
+        PrivacySettings(hash_key="k", attributes={"email": "encrypt"})
