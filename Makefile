@@ -43,7 +43,7 @@ jars: $(JARS)
 
 # FEATURES=redis uses Redis as the feature store's online store (Debian's redis-server, installed when missing).
 run: setup
-	CUSTOMERS=$(CUSTOMERS) DAYS=$(DAYS) SEED=$(SEED) FEATURES=$(FEATURES) scripts/run.sh
+	@CUSTOMERS=$(CUSTOMERS) DAYS=$(DAYS) SEED=$(SEED) FEATURES=$(FEATURES) scripts/run.sh
 
 redis: setup
 	@$(PY) -m scripts.local_redis start --dir var/redis | sed 's/^/export JOURNEYS_REDIS=/'

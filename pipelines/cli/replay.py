@@ -34,6 +34,10 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from pipelines.quiet import hush_third_party_warnings
+
+    hush_third_party_warnings()  # again: Beam's import lets its deprecations through once
+
     from journeys.timeutil import parse_duration, parse_instant
     from pipelines.beam.pipeline import ReplayJourneys, ReplayOptions
     from pipelines.beam.rows import Labels

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from journeys.features import ACTIVITY_FEATURES, PROFILE_DEFAULTS
 from pipelines.feast.guarded import GuardedProfiles
+from pipelines.quiet import hush_third_party_warnings
 from journeys.timeutil import parse_duration
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def open_store(settings: FeatureSettings):
     sys.modules.setdefault("scipy.fftpack", None)
     from feast import FeatureStore
 
+    hush_third_party_warnings()  # again: a library Feast imports lets every deprecation through once
     return FeatureStore(repo_path=settings.repo, fs_yaml_file=Path(settings.store_yaml) if settings.store_yaml else None)
 
 

@@ -91,7 +91,7 @@ def _starting_offsets(start: str) -> KafkaOffsetsInitializer:
         return KafkaOffsetsInitializer.latest()
     if start == "committed":
         # PyFlink's committed_offsets() names a class of the shaded SQL connector jar; call the
-        # connector's own OffsetsInitializer instead (../shared/FINDINGS.md).
+        # connector's own OffsetsInitializer instead (docs/kafka.md, "Connector jars").
         jvm = get_gateway().jvm
         reset = jvm.org.apache.kafka.clients.consumer.OffsetResetStrategy.EARLIEST
         return KafkaOffsetsInitializer(_offsets_initializer_class().committedOffsets(reset))

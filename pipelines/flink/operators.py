@@ -2,6 +2,7 @@
 journeys.*, write state once, register the timers the core asks for, emit what it returns."""
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ from pipelines.flink import wire
 from pipelines.flink.metrics import (DecisionMetrics, FeatureMetrics, IntakeMetrics, JourneyMetrics, ModelMetrics,
                                      journeys_group)
 from pipelines.mlflow.serving import ModelServingSettings
+from pipelines.progress import Progress
+from pipelines.quiet import hush_third_party_warnings
 
 VISITOR_ITEMS = OutputTag("visitor-items", wire.TIMESTAMPED_KEYED_ITEM)
 
@@ -81,6 +84,14 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
     return runtime_context.get_index_of_this_subtask()
 
 
+def _subtask_count(runtime_context: RuntimeContext) -> int:
+    """As _subtask_index, for get_number_of_parallel_subtasks."""
+    java = getattr(runtime_context, "_runtime_context", None)
+    if java is not None and hasattr(java, "getTaskInfo"):
+        return java.getTaskInfo().getNumberOfParallelSubtasks()
+    return runtime_context.get_number_of_parallel_subtasks()
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -89,8 +100,11 @@ class ParseSignals(ProcessFunction):
     """Raw lines in; items for the visitor or customer path out; rejections to the dead letters."""
 
     def __init__(self, ontology: Ontology, settings: JourneySettings, encoding: str = "json",
-                 late_by_source_order: bool = True, dead_letters: OutputSpec = OutputSpec(), metrics: bool = True):
+                 late_by_source_order: bool = True, dead_letters: OutputSpec = OutputSpec(), metrics: bool = True,
+                 progress_s: float | None = None):
+        """progress_s: say every so many seconds how many signals this task has read (None: never)."""
         self.metrics_enabled = metrics
+        self.progress_s = progress_s
         self.ontology = ontology
         self.settings = settings
         self.encoding = encoding
@@ -98,12 +112,18 @@ class ParseSignals(ProcessFunction):
         self.dead_letters = dead_letters
 
     def open(self, runtime_context: RuntimeContext):
+        hush_third_party_warnings()
         self.intake = build_intake(self.ontology, self.settings, self.encoding, self.late_by_source_order)
+        tasks = _subtask_count(runtime_context)
+        task = f" (parser {_subtask_index(runtime_context) + 1} of {tasks})" if tasks > 1 else ""
+        # The standard output: in a local run the TaskManager's standard error does not reach the terminal.
+        self.progress = Progress(f"journey_job{task}", self.progress_s, out=sys.stdout)
         self.dead_letter_tag = OutputTag("dead-letters")
         self.quiet = {VISITOR: 0, CUSTOMER: 0}
         self.metrics = IntakeMetrics(journeys_group(runtime_context, self.metrics_enabled))
 
     def process_element(self, line: str, ctx: ProcessFunction.Context):
+        self.progress.tick()
         now = _now_ms()
         taken = self.intake.take(line.encode(wire.RAW_LINE_CHARSET), now, now)
         if isinstance(taken, Rejection):
@@ -157,6 +177,7 @@ class _JourneyOperator:
         self.models = models  # both roles decide, so both score
 
     def open(self, runtime_context: RuntimeContext):
+        hush_third_party_warnings()
         group = journeys_group(runtime_context, self.metrics_enabled)
         profiles, self.pusher = None, None
         if self.features is not None:
@@ -189,6 +210,7 @@ class _JourneyOperator:
         self.state = runtime_context.get_state(state_descriptor)
         self.arrivals = runtime_context.get_list_state(arrivals_descriptor)
         self.tags = {name: OutputTag(name) for name in self.outputs}
+        hush_third_party_warnings()  # again, after Feast's and MLflow's imports
 
     def process_element(self, item: str, ctx: KeyedProcessFunction.Context):
         if item:

@@ -61,7 +61,8 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
                            features: FeatureSettings | None = None, feature_rows: bool = False,
                            models: ModelServingSettings | None = None, decision_log: bool = False,
                            policy: tuple[str, str] | None = None,
-                           policy_updates: DataStream | None = None, metrics: bool = True) -> JourneyStreams:
+                           policy_updates: DataStream | None = None, metrics: bool = True,
+                           progress_s: float | None = None) -> JourneyStreams:
     """Wire the job onto a stream of raw input records (STRING, ISO-8859-1 characters for bytes).
 
     end_clock: for a bounded input, the event time at which time stops when the input ends (see
@@ -76,12 +77,14 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     policy_updates: a control stream of policy update records (journeys.policy_updates), broadcast
     to the journey operators; a new version is in force without a restart.
     metrics: register the job's Flink metrics (pipelines.flink.metrics); off with python.metric.enabled: false.
+    progress_s: the parser says every so many seconds how many signals it has read (None: never).
     """
     outputs = {name: (outputs or {}).get(name, OutputSpec()) for name in OUTPUT_NAMES}
     policy = policy or settings_policy_text(settings)
     from_intake = source.watermarks == "intake"
     parsed = (raw_lines
-              .process(ParseSignals(ontology, settings, source.encoding, from_intake, outputs[OutputName.DEAD_LETTERS], metrics),
+              .process(ParseSignals(ontology, settings, source.encoding, from_intake, outputs[OutputName.DEAD_LETTERS], metrics,
+                                    progress_s),
                        output_type=wire.TIMESTAMPED_KEYED_ITEM)
               .name("parse_signals").uid("parse-signals"))
     customer_items = _event_time(parsed, settings, "customer", from_intake)

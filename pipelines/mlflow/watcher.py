@@ -22,6 +22,7 @@ from pathlib import Path
 
 from journeys.scoring import CHALLENGER, CHAMPION, KIND_TAG
 from pipelines.mlflow.settings import ModelServingSettings, short_error
+from pipelines.quiet import hush_third_party_warnings
 
 
 class RegistryReader:
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", required=True, help="the state file to write")
     parser.add_argument("--once", action="store_true", help="read the registry once and exit")
     args = parser.parse_args(argv)
+    hush_third_party_warnings()
     settings = ModelServingSettings.from_json(args.settings)
     state = Path(args.state)
     reader = RegistryReader(settings)
