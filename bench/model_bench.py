@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from journeys.ontology import packaged_ontology
-from pipelines.reference import ReferenceRun
 from journeys.scoring import MODEL_KINDS, STAGE_MODEL
 from journeys.settings import packaged_settings
+from pipelines.reference import ReferenceRun
 
 
 def prepare_registry(work: Path, signals: Path, profiles: Path) -> str:

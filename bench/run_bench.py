@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.tools.files import read_lines  # noqa: E402
 from journeys.ontology import packaged_ontology  # noqa: E402
-from pipelines.reference import ReferenceRun  # noqa: E402
 from journeys.settings import packaged_settings  # noqa: E402
+from pipelines.reference import ReferenceRun  # noqa: E402
+from pipelines.tools.files import read_lines  # noqa: E402
 from pipelines.tools.simulate import SimulationSpec, write_simulation  # noqa: E402
 
 EVENTS_PER_CUSTOMER = 47  # what the default simulation yields over 30 days

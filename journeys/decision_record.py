@@ -4,8 +4,8 @@ can read. The job's decision records (decision schema v4) are these, with the fe
 scores and latency added by journeys.decision_point."""
 from __future__ import annotations
 
-from journeys.policy import Verdict
 from journeys.ids import stable_id
+from journeys.policy import Verdict
 
 
 def explained_record(verdict: Verdict, *, journey: str, customer_id: str | None, trigger: str, event_ids: list[str],

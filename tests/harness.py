@@ -16,7 +16,7 @@ import pytest
 
 from journeys.features import ONLINE, PROFILE_DEFAULTS, ProfileLookup
 from journeys.ontology import packaged_ontology
-from journeys.outputs import Decision, JourneyLog
+from journeys.outputs import Decision, JourneyLog, LogKind
 from journeys.policy import packaged_policy
 from journeys.policy_updates import PolicyInForce
 from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL, ActiveModels, ModelScore
@@ -102,7 +102,7 @@ def records(run: ReferenceRun, kind: str | None = None, journey: str | None = No
 
 def stages_of(run: ReferenceRun, journey: str) -> list[str]:
     """The stage after each applied signal of one journey, in event-time order."""
-    applied = sorted(records(run, "signal", journey), key=lambda r: (r["at"], r["event_id"]))
+    applied = sorted(records(run, LogKind.SIGNAL, journey), key=lambda r: (r["at"], r["event_id"]))
     return [r["stage"] for r in applied]
 
 

@@ -30,9 +30,9 @@ from journeys.policy import Policy
 from journeys.replay import replay_key
 from journeys.settings import JourneySettings
 from journeys.timers import end_clock as end_clock_of
-from pipelines.progress import Progress
 from pipelines.beam.rows import Labels, journey_row, session_row, stage_history_row, training_rows
 from pipelines.config import settings_policy
+from pipelines.progress import Progress
 
 NAMESPACE = "journeys.replay"
 DEAD, VISITORS, CUSTOMERS = "dead_letters", "visitors", "customers"

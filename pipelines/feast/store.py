@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from journeys.features import ACTIVITY_FEATURES, PROFILE_DEFAULTS
+from journeys.timeutil import parse_duration
 from pipelines.feast.guarded import GuardedProfiles
 from pipelines.quiet import hush_third_party_warnings
-from journeys.timeutil import parse_duration
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Iterable, Iterator
 import orjson
 
 from journeys.outputs import STAGE_KINDS, LogKind
-from pipelines.tools.files import input_files, read_lines
 from pipelines.reports.uplift import format_uplift, uplift_table
+from pipelines.tools.files import input_files, read_lines
 
 def read_records(directory: str | Path) -> Iterator[dict]:
     """Every JSON line in the committed part files below a sink directory (hidden in-progress files skipped)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from journeys.ontology import packaged_ontology
+from journeys.outputs import LogKind
 from journeys.settings import packaged_settings
 from journeys.timeutil import DAY
 from pipelines.beam.rows import Labels, training_rows
@@ -44,9 +45,9 @@ def test_a_signal_beyond_the_lateness_bound_is_applied_by_the_replay_and_reporte
     lines = [line(s) for s in (*on_time, straggler)]
     streamed = ReferenceRun(packaged_ontology(), packaged_settings(), now_ms=NOW).feed(lines).finish()
     replayed = replay_lines(packaged_ontology(), packaged_settings(), lines, now_ms=NOW)
-    assert [r["event_id"] for r in streamed.journey_records if r["kind"] == "late"] == ["the-straggler"]
-    assert "the-straggler" in {r.get("event_id") for r in replayed.journey_records if r["kind"] == "signal"}
-    assert not [r for r in replayed.journey_records if r["kind"] == "late"]
+    assert [r["event_id"] for r in streamed.journey_records if r["kind"] == LogKind.LATE] == ["the-straggler"]
+    assert "the-straggler" in {r.get("event_id") for r in replayed.journey_records if r["kind"] == LogKind.SIGNAL}
+    assert not [r for r in replayed.journey_records if r["kind"] == LogKind.LATE]
 
 
 def test_training_labels_look_only_ahead_of_each_decision_and_say_when_the_horizon_is_cut_off():

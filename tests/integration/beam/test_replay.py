@@ -12,6 +12,7 @@ from apache_beam.testing import test_pipeline as beam_testing
 from apache_beam.testing.util import assert_that, equal_to
 
 from journeys.ontology import packaged_ontology
+from journeys.outputs import LogKind
 from journeys.settings import packaged_settings
 from pipelines.beam.pipeline import ReplayJourneys, ReplayOptions
 from pipelines.cli.main import main as journeys_cli
@@ -55,7 +56,7 @@ def test_journeys_replay_writes_parquet_tables_and_a_summary_that_adds_up(archiv
     assert sorted(d["decision_id"] for d in decisions) == sorted(d["decision_id"] for d in expected.decision_log)
     sessions = pq.read_table(out / "sessions").to_pylist()
     assert sorted(s["session_id"] for s in sessions) == sorted(r["session_id"] for r in expected.journey_records
-                                                               if r["kind"] == "session")
+                                                               if r["kind"] == LogKind.SESSION)
     dead = pq.read_table(out / "dead_letters").to_pylist()
     assert len(dead) == summary["rejected"] and all(row["original"] is not None for row in dead)
     history = pq.read_table(tmp_path / "journey_activity.parquet")

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from journeys.contract import SignalDecoder
 from journeys.ontology import packaged_ontology
+from journeys.outputs import LogKind
 from journeys.settings import packaged_settings
 from journeys.timeutil import DAY
 from pipelines.kafka.tools import create_topics, produce_signals, read_topic
@@ -254,5 +255,5 @@ def test_the_jobs_counters_and_latencies_are_on_the_prometheus_endpoint_and_add_
         medians = [s.value for s in journeys_samples(scraped, histogram, job_name) if s.labels.get("quantile") == "0.5"]
         assert sum(s.value for s in counts) > 0 and medians, histogram
         assert all(0 <= median < 120_000 for median in medians), (histogram, medians)
-    applied = sum(record["kind"] == "signal" for record in reference.journey_records)
+    applied = sum(record["kind"] == LogKind.SIGNAL for record in reference.journey_records)
     assert total(scraped, "time_to_map_ms_count", job_name) == applied

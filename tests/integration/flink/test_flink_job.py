@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from jobs.journey_job import main as run_job
+from journeys.outputs import LogKind
 from pipelines.reports.summary import read_records
 from pipelines.tools.simulate import SimulationSpec, write_simulation
 from tests.harness import (BEGINNING, a_signal, canonical, job_arguments, job_output, line, reference_output,
@@ -85,8 +86,8 @@ def test_late_signals_go_to_their_own_output_when_one_is_given(simulated, tmp_pa
     out = tmp_path / "out"
     assert run_job(job_arguments(simulated, out, "--late", (out / "late").as_uri())) == 0
     late = list(read_records(out / "late"))
-    assert late and all(record["kind"] == "late" and record["signal"]["event_id"] == record["event_id"] for record in late)
-    assert not [r for r in read_records(out / "journeys") if r["kind"] == "late"]
+    assert late and all(record["kind"] == LogKind.LATE and record["signal"]["event_id"] == record["event_id"] for record in late)
+    assert not [r for r in read_records(out / "journeys") if r["kind"] == LogKind.LATE]
     assert json.loads((out / "summary.json").read_text())["late"] == len(late)
 
 

@@ -14,6 +14,7 @@ import pytest
 from jobs.journey_job import main as run_job
 from journeys.contract import SignalDecoder
 from journeys.ontology import packaged_ontology
+from journeys.outputs import LogKind
 from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL
 from journeys.settings import packaged_settings
 from models.registry import client_for, promote
@@ -136,6 +137,6 @@ def test_a_champion_promoted_mid_stream_takes_over_with_no_restart_and_no_lost_s
     # No signal was lost or applied twice: the pure core's journey log on the whole input. (Which
     # decisions act depends on the models, through the propensity and the mapped stage.)
     expected = ReferenceRun(packaged_ontology(), packaged_settings(), end_clock=end_clock).feed(lines).finish()
-    journey_log = [r for r in decisions_so_far(bootstrap, topics["journeys"]) if r["kind"] != "plan_cancelled"]
-    assert canonical(journey_log) == canonical([r for r in expected.journey_records if r["kind"] != "plan_cancelled"])
+    journey_log = [r for r in decisions_so_far(bootstrap, topics["journeys"]) if r["kind"] != LogKind.PLAN_CANCELLED]
+    assert canonical(journey_log) == canonical([r for r in expected.journey_records if r["kind"] != LogKind.PLAN_CANCELLED])
     assert len({d["decision_id"] for d in decisions}) == len(decisions)  # none decided twice

@@ -14,6 +14,7 @@ import pytest
 
 from journeys.contract import SignalDecoder
 from journeys.ontology import packaged_ontology
+from journeys.outputs import LogKind
 from journeys.policy import loads_policy
 from journeys.policy_updates import PolicyInForce, update_record
 from journeys.settings import packaged_settings
@@ -90,7 +91,7 @@ def test_a_policy_published_mid_stream_is_in_force_without_a_restart_and_a_bad_o
                             policy=PolicyInForce(loads_policy(version("1")))).feed(lines).finish().decisions
     try:
         updates_seen = lambda accepted: [r for r in records(bootstrap, topics["journeys"])  # noqa: E731
-                                         if r["kind"] == "policy_update" and r["accepted"] is accepted]
+                                         if r["kind"] == LogKind.POLICY_UPDATE and r["accepted"] is accepted]
         rejected = wait_for(lambda: updates_seen(False), job, "the broken update to be rejected")
         produce_signals(bootstrap, topics["signals"], first_half)
         before = wait_for(lambda: at_least(50, records(bootstrap, topics["decisions"])), job,
@@ -146,7 +147,7 @@ def test_a_job_restored_from_a_checkpoint_keeps_the_policy_that_was_in_force(kaf
     try:
         publish(tmp_path / "retail-v2.yaml", tmp_path / "updates")
         wait_for(lambda: at_least(2, [r for r in records(bootstrap, topics["journeys"])
-                                      if r["kind"] == "policy_update" and r["accepted"]]), first, "version 2 in force")
+                                      if r["kind"] == LogKind.POLICY_UPDATE and r["accepted"]]), first, "version 2 in force")
         produce_signals(bootstrap, topics["signals"], first_half)
         wait_for(lambda: at_least(20, records(bootstrap, topics["decisions"])), first, "decisions from the first half")
         taken = len(list(checkpoints.glob("*/chk-*/_metadata")))

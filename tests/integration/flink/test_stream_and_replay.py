@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from journeys.ontology import packaged_ontology
+from journeys.outputs import LogKind
 from journeys.settings import packaged_settings
 from pipelines.reference import replay_lines
 from pipelines.tools.files import read_lines
@@ -38,18 +39,18 @@ def test_the_replay_equals_the_flink_job_record_for_record_except_where_signals_
     for session in replay["sessions"]:
         session["event_types"] = dict(session["event_types"])  # a parquet map reads back as pairs
 
-    late = [r for r in stream_log if r["kind"] == "late"]
+    late = [r for r in stream_log if r["kind"] == LogKind.LATE]
     assert late, "the input has signals beyond the lateness bound"
     # Defined difference 1: the replay applies every signal the stream job reported late.
-    applied_by_stream = {r["event_id"] for r in stream_log if r["kind"] == "signal"}
+    applied_by_stream = {r["event_id"] for r in stream_log if r["kind"] == LogKind.SIGNAL}
     replayed = replay_lines(packaged_ontology(), packaged_settings(), read_lines(signals), end_clock=end_clock)
-    applied_by_replay = {r["event_id"] for r in replayed.journey_records if r["kind"] == "signal"}
+    applied_by_replay = {r["event_id"] for r in replayed.journey_records if r["kind"] == LogKind.SIGNAL}
     assert applied_by_replay == applied_by_stream | {r["event_id"] for r in late}
     # Defined difference 2: only journeys that took a late signal (and the customers such a
     # visitor was stitched into) may differ; every other journey is the same, record for record.
     touched = {r["journey"] for r in late}
     for record in replayed.journey_records + stream_log:
-        if record["kind"] == "stitch" and record["anonymous_id"] in touched:
+        if record["kind"] == LogKind.STITCH and record["anonymous_id"] in touched:
             touched.add(record["journey"])
 
     def untouched(rows, key="journey"):

@@ -24,20 +24,20 @@ BOUND = 2 * MINUTE  # event_time.max_out_of_orderness in the default configurati
 def test_a_duplicate_is_dropped_and_counted():
     signal = a_signal("add_to_cart", BEGINNING)
     run = play([signal, signal, a_signal("page_view", AN_HOUR_LATER)])
-    assert [r["event_id"] for r in records(run, "duplicate")] == [signal["event_id"]]
-    assert len([r for r in records(run, "signal") if r["event_id"] == signal["event_id"]]) == 1
+    assert [r["event_id"] for r in records(run, LogKind.DUPLICATE)] == [signal["event_id"]]
+    assert len([r for r in records(run, LogKind.SIGNAL) if r["event_id"] == signal["event_id"]]) == 1
 
 
 def test_a_duplicate_arriving_after_its_original_was_applied_is_still_dropped():
     signal = a_signal("add_to_cart", BEGINNING)
     run = play([signal, a_signal("page_view", TEN_MINUTES_LATER), signal | {"event_time": BEGINNING}])
-    assert len(records(run, "duplicate")) == 1
+    assert len(records(run, LogKind.DUPLICATE)) == 1
 
 
 def test_a_signal_later_than_the_bound_is_late_counted_and_not_applied():
     late = a_signal("purchase", BEGINNING)
     run = play([a_signal("page_view", BEGINNING + 30 * SECOND), a_signal("page_view", AN_HOUR_LATER), late])
-    [record] = records(run, "late")
+    [record] = records(run, LogKind.LATE)
     assert record["event_id"] == late["event_id"] and record["late_by"] == "intake"
     assert record["signal"] == late  # kept whole, for reprocessing
     assert "conversion" not in stages_of(run, "c-1")
@@ -67,7 +67,7 @@ def test_arrival_order_within_the_bound_does_not_change_journeys_or_decisions(se
     in_order = sorted(signals, key=lambda s: s["event_time"])
     shuffled = sorted(signals, key=lambda s: s["event_time"] + rng.randint(0, jitter))
     expected, actual = play(in_order, end_clock=TWO_HOURS_LATER), play(shuffled, end_clock=TWO_HOURS_LATER)
-    assert records(actual, "late") == []
+    assert records(actual, LogKind.LATE) == []
     assert canonical(actual.journey_records) == canonical(expected.journey_records)
     assert canonical(actual.decisions) == canonical(expected.decisions)
 
@@ -77,10 +77,10 @@ def test_a_visitor_is_stitched_into_the_customer_on_login():
                 a_signal("add_to_cart", ONE_MINUTE_LATER, visitor="v-1"),
                 a_login("v-1", "c-7", TWO_MINUTES_LATER),
                 a_signal("purchase", TEN_MINUTES_LATER, customer="c-7", visitor="v-1")])
-    [stitch] = records(run, "stitch")
+    [stitch] = records(run, LogKind.STITCH)
     assert stitch["journey"] == "c-7" and stitch["anonymous_id"] == "v-1" and stitch["stage"] == "intent"
     assert stages_of(run, "c-7") == ["intent", "conversion"]
-    assert records(run, "closed", "v-1") == []
+    assert records(run, LogKind.CLOSED, "v-1") == []
 
 
 def test_anonymous_signals_after_login_are_forwarded_to_the_customer():
@@ -88,7 +88,7 @@ def test_anonymous_signals_after_login_are_forwarded_to_the_customer():
                 a_signal("product_view", ONE_MINUTE_LATER, visitor="v-1"),
                 a_signal("product_view", TWO_MINUTES_LATER, visitor="v-1")])
     assert stages_of(run, "c-7") == ["discovery", "discovery", "consideration"]
-    assert records(run, "signal", "v-1") == []
+    assert records(run, LogKind.SIGNAL, "v-1") == []
 
 
 def test_a_visitor_who_never_identifies_keeps_a_journey_under_the_anonymous_id():
@@ -101,34 +101,34 @@ def test_a_duplicate_of_a_visitor_signal_after_the_merge_is_still_dropped():
     browse = a_signal("product_view", BEGINNING, visitor="v-1")
     run = play([browse, a_login("v-1", "c-7", ONE_MINUTE_LATER), a_signal("page_view", AN_HOUR_LATER, customer="c-7"),
                 browse])
-    assert [r["event_id"] for r in records(run, "duplicate")] == [browse["event_id"]]
-    assert len([r for r in records(run, "signal") if r["event_id"] == browse["event_id"]]) == 1
+    assert [r["event_id"] for r in records(run, LogKind.DUPLICATE)] == [browse["event_id"]]
+    assert len([r for r in records(run, LogKind.SIGNAL) if r["event_id"] == browse["event_id"]]) == 1
 
 
 def test_at_end_of_input_time_stops_at_the_end_clock_and_open_sessions_are_reported():
     run = play([a_signal("purchase", BEGINNING)], end_clock=TEN_MINUTES_LATER)
-    [session] = records(run, "session")
+    [session] = records(run, LogKind.SESSION)
     assert session["open"] is True
-    assert records(run, "transition") == []  # a week has not passed by the end clock
+    assert records(run, LogKind.TRANSITION) == []  # a week has not passed by the end clock
 
 
 def test_without_an_end_clock_no_time_rule_fires_at_end_of_input():
     run = play([a_signal("purchase", BEGINNING)])
-    assert records(run, "transition") == [] and records(run, "session")[0]["open"] is True
+    assert records(run, LogKind.TRANSITION) == [] and records(run, LogKind.SESSION)[0]["open"] is True
 
 
 def test_every_record_in_is_accepted_rejected_or_a_duplicate():
     signal = a_signal("page_view", BEGINNING)
     run = play([signal, signal, a_signal("page_view", AN_HOUR_LATER), a_signal("x", BEGINNING)])
     run.feed([b"not json", b""]).finish()
-    accepted = len(records(run, "signal")) + len(records(run, "late"))
-    assert run.lines_in == accepted + len(run.dead_letters) + len(records(run, "duplicate"))
+    accepted = len(records(run, LogKind.SIGNAL)) + len(records(run, LogKind.LATE))
+    assert run.lines_in == accepted + len(run.dead_letters) + len(records(run, LogKind.DUPLICATE))
 
 
 def test_a_churned_customer_leaves_no_state_behind():
     run = play([a_signal("purchase", BEGINNING), a_signal("page_view", FAR_LATER + A_MONTH_LATER - BEGINNING, customer="c-2")],
                end_clock=FAR_LATER + A_MONTH_LATER - BEGINNING)
-    assert records(run, "closed", "c-1")[0]["stage"] == "churned"
+    assert records(run, LogKind.CLOSED, "c-1")[0]["stage"] == "churned"
     assert "c-1" not in run.states[CUSTOMER]
 
 

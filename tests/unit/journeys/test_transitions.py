@@ -1,4 +1,5 @@
 """The pure journey transitions, signal by signal, with no engine."""
+from journeys.outputs import LogKind
 from journeys.state import Journey
 from journeys.timeutil import DAY, MINUTE
 from tests.harness import (A_DAY_LATER, A_MONTH_LATER, A_WEEK_LATER, AN_HOUR_LATER, BEGINNING, EIGHT_DAYS_LATER,
@@ -28,7 +29,7 @@ def test_two_product_views_in_one_session_move_discovery_to_consideration(transi
     journey, outputs = apply_all(transitions, [a_signal("product_view", BEGINNING), a_signal("product_view", ONE_MINUTE_LATER)])
     assert journey.stage == "consideration"
     assert journey.evidence[0] == "product_interest"
-    assert [r["stage"] for r in journey_records(outputs, "signal")] == ["discovery", "consideration"]
+    assert [r["stage"] for r in journey_records(outputs, LogKind.SIGNAL)] == ["discovery", "consideration"]
 
 
 def test_one_product_view_is_not_enough_for_consideration(transitions):
@@ -60,7 +61,7 @@ def test_conversion_settles_into_retention_after_a_week(transitions):
     journey, _ = apply_all(transitions, [a_signal("purchase", BEGINNING)])
     journey, outputs = transitions.tick(journey, EIGHT_DAYS_LATER)
     assert journey.stage == "retention"
-    [transition] = journey_records(outputs, "transition")
+    [transition] = journey_records(outputs, LogKind.TRANSITION)
     assert transition["at"] == A_WEEK_LATER
     assert transition["rule"] == "post_purchase_settles"
     assert decisions(outputs)[0]["action"] == "loyalty_offer"
@@ -69,7 +70,7 @@ def test_conversion_settles_into_retention_after_a_week(transitions):
 def test_time_rules_fire_at_their_due_time_when_a_later_signal_arrives(transitions):
     journey, outputs = apply_all(transitions, [a_signal("purchase", BEGINNING), a_signal("page_view", EIGHT_DAYS_LATER)])
     assert journey.stage == "retention"
-    assert journey_records(outputs, "transition")[0]["at"] == A_WEEK_LATER
+    assert journey_records(outputs, LogKind.TRANSITION)[0]["at"] == A_WEEK_LATER
 
 
 def test_intent_cools_to_consideration_after_three_quiet_days(transitions):
@@ -85,7 +86,7 @@ def test_a_quiet_customer_becomes_at_risk_then_churns_and_the_journey_closes(tra
     assert decisions(outputs)[-1]["action"] == "winback_offer"
     journey, outputs = transitions.tick(journey, FAR_LATER)
     assert journey is None
-    [closed] = journey_records(outputs, "closed")
+    [closed] = journey_records(outputs, LogKind.CLOSED)
     assert closed["stage"] == "churned" and closed["reason"] == "terminal_stage"
 
 
@@ -93,7 +94,7 @@ def test_a_session_closes_after_the_inactivity_gap_with_a_summary(transitions):
     journey, _ = apply_all(transitions, [a_signal("page_view", BEGINNING, channel="app"),
                                    a_signal("product_view", FIVE_MINUTES_LATER, channel="web")])
     journey, outputs = transitions.tick(journey, AN_HOUR_LATER)
-    [session] = journey_records(outputs, "session")
+    [session] = journey_records(outputs, LogKind.SESSION)
     assert session["start"] == BEGINNING and session["end"] == FIVE_MINUTES_LATER
     assert session["signals"] == 2
     assert session["channels"] == ["app", "web"]
@@ -103,15 +104,15 @@ def test_a_session_closes_after_the_inactivity_gap_with_a_summary(transitions):
 
 def test_a_signal_after_the_gap_starts_a_new_session(transitions):
     journey, outputs = apply_all(transitions, [a_signal("page_view", BEGINNING), a_signal("page_view", AN_HOUR_LATER)])
-    first, second = journey_records(outputs, "signal")
+    first, second = journey_records(outputs, LogKind.SIGNAL)
     assert first["session_id"] != second["session_id"]
-    assert len(journey_records(outputs, "session")) == 1
+    assert len(journey_records(outputs, LogKind.SESSION)) == 1
 
 
 def test_sessions_span_channels(transitions):
     journey, outputs = apply_all(transitions, [a_signal("page_view", BEGINNING, channel="web"),
                                          a_signal("store_visit", TEN_MINUTES_LATER, channel="store")])
-    assert len({r["session_id"] for r in journey_records(outputs, "signal")}) == 1
+    assert len({r["session_id"] for r in journey_records(outputs, LogKind.SIGNAL)}) == 1
 
 
 def test_an_abandoned_cart_is_reminded_when_the_session_ends_without_a_purchase(transitions):
@@ -162,12 +163,12 @@ def test_an_anonymous_journey_expires_after_its_silence_limit(transitions):
     journey, _ = apply_all(transitions, [a_signal("page_view", BEGINNING, visitor="v-1")], key="v-1", anonymous=True)
     journey, outputs = transitions.tick(journey, A_MONTH_LATER)
     assert journey is None
-    assert journey_records(outputs, "closed")[0]["reason"] == "anonymous_expired"
+    assert journey_records(outputs, LogKind.CLOSED)[0]["reason"] == "anonymous_expired"
 
 
 def test_signals_the_ontology_does_not_know_are_kept_but_move_no_one(transitions):
     journey, outputs = apply_all(transitions, [a_signal("wishlist_add", BEGINNING)])
-    [record] = journey_records(outputs, "signal")
+    [record] = journey_records(outputs, LogKind.SIGNAL)
     assert record["unmapped"] is True
     assert journey.stage == "discovery" and journey.counts == {"wishlist_add": 1}
 
@@ -198,7 +199,7 @@ def test_a_visitor_journey_merges_into_a_fresh_customer_with_its_stage_and_sessi
     assert journey.stage == "intent"
     assert journey.session.signals == 3
     assert journey.aliases == ["v-1"]
-    [stitch] = journey_records(outputs, "stitch")
+    [stitch] = journey_records(outputs, LogKind.STITCH)
     assert stitch["anonymous_id"] == "v-1" and stitch["event_id"] == login["event_id"]
 
 
