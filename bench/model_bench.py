@@ -57,7 +57,7 @@ def measure_inference(lines: list[bytes], uri: str) -> dict:
 def _pyfunc_predict(uri: str, decisions: list[dict]) -> tuple[float, float]:
     import mlflow.pyfunc
 
-    from models.features import input_frame
+    from models.frames import input_frame
     from models.registry import client_for
 
     client_for(uri)

@@ -8,9 +8,20 @@ not from when a periodic watermark happened to be emitted, makes runs repeatable
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from journeys.contract import Rejection, SignalDecoder
 from journeys.keyed import intake_item, route
 from journeys.timers import end_clock
+
+
+class Taken(NamedTuple):
+    """An accepted signal on its way to a keyed role."""
+
+    role: str        # journeys.keyed.VISITOR or CUSTOMER
+    key: str         # the anonymous id or the customer id it is keyed by
+    item: str        # the item the role receives (journeys.state)
+    event_time: int
 
 
 class Intake:
@@ -29,14 +40,13 @@ class Intake:
     def watermark(self) -> int | None:
         return end_clock(self.latest, self.bound)
 
-    def take(self, raw: bytes, now_ms: int, ingested_at: int | None = None) -> Rejection | tuple[str, str, str, int]:
-        """(role, key, item, event_time) for an accepted signal; a Rejection otherwise."""
+    def take(self, raw: bytes, now_ms: int, ingested_at: int | None = None) -> Rejection | Taken:
         decoded = self._decode(raw, now_ms)
         if isinstance(decoded, Rejection):
             return decoded
         return self.take_signal(decoded, ingested_at)
 
-    def take_signal(self, signal: dict, ingested_at: int | None = None) -> tuple[str, str, str, int]:
+    def take_signal(self, signal: dict, ingested_at: int | None = None) -> Taken:
         at = signal["event_time"]
         latest = self.latest
         # A late item carries the intake watermark it fell behind, so the key can remember its id
@@ -48,4 +58,4 @@ class Intake:
         if latest is None or at > latest:
             self.latest = at
         role, key = route(signal, self.identify_signals)
-        return role, key, intake_item(signal, key, ingested_at, late), at
+        return Taken(role, key, intake_item(signal, key, ingested_at, late), at)

@@ -22,6 +22,7 @@ to the journey log as `late`, counts as accepted, and does not change the journe
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import NamedTuple
 
 from journeys.outputs import JourneyLog, LogKind, Routed
 from journeys.state import (AT, EVENT_ID, HANDOFF, INGESTED_AT, KEY, KIND, LATE, SIGNAL, Journey, KeyState,
@@ -35,6 +36,15 @@ CUSTOMER = "customer"
 
 def _order(head: list):
     return head[AT], head[EVENT_ID]
+
+
+class TimerCall(NamedTuple):
+    """What one call of a keyed role gives back to its operator."""
+
+    state: KeyState | None  # the key's state to write back (None: clear it)
+    out: list               # outputs, as journeys.outputs records
+    register: list[int]     # event-time timers to register
+    delete: list[int]       # timers made idle by this call
 
 
 def route(signal: dict, identify_signals) -> tuple[str, str]:
@@ -67,8 +77,8 @@ class KeyedJourneys:
 
     # -- what an operator calls ----------------------------------------------------------------
     def on_timer(self, state: KeyState | None, arrivals: list[str], fired_at: int, watermark: int,
-                 end_clock: int | None = None) -> tuple[KeyState | None, list, list[int], list[int]]:
-        """-> (state, outputs, timers to register, timers to delete).
+                 end_clock: int | None = None) -> TimerCall:
+        """The key's new state, its outputs, and the timers to register and delete.
 
         Afterwards the key has its arrival timers for items not yet due, and one timer at its
         next wake-up; timers made idle by this call are deleted rather than left to fire."""
@@ -82,7 +92,7 @@ class KeyedJourneys:
                 if self._intake(state, head, item, out):
                     handled_times.add(head[AT])
         if state is None:
-            return None, out, [], []
+            return TimerCall(None, out, [], [])
         state.timers = [t for t in state.timers if t != fired_at]
         previous_timers = state.timers
         state = self._release(state, watermark, end_clock, out, handled_times)
@@ -92,7 +102,7 @@ class KeyedJourneys:
         register = [wakeup] if wakeup is not None and wakeup not in previous_timers else []
         if state is not None:
             state.timers = [wakeup] if wakeup is not None else []
-        return state, out, register, sorted(stale)
+        return TimerCall(state, out, register, sorted(stale))
 
     def next_wakeup(self, state: KeyState | None) -> int | None:
         if state is None or state.ended:
@@ -221,4 +231,4 @@ class KeyedJourneys:
             state.seen = {event_id: at for at, event_id in kept}
 
 
-__all__ = ["KeyedJourneys", "route", "intake_item", "element_timer", "VISITOR", "CUSTOMER"]
+__all__ = ["KeyedJourneys", "TimerCall", "route", "intake_item", "element_timer", "VISITOR", "CUSTOMER"]

@@ -1,6 +1,6 @@
 """What the stage models see, and what they answer, without a model library in sight.
 
-One definition of a model's input row serves training (models.features builds frames from
+One definition of a model's input row serves training (models.frames builds frames from
 training sets with it) and serving (the job builds the same row from a decision), so the two
 cannot drift apart. Missing values get the same fill in both places.
 """

@@ -12,7 +12,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL, model_input
-from models.features import input_frame
+from models.frames import input_frame
 from models.linear import LinearScorer, answers
 
 PIPELINE_ARTIFACT = "pipeline"

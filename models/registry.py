@@ -18,7 +18,7 @@ import pandas as pd
 
 from journeys.scoring import ALIASES, CHAMPION, KIND_TAG, MODEL_INPUTS, MODEL_KINDS, STAGE_MODEL
 from models.evaluate import PRIMARY_METRIC, better_or_equal, evaluate
-from models.features import conversion_labels, input_frame, read_training_set, split_by_customer, true_stages
+from models.frames import conversion_labels, input_frame, read_training_set, split_by_customer, true_stages
 from models.train import train_propensity, train_stage_classifier
 
 DEFAULT_HOME = Path("var/mlflow")

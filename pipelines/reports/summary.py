@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 import orjson
 
-from journeys.outputs import STAGE_KINDS, LogKind
+from journeys.outputs import ACCEPTED_KINDS, STAGE_KINDS, LogKind
 from pipelines.reports.uplift import format_uplift, uplift_table
 from pipelines.tools.files import input_files, read_lines
 
@@ -52,75 +52,110 @@ def percentile(values: list[float], share: float) -> float | None:
     return ordered[index]
 
 
-def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterable[dict],
-              dead_letters: Iterable[dict], truth: dict[str, str] | None = None) -> dict:
-    kinds: Counter = Counter()
-    transitions: Counter = Counter()
-    unmapped: Counter = Counter()
-    final: dict[str, tuple] = {}
-    keys = {True: set(), False: set()}
-    stitched = set()
-    sessions_open = 0
-    compared = matched = 0
-    per_stage: dict[str, list[int]] = {}
-    outcomes: list[dict] = []
-    for order, record in enumerate(journey_records):
+class _LogTally:
+    """What the journey log says, record by record: kinds, transitions, journeys and their last
+    stage, stitched visitors, open sessions, outcomes, and stage accuracy against the truth."""
+
+    def __init__(self, truth: dict[str, str] | None):
+        self.truth = truth
+        self.kinds: Counter = Counter()
+        self.transitions: Counter = Counter()
+        self.unmapped: Counter = Counter()
+        self.final: dict[str, tuple] = {}
+        self.keys: dict[bool, set] = {True: set(), False: set()}
+        self.stitched: set = set()
+        self.sessions_open = 0
+        self.compared = self.matched = 0
+        self.per_stage: dict[str, list[int]] = {}
+        self.outcomes: list[dict] = []
+
+    def add(self, order: int, record: dict) -> None:
         kind = record["kind"]
-        kinds[kind] += 1
+        self.kinds[kind] += 1
         if record.get("decision_id"):
-            outcomes.append(record)
-        keys[record["anonymous"]].add(record["journey"])
+            self.outcomes.append(record)
+        self.keys[record["anonymous"]].add(record["journey"])
         if kind == LogKind.SIGNAL:
-            if record.get("unmapped"):
-                unmapped[record["event_type"]] += 1
-            if truth is not None and record["event_id"] in truth:
-                expected = truth[record["event_id"]]
-                hit = record["stage"] == expected
-                compared += 1
-                matched += hit
-                tally = per_stage.setdefault(expected, [0, 0])
-                tally[0] += 1
-                tally[1] += hit
+            self._signal(record)
         elif kind == LogKind.STITCH:
-            stitched.add(record["anonymous_id"])
+            self.stitched.add(record["anonymous_id"])
         elif kind == LogKind.SESSION and record.get("open"):
-            sessions_open += 1
+            self.sessions_open += 1
         if kind in STAGE_KINDS:
             if record.get("from_stage") and record["from_stage"] != record["stage"]:
-                transitions[f"{record['from_stage']} -> {record['stage']}"] += 1
+                self.transitions[f"{record['from_stage']} -> {record['stage']}"] += 1
             position = (record["at"], order)
-            current = final.get(record["journey"])
+            current = self.final.get(record["journey"])
             if current is None or position > current[0]:
-                final[record["journey"]] = (position, record["stage"], kind == LogKind.CLOSED)
+                self.final[record["journey"]] = (position, record["stage"], kind == LogKind.CLOSED)
 
+    def _signal(self, record: dict) -> None:
+        if record.get("unmapped"):
+            self.unmapped[record["event_type"]] += 1
+        if self.truth is not None and record["event_id"] in self.truth:
+            expected = self.truth[record["event_id"]]
+            hit = record["stage"] == expected
+            self.compared += 1
+            self.matched += hit
+            tally = self.per_stage.setdefault(expected, [0, 0])
+            tally[0] += 1
+            tally[1] += hit
+
+
+def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterable[dict],
+              dead_letters: Iterable[dict], truth: dict[str, str] | None = None) -> dict:
+    log = _LogTally(truth)
+    for order, record in enumerate(journey_records):
+        log.add(order, record)
     decision_points = list(decisions)  # the decision log (every point), or only the actions taken
-    decision_list = [d for d in decision_points if d.get("acted", True)]
+    acted = [d for d in decision_points if d.get("acted", True)]
     dead_list = list(dead_letters)
-    rejected_by_reason = Counter(record["reason"] for record in dead_list)
-    accepted = kinds[LogKind.SIGNAL] + kinds[LogKind.LATE] + kinds[LogKind.OUTCOME]
-    rejected = len(dead_list)
-    duplicates = kinds[LogKind.DUPLICATE]
-    visitors_only = keys[True] - stitched
-    live_journeys = {key: value for key, value in final.items() if key not in stitched}
+    summary = _counts(events_in, log, dead_list) | _journeys(log) | _decisions(decision_points) | {
+        "outcomes": {"matched": sum(1 for o in log.outcomes if o.get("matched")),
+                     "unmatched": sum(1 for o in log.outcomes if not o.get("matched")),
+                     "by_type": dict(Counter(o["event_type"] for o in log.outcomes).most_common())},
+        "feature_lookups": _feature_lookups(acted),
+        "model_usage": _model_usage(acted),
+        "unmapped_signals": dict(log.unmapped.most_common()),
+        "stage_accuracy": round(log.matched / log.compared, 4) if log.compared else None,
+        "stage_accuracy_by_true_stage": {stage: round(hit / total, 4) for stage, (total, hit) in sorted(log.per_stage.items())},
+        "signals_with_truth": log.compared,
+    }
+    answered = [{"decision_id": o["decision_id"], "outcome": o["event_type"]} for o in log.outcomes if o.get("matched")]
+    if answered:
+        summary["uplift"] = uplift_table([d for d in decision_points if d.get("action")], answered)
+    latencies = [d["latency_ms"] for d in acted if d.get("latency_ms") is not None]
+    if latencies:
+        summary["decision_latency_ms"] = {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
+                                          "max": max(latencies)}
+    return summary
+
+
+def _counts(events_in: int, log: _LogTally, dead_letters: list[dict]) -> dict:
+    accepted = sum(log.kinds[kind] for kind in ACCEPTED_KINDS)
+    rejected, duplicates = len(dead_letters), log.kinds[LogKind.DUPLICATE]
+    return {"events_in": events_in, "accepted": accepted, "rejected": rejected, "duplicates": duplicates,
+            "late": log.kinds[LogKind.LATE], "balanced": events_in == accepted + rejected + duplicates,
+            "rejected_by_reason": dict(Counter(record["reason"] for record in dead_letters).most_common())}
+
+
+def _journeys(log: _LogTally) -> dict:
+    visitors_only = log.keys[True] - log.stitched
+    live_journeys = {key: value for key, value in log.final.items() if key not in log.stitched}
     stage_distribution = Counter(stage for _, stage, closed in live_journeys.values())
-    latencies = [d["latency_ms"] for d in decision_list if d.get("latency_ms") is not None]
-    summary = {
-        "events_in": events_in,
-        "accepted": accepted,
-        "rejected": rejected,
-        "duplicates": duplicates,
-        "late": kinds[LogKind.LATE],
-        "balanced": events_in == accepted + rejected + duplicates,
-        "rejected_by_reason": dict(rejected_by_reason.most_common()),
-        "customers": len(keys[False]),
-        "anonymous_visitors": len(visitors_only),
-        "stitched_visitors": len(stitched),
-        "journeys": len(keys[False]) + len(visitors_only),
+    return {
+        "customers": len(log.keys[False]), "anonymous_visitors": len(visitors_only),
+        "stitched_visitors": len(log.stitched), "journeys": len(log.keys[False]) + len(visitors_only),
         "closed_journeys": sum(1 for _, _, closed in live_journeys.values() if closed),
-        "sessions": kinds[LogKind.SESSION],
-        "sessions_open_at_end": sessions_open,
+        "sessions": log.kinds[LogKind.SESSION], "sessions_open_at_end": log.sessions_open,
         "stage_distribution": dict(stage_distribution.most_common()),
-        "top_transitions": dict(transitions.most_common(10)),
+        "top_transitions": dict(log.transitions.most_common(10)),
+    }
+
+
+def _decisions(decision_points: list[dict]) -> dict:
+    decision_list = [d for d in decision_points if d.get("acted", True)]
+    return {
         "decisions": len(decision_list),
         "decisions_by_action": dict(Counter(d["action"] for d in decision_list).most_common()),
         "decisions_by_trigger": dict(Counter(d["trigger"] for d in decision_list).most_common()),
@@ -133,23 +168,7 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
                                          Counter()).most_common()),
         "fast_path": sum(1 for d in decision_points if d.get("fast_path")),
         "policy_versions": dict(sorted(Counter(str(d.get("policy_version")) for d in decision_list).items())),
-        "outcomes": {"matched": sum(1 for o in outcomes if o.get("matched")),
-                     "unmatched": sum(1 for o in outcomes if not o.get("matched")),
-                     "by_type": dict(Counter(o["event_type"] for o in outcomes).most_common())},
-        "feature_lookups": _feature_lookups(decision_list),
-        "model_usage": _model_usage(decision_list),
-        "unmapped_signals": dict(unmapped.most_common()),
-        "stage_accuracy": round(matched / compared, 4) if compared else None,
-        "stage_accuracy_by_true_stage": {stage: round(hit / total, 4) for stage, (total, hit) in sorted(per_stage.items())},
-        "signals_with_truth": compared,
     }
-    answered = [{"decision_id": o["decision_id"], "outcome": o["event_type"]} for o in outcomes if o.get("matched")]
-    if answered:
-        summary["uplift"] = uplift_table([d for d in decision_points if d.get("action")], answered)
-    if latencies:
-        summary["decision_latency_ms"] = {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
-                                          "max": max(latencies)}
-    return summary
 
 
 def _model_usage(decisions: list[dict]) -> dict:
@@ -171,75 +190,96 @@ def _feature_lookups(decisions: list[dict]) -> dict:
             "not_used": sources["disabled"] + sources[None], "anonymous": sources["none"]}
 
 
+class _Rows(list):
+    def row(self, label: str, value) -> None:
+        self.append(f"  {label:<42} {value}")
+
+
 def format_summary(summary: dict) -> str:
-    lines = []
+    rows = _Rows(["Journey job summary"])
+    for section in (_count_rows, _journey_rows, _decision_rows, _outcome_rows, _model_rows, _accuracy_rows):
+        section(rows, summary)
+    return "\n".join(rows)
 
-    def row(label, value):
-        lines.append(f"  {label:<42} {value}")
 
-    lines.append("Journey job summary")
+def _count_rows(rows: _Rows, summary: dict) -> None:
     ok = "yes" if summary["balanced"] else "NO: records were lost or double-counted"
-    row("events in", f"{summary['events_in']:,}")
-    row("  accepted", f"{summary['accepted']:,}  (late, not applied: {summary['late']:,})")
-    row("  rejected", f"{summary['rejected']:,}")
-    row("  duplicates", f"{summary['duplicates']:,}")
-    row("  in = accepted+rejected+duplicates", ok)
+    rows.row("events in", f"{summary['events_in']:,}")
+    rows.row("  accepted", f"{summary['accepted']:,}  (late, not applied: {summary['late']:,})")
+    rows.row("  rejected", f"{summary['rejected']:,}")
+    rows.row("  duplicates", f"{summary['duplicates']:,}")
+    rows.row("  in = accepted+rejected+duplicates", ok)
     for reason, count in summary["rejected_by_reason"].items():
-        row(f"    rejected: {reason}", f"{count:,}")
-    row("customers (identified)", f"{summary['customers']:,}")
-    row("visitors stitched to customers", f"{summary['stitched_visitors']:,}")
-    row("visitors never identified", f"{summary['anonymous_visitors']:,}")
-    row("sessions", f"{summary['sessions']:,}  (open at end of input: {summary['sessions_open_at_end']:,})")
-    lines.append("  stage distribution (journeys by current stage)")
+        rows.row(f"    rejected: {reason}", f"{count:,}")
+
+
+def _journey_rows(rows: _Rows, summary: dict) -> None:
+    rows.row("customers (identified)", f"{summary['customers']:,}")
+    rows.row("visitors stitched to customers", f"{summary['stitched_visitors']:,}")
+    rows.row("visitors never identified", f"{summary['anonymous_visitors']:,}")
+    rows.row("sessions", f"{summary['sessions']:,}  (open at end of input: {summary['sessions_open_at_end']:,})")
+    rows.append("  stage distribution (journeys by current stage)")
     for stage, count in summary["stage_distribution"].items():
-        row(f"    {stage}", f"{count:,}")
-    lines.append("  top stage transitions")
+        rows.row(f"    {stage}", f"{count:,}")
+    rows.append("  top stage transitions")
     for transition, count in summary["top_transitions"].items():
-        row(f"    {transition}", f"{count:,}")
-    row("decisions (actions taken)", f"{summary['decisions']:,}  (of {summary.get('decision_points', 0):,} decision points)")
+        rows.row(f"    {transition}", f"{count:,}")
+
+
+def _decision_rows(rows: _Rows, summary: dict) -> None:
+    rows.row("decisions (actions taken)", f"{summary['decisions']:,}  (of {summary.get('decision_points', 0):,} decision points)")
     for action, count in summary["decisions_by_action"].items():
-        row(f"    {action}", f"{count:,}")
+        rows.row(f"    {action}", f"{count:,}")
     if summary.get("decisions_by_agent"):
-        row("  by agent", ", ".join(f"{k}: {v:,}" for k, v in summary["decisions_by_agent"].items()))
+        rows.row("  by agent", ", ".join(f"{k}: {v:,}" for k, v in summary["decisions_by_agent"].items()))
     held = summary.get("held_back") or {}
     if held:
-        row("  no action: control group", f"{held['control_group']:,}")
-        row("  no action: every candidate suppressed", f"{held['every_candidate_suppressed']:,}")
+        rows.row("  no action: control group", f"{held['control_group']:,}")
+        rows.row("  no action: every candidate suppressed", f"{held['every_candidate_suppressed']:,}")
     if summary.get("suppressions_by_rule"):
-        lines.append("  candidates suppressed, by policy rule")
+        rows.append("  candidates suppressed, by policy rule")
         for rule, count in summary["suppressions_by_rule"].items():
-            row(f"    {rule}", f"{count:,}")
+            rows.row(f"    {rule}", f"{count:,}")
     if summary.get("decision_points"):
-        row("  fast path (latency budget, rules alone)", f"{summary['fast_path']:,} "
-            f"({summary['fast_path'] / summary['decision_points']:.2%} of decision points)")
-        row("  policy versions used", ", ".join(f"v{k}: {v:,}" for k, v in summary["policy_versions"].items()))
+        rows.row("  fast path (latency budget, rules alone)", f"{summary['fast_path']:,} "
+                 f"({summary['fast_path'] / summary['decision_points']:.2%} of decision points)")
+        rows.row("  policy versions used", ", ".join(f"v{k}: {v:,}" for k, v in summary["policy_versions"].items()))
+
+
+def _outcome_rows(rows: _Rows, summary: dict) -> None:
     outcomes = summary.get("outcomes") or {}
     if outcomes.get("matched") or outcomes.get("unmatched"):
-        row("outcome signals joined to decisions", f"{outcomes['matched']:,}  (no decision found: {outcomes['unmatched']:,})")
+        rows.row("outcome signals joined to decisions", f"{outcomes['matched']:,}  (no decision found: {outcomes['unmatched']:,})")
     if summary.get("uplift"):
-        lines.append("  outcome rates and uplift against the control group, per action")
-        lines.append(format_uplift(summary["uplift"]))
+        rows.append("  outcome rates and uplift against the control group, per action")
+        rows.append(format_uplift(summary["uplift"]))
+
+
+def _model_rows(rows: _Rows, summary: dict) -> None:
     lookups = summary.get("feature_lookups") or {}
     if lookups.get("hit") or lookups.get("missed") or lookups.get("fell_back"):
-        row("profile feature lookups (decisions)", f"hit {lookups['hit']:,}, missed {lookups['missed']:,}, "
-                                                   f"fell back {lookups['fell_back']:,}")
+        rows.row("profile feature lookups (decisions)", f"hit {lookups['hit']:,}, missed {lookups['missed']:,}, "
+                                                        f"fell back {lookups['fell_back']:,}")
     usage = summary.get("model_usage") or {}
     if usage.get("scored_by") or usage.get("shadow"):
-        row("decisions scored by", ", ".join(f"{k}: {v:,}" for k, v in usage["scored_by"].items()) or "none")
+        rows.row("decisions scored by", ", ".join(f"{k}: {v:,}" for k, v in usage["scored_by"].items()) or "none")
         if usage["shadow"]:
-            row("  shadow-scored by (never acted)", ", ".join(f"{k}: {v:,}" for k, v in usage["shadow"].items()))
-        row("  mapped to another stage by the model", f"{usage['stage_remapped']:,}")
-        row("  on rules alone", f"{usage['rules_alone']:,}")
+            rows.row("  shadow-scored by (never acted)", ", ".join(f"{k}: {v:,}" for k, v in usage["shadow"].items()))
+        rows.row("  mapped to another stage by the model", f"{usage['stage_remapped']:,}")
+        rows.row("  on rules alone", f"{usage['rules_alone']:,}")
+
+
+def _accuracy_rows(rows: _Rows, summary: dict) -> None:
     if summary["unmapped_signals"]:
-        row("signals the ontology does not map", ", ".join(f"{k}: {v}" for k, v in summary["unmapped_signals"].items()))
+        rows.row("signals the ontology does not map", ", ".join(f"{k}: {v}" for k, v in summary["unmapped_signals"].items()))
     if summary["stage_accuracy"] is not None:
-        row("stage accuracy vs ground truth", f"{summary['stage_accuracy']:.1%} of {summary['signals_with_truth']:,} signals")
+        rows.row("stage accuracy vs ground truth", f"{summary['stage_accuracy']:.1%} of {summary['signals_with_truth']:,} signals")
         for stage, share in summary["stage_accuracy_by_true_stage"].items():
-            row(f"    truly {stage}", f"{share:.1%}")
+            rows.row(f"    truly {stage}", f"{share:.1%}")
     latency = summary.get("decision_latency_ms")
     if latency:
-        row("event-to-decision latency", f"p50 {latency['p50']} ms, p99 {latency['p99']} ms")
+        rows.row("event-to-decision latency", f"p50 {latency['p50']} ms, p99 {latency['p99']} ms")
     runtime = summary.get("runtime")
     if runtime:
-        row("job runtime", f"{runtime['job_seconds']:.1f} s ({runtime['events_per_second']:,.0f} events/s); wall {runtime['wall_seconds']:.1f} s")
-    return "\n".join(lines)
+        rows.row("job runtime", f"{runtime['job_seconds']:.1f} s ({runtime['events_per_second']:,.0f} events/s); "
+                                f"wall {runtime['wall_seconds']:.1f} s")

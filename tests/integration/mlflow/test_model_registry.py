@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from journeys.scoring import CHALLENGER, CHAMPION, PROPENSITY_MODEL, STAGE_MODEL
-from models.features import held_back
+from models.frames import held_back
 from models.registry import (HELD_BACK_ARTIFACT, PromotionRefused, alias_version, client_for, files_digest, promote,
                              register, rollback, train_and_log)
 from pipelines.cli.main import main as journeys
@@ -86,7 +86,7 @@ def test_a_registered_version_loads_and_scores_like_the_model_that_was_trained(d
 
 
 def _inputs(frame):
-    from models.features import input_frame
+    from models.frames import input_frame
 
     return input_frame(frame)
 

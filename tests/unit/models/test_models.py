@@ -9,7 +9,7 @@ import pytest
 
 from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL, UNKNOWN, model_input
 from models.evaluate import better_or_equal, evaluate_propensity, evaluate_stage_classifier
-from models.features import conversion_labels, held_back, input_frame, split_by_customer, true_stages
+from models.frames import conversion_labels, held_back, input_frame, split_by_customer, true_stages
 from models.pyfunc import StageModel
 from models.train import train_propensity, train_stage_classifier
 from tests.harness import BEGINNING, a_decision_point, decision_points_with_a_pattern

@@ -1,0 +1,46 @@
+"""`journeys policy check` and `publish`: a decision policy before it goes out, and into a running job."""
+from __future__ import annotations
+
+import sys
+
+
+def add_commands(commands) -> None:
+    policy = commands.add_parser("policy", help="decision policies (docs/policy.md)")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_commands.add_parser("check", help="load a policy file and print what it says, or the error and its line")
+    check.add_argument("file")
+    check.set_defaults(run=_policy_check)
+    publish = policy_commands.add_parser("publish", help="check a policy file and put it into a running job's "
+                                                        "watched policy-updates directory")
+    publish.add_argument("file")
+    publish.add_argument("--to", required=True, metavar="DIR", help="the job's --policy-updates directory")
+    publish.set_defaults(run=_policy_publish)
+
+
+def _policy_check(args) -> int:
+    from journeys.yamlconf import ConfigError
+    from pipelines.config import read_policy
+
+    try:
+        policy = read_policy(args.file)
+    except ConfigError as error:
+        print(f"journeys: {error}", file=sys.stderr)
+        return 1
+    print(f"policy {policy.name} version {policy.version}: priority = {' x '.join(policy.priority)}; "
+          f"{len(policy.caps)} frequency caps, quiet hours {'on' if policy.quiet_hours else 'off'}, "
+          f"{len(policy.eligibility)} eligibility rules, mandatory: {', '.join(sorted(policy.mandatory)) or 'none'}, "
+          f"control group {policy.control_share:.0%}")
+    return 0
+
+
+def _policy_publish(args) -> int:
+    from pipelines.tools.policy_publish import publish
+    from journeys.yamlconf import ConfigError
+
+    try:
+        written = publish(args.file, args.to)
+    except ConfigError as error:
+        print(f"journeys: not published: {error}", file=sys.stderr)
+        return 1
+    print(f"published {args.file} -> {written}")
+    return 0

@@ -1,0 +1,104 @@
+"""`journeys map`, `serve`, `explain` and `summary`: what a run did, for people."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def add_commands(commands) -> None:
+    journey_map = commands.add_parser("map", help="write a run's journey map as one self-contained HTML page "
+                                      "(works offline)")
+    journey_map.add_argument("--journeys", required=True, help="the journey log (a file or directory)")
+    journey_map.add_argument("--decisions", required=True, help="the decision log (or the decisions)")
+    journey_map.add_argument("--out", required=True, help="the HTML file to write")
+    journey_map.add_argument("--ontology", help="ontology YAML, for the stage order (default: the packaged retail one)")
+    journey_map.set_defaults(run=_map)
+
+    serve = commands.add_parser("serve", help="serve the journey map on loopback, rebuilt as the running job writes")
+    serve.add_argument("--journeys", required=True, help="the job's journey log directory")
+    serve.add_argument("--decisions", required=True, help="the job's decision log (or decisions) directory")
+    serve.add_argument("--port", type=int, default=8050)
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (loopback by default)")
+    serve.add_argument("--refresh", type=int, default=3, help="seconds between the page's checks for new output (it reloads when there is some)")
+    serve.add_argument("--ontology", help="ontology YAML, for the stage order (default: the packaged retail one)")
+    serve.set_defaults(run=_serve)
+
+    explain = commands.add_parser("explain", help="one customer's journey path and every decision with its "
+                                                   "justification, in time order")
+    explain.add_argument("customer_id")
+    explain.add_argument("--log", required=True, help="the decision log: the job's decisions (a file or directory)")
+    explain.add_argument("--journeys", help="the journey log, for the path (default: journeys/ beside the log)")
+    explain.add_argument("--every-signal", action="store_true", help="also list signals that moved no stage")
+    explain.set_defaults(run=_explain)
+
+    summary = commands.add_parser("summary", help="summarize a finished run from its input and outputs")
+    summary.add_argument("--signals", required=True)
+    summary.add_argument("--journeys", required=True)
+    summary.add_argument("--decisions", required=True)
+    summary.add_argument("--decision-log", help="the decision log, for suppressions, the control group and uplift")
+    summary.add_argument("--dead-letter", required=True)
+    summary.add_argument("--out")
+    summary.set_defaults(run=_summary)
+
+
+def _map(args) -> int:
+    from pipelines.reports.journey_map import build_map
+    from pipelines.reports.map_page import render
+    from pipelines.config import read_ontology
+    from pipelines.reports.summary import read_records
+
+    for path in (args.journeys, args.decisions):
+        if not Path(path).exists():
+            print(f"journeys: {path}: no such file or directory", file=sys.stderr)
+            return 1
+    stages = read_ontology(args.ontology).stage_ids
+    built = build_map(read_records(args.journeys), read_records(args.decisions), stages)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(render(built))
+    print(f"journey map of {len(built.timelines):,} journeys -> {args.out}")
+    return 0
+
+
+def _serve(args) -> int:
+    from pipelines.reports.map_server import MapServer
+    from pipelines.config import read_ontology
+
+    server = MapServer(args.journeys, args.decisions, read_ontology(args.ontology).stage_ids, args.host, args.port,
+                       args.refresh)
+    print(f"journey map on http://{args.host}:{server.server_address[1]}/ (checks for new output every {args.refresh} s; Ctrl-C stops)",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _explain(args) -> int:
+    from pipelines.reports.explain import explain
+    from pipelines.reports.summary import read_records
+
+    log = Path(args.log)
+    if not log.exists():
+        raise FileNotFoundError(f"{log}: no decision log there")
+    journeys = Path(args.journeys) if args.journeys else log.parent / "journeys"
+    text = explain(args.customer_id, read_records(log), read_records(journeys) if journeys.exists() else (),
+                   args.every_signal)
+    print(text)
+    return 0 if not text.startswith("no journey") else 1
+
+
+def _summary(args) -> int:
+    from pipelines.tools.files import scan_signals
+    from pipelines.reports.summary import format_summary, read_records, read_truth, summarize
+
+    scan = scan_signals(args.signals)
+    summary = summarize(scan.lines, read_records(args.journeys), read_records(args.decision_log or args.decisions),
+                        read_records(args.dead_letter), read_truth(args.signals))
+    if args.out:
+        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    print(format_summary(summary))
+    return 0 if summary["balanced"] else 1
