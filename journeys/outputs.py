@@ -14,7 +14,6 @@ into its named outputs through sort_outputs, so an output kind is added in one p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
 
@@ -80,18 +79,21 @@ OUTPUT_NAMES = (OutputName.DECISIONS, OutputName.JOURNEYS, OutputName.LATE, Outp
                 OutputName.FEATURE_ROWS, OutputName.DECISION_LOG)
 
 
-@dataclass(slots=True)
 class SortedOutputs:
     """One call's outputs by named output, in the order the core produced them."""
 
-    journeys: list[dict] = field(default_factory=list)        # journey log records, late ones aside
-    late: list[dict] = field(default_factory=list)
-    decision_log: list[dict] = field(default_factory=list)    # every decision point
-    decisions: list[dict] = field(default_factory=list)       # those acted on (the same records)
-    feature_rows: list[FeatureRow] = field(default_factory=list)
-    routed: list[Routed] = field(default_factory=list)
-    decision_latencies_ms: list[int] = field(default_factory=list)  # wall clock, intake to decision
-    map_latencies_ms: list[int] = field(default_factory=list)       # wall clock, intake to journey update
+    __slots__ = ("journeys", "late", "decision_log", "decisions", "feature_rows", "routed",
+                 "decision_latencies_ms", "map_latencies_ms")
+
+    def __init__(self):
+        self.journeys: list[dict] = []        # journey log records, late ones aside
+        self.late: list[dict] = []
+        self.decision_log: list[dict] = []    # every decision point
+        self.decisions: list[dict] = []       # those acted on (the same records)
+        self.feature_rows: list[FeatureRow] = []
+        self.routed: list[Routed] = []
+        self.decision_latencies_ms: list[int] = []  # wall clock, intake to decision
+        self.map_latencies_ms: list[int] = []       # wall clock, intake to journey update
 
     def journey_log(self) -> list[dict]:
         return self.journeys + self.late

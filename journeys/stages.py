@@ -6,23 +6,15 @@ session closes.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from journeys.agents import FollowUp
 from journeys.features import record_activity
 from journeys.ids import stable_id
-from journeys.ontology import Ontology, SessionRule, SignalRule, TimeRule
+from journeys.ontology import Ontology, SessionRule, SignalRule
 from journeys.outputs import LogKind
 from journeys.state import Journey, Session
 
 # What a due time event is, in the order events due at the same time happen.
 SESSION_GAP, TIME_RULE, VISITOR_EXPIRY, PLAN_DUE = range(4)
-
-
-class TimeEvent(NamedTuple):
-    due: int
-    order: int                                  # SESSION_GAP, TIME_RULE, VISITOR_EXPIRY or PLAN_DUE
-    what: TimeRule | FollowUp | None = None     # the time rule, or the planned follow-up
 
 
 class Stages:
@@ -54,18 +46,14 @@ class Stages:
         journey.last_activity = at if journey.last_activity is None else max(journey.last_activity, at)
         record_activity(journey.activity, at, channel, event_type, self.ontology.signals.get(event_type),
                         signal["attributes"])
-        return self._count_in_session(journey, signal)
-
-    def _count_in_session(self, journey: Journey, signal: dict) -> Session:
-        at, event_type = signal["event_time"], signal["event_type"]
         session = journey.session
         if session is None:
             session = journey.session = Session(stage_at_start=journey.stage, id=stable_id("s-", journey.key, at),
                                                 start=at, last=at)
         session.last = at
         session.signals += 1
-        if signal["channel"] not in session.channels:
-            session.channels.append(signal["channel"])
+        if channel not in session.channels:
+            session.channels.append(channel)
         session.counts[event_type] = session.counts.get(event_type, 0) + 1
         hint = signal.get("session_hint")
         if hint and hint not in session.hints and len(session.hints) < 4:
@@ -90,10 +78,13 @@ class Stages:
         return self.ontology.stage_by_id[stage].terminal
 
     # -- time ----------------------------------------------------------------------------------
-    def next_time_event(self, journey: Journey) -> TimeEvent | None:
+    def next_due(self, journey: Journey) -> tuple | None:
+        """The next time-driven event: (due, order, what), with order one of SESSION_GAP, TIME_RULE,
+        VISITOR_EXPIRY and PLAN_DUE (the order of events due at the same time) and what the time
+        rule or the planned follow-up. A plain tuple: this runs several times per signal."""
         best = None
         if journey.session is not None:
-            best = TimeEvent(journey.session.last + self.gap, SESSION_GAP)
+            best = (journey.session.last + self.gap, SESSION_GAP, None)
         for rule in self.ontology.time_rules_for(journey.stage):
             if rule.basis == "inactivity":
                 if journey.last_activity is None:
@@ -101,16 +92,16 @@ class Stages:
                 due = max(journey.last_activity + rule.after_ms, journey.stage_since)
             else:
                 due = journey.stage_since + rule.after_ms
-            if best is None or due < best.due:
-                best = TimeEvent(due, TIME_RULE, rule)
+            if best is None or due < best[0]:
+                best = (due, TIME_RULE, rule)
         if journey.anonymous and journey.last_activity is not None:
             due = journey.last_activity + self.ontology.anonymous_expiry_ms
-            if best is None or due < best.due:
-                best = TimeEvent(due, VISITOR_EXPIRY)
+            if best is None or due < best[0]:
+                best = (due, VISITOR_EXPIRY, None)
         for wire in journey.plans:
             plan = FollowUp.from_wire(wire)
-            if best is None or (plan.due_at, PLAN_DUE) < (best.due, best.order):
-                best = TimeEvent(plan.due_at, PLAN_DUE, plan)
+            if best is None or (plan.due_at, PLAN_DUE) < best[:2]:
+                best = (plan.due_at, PLAN_DUE, plan)
         return best
 
     # -- sessions ------------------------------------------------------------------------------

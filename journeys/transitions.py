@@ -31,6 +31,9 @@ from journeys.state import Journey
 from journeys.timeutil import format_duration
 
 
+_journey_log = tuple.__new__  # JourneyLog(...) at C speed, for the record of every signal
+
+
 class Transitions:
     def __init__(self, ontology: Ontology, settings: JourneySettings, policy: PolicyInForce,
                  clock: Callable[[], float], profiles: ProfileSource | None = None,
@@ -54,7 +57,8 @@ class Transitions:
         at, event_type = signal["event_time"], signal["event_type"]
         if journey is not None:
             journey = self._tick(journey, at, out)
-        only_an_answer = answers_a_decision(signal) and event_type not in self.ontology.signals
+        answers = answers_a_decision(signal)
+        only_an_answer = answers and event_type not in self.ontology.signals
         if journey is None and only_an_answer:  # an answer for a journey that has closed (or never was)
             out.append(JourneyLog(outcome_record(key, anonymous, signal, unmatched(signal))))
             return None, out
@@ -63,7 +67,7 @@ class Transitions:
             journey = self.stages.new_journey(key, anonymous, at)
         if signal.get("timezone"):
             journey.timezone = signal["timezone"]
-        joined = join_outcome(journey, signal) if answers_a_decision(signal) else None
+        joined = join_outcome(journey, signal) if answers else None
         if only_an_answer:
             out.append(JourneyLog(outcome_record(journey.key, journey.anonymous, signal, joined)))
             return journey, out
@@ -72,8 +76,9 @@ class Transitions:
         elif event_type == "escalation_resolved":
             journey.complaint_open = False
         moved_by, previous = self._step(journey, signal, joined, ingested_at, out)
-        self._decide_after(journey, signal, started, moved_by, previous, ingested_at, out)
-        if self.stages.is_terminal(journey.stage):
+        if started or moved_by is not None or event_type in self.ontology.escalation_types:
+            self._decide_after(journey, signal, started, moved_by, previous, ingested_at, out)
+        if self.ontology.stage_by_id[journey.stage].terminal:
             return self._close(journey, at, "terminal_stage", out), out
         return journey, out
 
@@ -100,7 +105,7 @@ class Transitions:
             record["unmapped"] = True
         if joined is not None:
             record |= joined
-        out.append(JourneyLog(record, ingested_at))
+        out.append(_journey_log(JourneyLog, (record, ingested_at)))
         return moved_by, previous
 
     def _decide_after(self, journey: Journey, signal: dict, started: bool, moved_by: str | None, previous: str,
@@ -127,23 +132,24 @@ class Transitions:
     def next_due(self, journey: Journey | None) -> int | None:
         if journey is None:
             return None
-        event = self.stages.next_time_event(journey)
-        return event.due if event else None
+        due = self.stages.next_due(journey)
+        return due[0] if due else None
 
     def _tick(self, journey: Journey, now: int, out: list) -> Journey | None:
         while True:
-            event = self.stages.next_time_event(journey)
-            if event is None or event.due > now:
+            due = self.stages.next_due(journey)
+            if due is None or due[0] > now:
                 return journey
-            if event.order == SESSION_GAP:
-                self._close_session(journey, event.due, out)
-            elif event.order == PLAN_DUE:
-                self._carry_out(journey, event.what, event.due, out)
-            elif event.order == TIME_RULE:
-                if not self._time_rule(journey, event.what, event.due, out):
+            at, order, what = due
+            if order == SESSION_GAP:
+                self._close_session(journey, at, out)
+            elif order == PLAN_DUE:
+                self._carry_out(journey, what, at, out)
+            elif order == TIME_RULE:
+                if not self._time_rule(journey, what, at, out):
                     return None
             else:
-                return self._close(journey, event.due, "anonymous_expired", out)
+                return self._close(journey, at, "anonymous_expired", out)
 
     def _carry_out(self, journey: Journey, plan: FollowUp, at: int, out: list) -> None:
         """An agent's planned follow-up is due."""
