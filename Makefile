@@ -24,11 +24,15 @@ help:
 	@echo "make run-kafka   the same job from Kafka to Kafka on a local Tansu broker"
 	@echo "make cluster-up / submit / cluster-down   a local standalone Flink cluster, and the Kafka job on it"
 
+# pip's own output goes to var/log/setup.log, and its last lines to the terminal when it fails.
 $(INSTALLED): requirements.lock setup.py scripts/check-prereqs.sh
 	@python_cmd=$$(scripts/check-prereqs.sh $(PYTHON)) && \
 	  { [ -x $(PY) ] || $$python_cmd -m venv $(VENV); }
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@mkdir -p var/log
+	@echo "setting up .venv with the pinned dependency set (requirements.lock): a few minutes the first time"
+	@{ $(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock && \
+	   $(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . ; } \
+	  >var/log/setup.log 2>&1 || { tail -30 var/log/setup.log; echo "setup failed: see var/log/setup.log"; exit 1; }
 	@touch $@
 
 setup: $(INSTALLED)

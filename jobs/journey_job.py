@@ -124,8 +124,12 @@ class Plan:
                 check_transaction_timeout(self.kafka, load_flink_conf(args.flink_conf) | self.overrides)
         if isinstance(self.signals, FileAddress) and not self.signals.path.exists():
             raise AddressError(f"{args.signals}: no such file or directory")
+        models = _models_at_start(args, self.settings)  # its registry read runs beside the feature store's check
         self.features = _feature_settings(args, self.settings)
-        self.models = _model_settings(args, self.settings)
+        self.models = None
+        if models is not None:
+            print(f"journey_job: {models.said()}", file=sys.stderr)
+            self.models = models.settings
         self.policy = start_policy_text(args.policy, self.settings)
         if args.end_clock not in ("auto", "none"):
             parse_instant(args.end_clock)  # fail now, not after the input scan
@@ -240,14 +244,12 @@ def _feature_settings(args, settings):
     return checked_feature_settings(args.feature_repo, args.feature_store_yaml, settings.features)
 
 
-def _model_settings(args, settings):
+def _models_at_start(args, settings):
     if not args.model_registry:
         return None
-    from pipelines.mlflow.serving import models_at_start
+    from pipelines.mlflow.serving import ModelsAtStart
 
-    serving, said = models_at_start(args.model_registry, settings.models)
-    print(f"journey_job: {said}", file=sys.stderr)
-    return serving
+    return ModelsAtStart(args.model_registry, settings.models)
 
 
 def _end_clock(option: str, scan, bound_ms: int) -> int | None:

@@ -94,10 +94,16 @@ class WatchedRegistry:
         self._process = None
         self._folder = None
 
+    def launch(self) -> None:
+        """Start the watcher process, without waiting for its first read."""
+        if self._process is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="journeys-models-")
+            self._state = Path(self._folder.name) / "registry.json"
+            self._spawn()
+
     def start(self) -> None:
-        self._folder = tempfile.TemporaryDirectory(prefix="journeys-models-")
-        self._state = Path(self._folder.name) / "registry.json"
-        self._spawn()
+        """Start the watcher (unless launched already) and wait for its first read, up to the startup timeout."""
+        self.launch()
         deadline = time.monotonic() + self.settings.startup_timeout_s
         while not self._state.exists() and time.monotonic() < deadline and self._process.poll() is None:
             time.sleep(0.05)
@@ -235,18 +241,28 @@ def _no_answer(error: str, **extra) -> dict:
     return {"error": error, "entries": {}, "polls": 0, "poll_failures": 0, **extra}
 
 
-def models_at_start(registry_uri: str, section: dict) -> tuple[ModelServingSettings, str]:
-    """The serving settings for a registry, and which versions will score at start, for the driver
-    to say. An unreachable registry does not stop the job: it starts on rules alone and keeps asking."""
-    import warnings
+class ModelsAtStart:
+    """The registry's first read for the driver, which says at start which versions will score.
+    The read runs in a watcher process from the moment this is made, beside the driver's other
+    checks, and the driver imports no MLflow. An unreachable registry does not stop the job: it
+    starts on rules alone and keeps asking."""
 
-    serving = ModelServingSettings.from_config(registry_uri, section)
-    with warnings.catch_warnings():  # MLflow's imports change the warning filters for the whole process
-        active = RegistryModels(serving).start().active()
-    cited = [f"{m.name} v{m.version} (champion)" for m in active.champions]
-    cited += [f"{m.name} v{m.version} (challenger, shadow)" for m in active.challengers]
-    return serving, f"models from {registry_uri}: {', '.join(cited) or 'none'}" + (f"; {active.note}" if active.note else "")
+    def __init__(self, registry_uri: str, section: dict):
+        self.settings = ModelServingSettings.from_config(registry_uri, section)
+        self._registry = WatchedRegistry(self.settings)
+        self._registry.launch()
+
+    def said(self) -> str:
+        models = RegistryModels(self.settings, self._registry).start()
+        try:
+            active = models.active()
+        finally:
+            models.stop()
+        cited = [f"{m.name} v{m.version} (champion)" for m in active.champions]
+        cited += [f"{m.name} v{m.version} (challenger, shadow)" for m in active.challengers]
+        return (f"models from {self.settings.registry_uri}: {', '.join(cited) or 'none'}"
+                + (f"; {active.note}" if active.note else ""))
 
 
 __all__ = ["ModelServingSettings", "RegistryModels", "InProcessRegistry", "WatchedRegistry", "LinearModel",
-           "ServingCounts", "models_at_start"]
+           "ServingCounts", "ModelsAtStart"]
