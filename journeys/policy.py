@@ -17,10 +17,11 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
+from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from journeys.timeutil import parse_duration
-from journeys.yamlconf import ConfigError, Located, loads_yaml, where
+from journeys.yamlconf import NO_ENVIRONMENT, ConfigError, Located, loads_yaml, where
 
 ANY_CHANNEL = "any"
 _OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte")
@@ -224,8 +225,9 @@ def packaged_policy(name: str = "retail") -> Policy:
     return loads_policy(*packaged_policy_text(name))
 
 
-def loads_policy(text: str, source: str = "<policy>") -> Policy:
-    return parse_policy(loads_yaml(text, source))
+def loads_policy(text: str, source: str = "<policy>", env: Mapping[str, str] = NO_ENVIRONMENT) -> Policy:
+    """env fills the file's ${...} references (pipelines.config passes the process environment)."""
+    return parse_policy(loads_yaml(text, source, env))
 
 
 def parse_policy(doc) -> Policy:

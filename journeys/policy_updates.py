@@ -10,12 +10,13 @@ is therefore a function of the order of the control records, the same on every r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import orjson
 
 from journeys.outputs import LogKind
 from journeys.policy import Policy, loads_policy
-from journeys.yamlconf import ConfigError
+from journeys.yamlconf import NO_ENVIRONMENT, ConfigError
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,16 @@ class UpdateResult:
 
 
 class PolicyInForce:
-    def __init__(self, policy: Policy):
+    def __init__(self, policy: Policy, env: Mapping[str, str] = NO_ENVIRONMENT):
+        """env fills the ${...} references of the policies that arrive (see journeys.yamlconf)."""
         self.policy = policy
+        self.env = env
         self.history: list[UpdateResult] = []
 
     def update(self, text: str, source: str) -> UpdateResult:
         previous = self.policy.version
         try:
-            candidate = loads_policy(text, source)
+            candidate = loads_policy(text, source, self.env)
         except ConfigError as error:
             result = UpdateResult(source, False, None, previous, f"rejected, {previous} stays in force: {error}")
         else:

@@ -37,7 +37,7 @@ def read_ontology(path: str | Path | None = None) -> Ontology:
 
 
 def read_policy(path: str | Path) -> Policy:
-    return loads_policy(read_text(path), str(path))
+    return loads_policy(read_text(path), str(path), os.environ)
 
 
 def settings_ontology(settings: JourneySettings) -> Ontology:
@@ -60,7 +60,7 @@ def settings_policy_text(settings: JourneySettings) -> tuple[str, str]:
 
 
 def settings_policy(settings: JourneySettings) -> Policy:
-    return loads_policy(*settings_policy_text(settings))
+    return loads_policy(*settings_policy_text(settings), os.environ)
 
 
 def start_policy_text(policy_file: str | None, settings: JourneySettings) -> tuple[str, str]:
@@ -72,7 +72,7 @@ def start_policy_text(policy_file: str | None, settings: JourneySettings) -> tup
         text, source = Path(policy_file).read_text(), policy_file
     else:
         text, source = settings_policy_text(settings)
-    loads_policy(text, source)
+    loads_policy(text, source, os.environ)
     return text, source
 
 

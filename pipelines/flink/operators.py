@@ -2,6 +2,7 @@
 journeys.*, write state once, register the timers the core asks for, emit what it returns."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -195,7 +196,7 @@ class _JourneyOperator:
             self.model_source = RegistryModels(self.models, WatchedRegistry(self.models), self.model_metrics.observe).start()
             self.model_metrics.watch(self.model_source)
         feature_rows = self.pusher is not None or "feature-rows" in self.outputs
-        self.policy = PolicyInForce(loads_policy(*self.policy_text))
+        self.policy = PolicyInForce(loads_policy(*self.policy_text, os.environ), os.environ)
         self.keyed = build_roles(self.ontology, self.settings, self.policy, time.perf_counter, profiles,
                                  self.model_source, push_features=feature_rows)[self.role]
         self.first_task = _subtask_index(runtime_context) == 0

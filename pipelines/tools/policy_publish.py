@@ -14,7 +14,7 @@ def publish(path: str | Path, directory: str | Path, validate: bool = True) -> P
     otherwise. Written under a hidden name and renamed, so the job never reads half a file."""
     path, directory = Path(path), Path(directory)
     text = path.read_text()
-    policy = loads_policy(text, str(path)) if validate else None
+    policy = loads_policy(text, str(path), os.environ) if validate else None
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{time.time_ns()}-{policy.name if policy else 'unchecked'}-v{policy.version if policy else 'x'}.json"
     hidden = directory / f".{name}.inprogress"
