@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `flink run -py` does not install the project
 
 from journeys.outputs import OutputName  # noqa: E402
+from journeys.timers import BOUNDED, LIVE  # noqa: E402
 from journeys.timers import end_clock as end_clock_at  # noqa: E402
 from journeys.timeutil import parse_instant  # noqa: E402
 from journeys.yamlconf import ConfigError  # noqa: E402
@@ -201,6 +202,7 @@ def _build(env, plan: Plan, end_clock: int | None, args: argparse.Namespace) -> 
                                      feature_rows=OutputName.FEATURE_ROWS in outputs, models=plan.models,
                                      decision_log=OutputName.DECISION_LOG in outputs, policy=plan.policy,
                                      policy_updates=control, progress_s=args.progress,
+                                     time_mode=BOUNDED if plan.bounded else LIVE,
                                      metrics=python_metrics_enabled(args.flink_conf, plan.overrides))
     sinks = Sinks(env, plan.kafka)
 

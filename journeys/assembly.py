@@ -15,23 +15,25 @@ from journeys.policy_updates import PolicyInForce
 from journeys.privacy import Masker
 from journeys.scoring import ModelSource
 from journeys.settings import JourneySettings
+from journeys.timers import BOUNDED
 from journeys.transitions import Transitions
 
 ROLES = (VISITOR, CUSTOMER)
 
 
-def build_intake(ontology: Ontology, settings: JourneySettings, encoding: str = "json",
-                 late_by_source_order: bool = True) -> Intake:
-    decoder = SignalDecoder(settings.intake, Masker(settings.privacy))
-    return Intake(decoder, ontology.identify_signals, settings.max_out_of_orderness_ms, encoding, late_by_source_order)
+def build_intake(settings: JourneySettings, encoding: str = "json") -> Intake:
+    return Intake(SignalDecoder(settings.intake, Masker(settings.privacy)), encoding)
 
 
 def build_roles(ontology: Ontology, settings: JourneySettings, policy: Policy | PolicyInForce,
                 clock: Callable[[], float], profiles: ProfileSource | None = None,
-                models: ModelSource | None = None, push_features: bool = False) -> dict[str, KeyedJourneys]:
+                models: ModelSource | None = None, push_features: bool = False,
+                time_mode: str = BOUNDED) -> dict[str, KeyedJourneys]:
     """Both keyed roles, sharing one set of transitions. policy: the policy at start, or the
-    PolicyInForce an operator updates. clock: seconds, for the decisions' latency budget."""
+    PolicyInForce an operator updates. clock: seconds, for the decisions' latency budget.
+    time_mode: how the keys' time moves (journeys.timers)."""
     in_force = policy if isinstance(policy, PolicyInForce) else PolicyInForce(policy)
     transitions = Transitions(ontology, settings, in_force, clock, profiles, models, push_features)
-    return {role: KeyedJourneys(transitions, role, settings.dedupe_horizon_ms, settings.dedupe_max_ids)
+    return {role: KeyedJourneys(transitions, role, settings.dedupe_horizon_ms, settings.dedupe_max_ids,
+                                settings.max_out_of_orderness_ms, time_mode)
             for role in ROLES}

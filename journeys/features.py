@@ -89,7 +89,8 @@ SUPPORT_CATEGORIES = frozenset({"service", "complaint"})
 
 
 def record_activity(activity: Activity, at: int, channel: str, event_type: str, category: str | None,
-                    attributes: dict) -> None:
+                    attributes: dict, newest: bool = True) -> None:
+    """newest: the signal is the journey's latest so far (else an older one arriving late, within the bound)."""
     hour = at // HOUR
     hours = activity.hours
     if hours and hours[-1][0] == hour:
@@ -107,7 +108,8 @@ def record_activity(activity: Activity, at: int, channel: str, event_type: str, 
             hours.append([hour, 1])
             hours.sort()
             del hours[:-25]
-    activity.last_channel = channel
+    if newest:
+        activity.last_channel = channel
     if event_type == "purchase":
         activity.cart_value = 0.0
     elif category == "cart":
@@ -118,7 +120,7 @@ def record_activity(activity: Activity, at: int, channel: str, event_type: str, 
         activity.cart_value = round(activity.cart_value + amount if event_type != "remove_from_cart"
                                     else max(0.0, activity.cart_value - amount), 2)
     if category in SUPPORT_CATEGORIES:
-        activity.contacts = [t for t in activity.contacts if t > at - WEEK][-15:] + [at]
+        activity.contacts = sorted([t for t in activity.contacts if t > at - WEEK] + [at])[-16:]
 
 
 def activity_features(activity: Activity, at: int) -> dict:

@@ -1,228 +1,295 @@
-"""What one keyed journey operator does, without an engine: intake, event-time order, identity.
+"""What one keyed journey operator does, without an engine: arrival order, lateness per journey,
+identity, and time.
 
-Two roles share this code. The visitor role is keyed by anonymous_id and holds the journeys of
-visitors who have not identified; the customer role is keyed by customer_id. A visitor's
+Two roles share this code. The visitor role is keyed by anonymous_id: every signal that carries
+one comes here first. It holds the journeys of visitors who have not identified. A visitor's
 identifying signal (login, identify, signup with both ids) hands the visitor's journey to the
-customer role in one record, where it merges atomically into the customer's journey; later
-anonymous signals of that visitor are forwarded to the customer.
+customer role in one record, where it merges into the customer's journey. The visitor's later
+signals are forwarded to the customer, and so are signals that name their customer: passing every
+signal of a visitor through one key keeps them in their order on the way to the customer. The
+customer role is keyed by customer_id and also gets the signals that carry no anonymous id.
 
-An operator keeps two things per key: the key's state (KeyState, one value) and the items that
-arrived since its last timer (a list it only appends to). It calls:
+An operator keeps one value per key, the key's KeyState, and calls
 
-    element_timer(item)                                       -> the timer to register
-    on_timer(state, arrivals, fired_at, watermark, end_clock) -> (state, outputs, register, delete)
+    on_signal(state, item)                          -> KeyCall   an item arrived
+    on_timer(state, fired_at, end_clock, wall_time) -> KeyCall   the key's timer fired
 
-An arriving item is only appended and gets a timer at its event time: no state is read, which
-keeps arrivals cheap. When the watermark passes, the timer takes the arrivals in
-(event_time, event_id) order: duplicates and late signals are told apart from the rest, and
-what is due is applied, so the result does not depend on arrival order. A signal is late when
-intake marked it so, or when its key has already been processed past its event time: it goes
-to the journey log as `late`, counts as accepted, and does not change the journey.
+Each call reads the state once, and gives back the new state, the outputs, and the timers to
+register and delete.
+
+Order. A journey applies its items in the order they reach it, at once: a decision leaves with
+the signal that caused it. The journey's clock is the latest event time it has come to, through
+signals applied or time passed. A signal at or after the clock applies in order: the
+time-driven events due until then happen first. A signal behind the clock by at most the bound
+(event_time.max_out_of_orderness) applies with its own event time to the journey as it stands: it
+counts, takes its place among the touchpoints and joins the open session, and the time-driven
+events that already happened stay. A signal further behind is late: it goes to the journey log as
+`late`, whole, counts as accepted, and changes nothing. A visitor's handoff is never late: the
+visitor's journey always joins, and only its identifying signal can be late.
+
+Time. Time-driven events (a session gap, a stage time-out, a plan due, a visitor's expiry) happen
+when the key's next signal arrives, and otherwise when its one timer fires (journeys.timers):
+at the end of a bounded input, or, live, at its next due time told in wall-clock time by the key's
+lag (the wall clock minus the event time, at the key's newest signal). A live key's timer is only
+moved earlier, never later: a timer that fires early finds nothing due and sets the next one.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
 from typing import NamedTuple
 
 from journeys.outputs import JourneyLog, LogKind, Routed
-from journeys.state import (AT, EVENT_ID, HANDOFF, INGESTED_AT, KEY, KIND, LATE, SIGNAL, Journey, KeyState,
-                            item_head, item_payload, make_item)
-from journeys.timers import MAX_WATERMARK
+from journeys.state import (AT, DIRECT, EVENT_ID, HANDOFF, INGESTED_AT, KEY, KIND, SIGNAL, Journey, KeyState, item_head,
+                            item_payload, make_item)
+from journeys.timers import BOUNDED, END_OF_TIME, LIVE
 from journeys.transitions import Transitions
 
 VISITOR = "visitor"
 CUSTOMER = "customer"
 
 
-def _order(head: list):
-    return head[AT], head[EVENT_ID]
-
-
-class TimerCall(NamedTuple):
+class KeyCall(NamedTuple):
     """What one call of a keyed role gives back to its operator."""
 
     state: KeyState | None  # the key's state to write back (None: clear it)
     out: list               # outputs, as journeys.outputs records
-    register: list[int]     # event-time timers to register
-    delete: list[int]       # timers made idle by this call
+    register: list[int]     # timers to register (event time when bounded, wall-clock time when live)
+    delete: list[int]       # timers to delete
 
 
-_call = tuple.__new__  # TimerCall(...) at C speed: this runs once per timer
+_call = tuple.__new__  # KeyCall(...) at C speed: this runs once per signal
 
 
-def route(signal: dict, identify_signals) -> tuple[str, str]:
+def route(signal: dict) -> tuple[str, str]:
     """Which operator and key a signal goes to first: (VISITOR, anonymous_id) or (CUSTOMER, customer_id)."""
     anonymous_id = signal["anonymous_id"]
-    customer_id = signal["customer_id"]
-    if anonymous_id is not None and (customer_id is None or signal["event_type"] in identify_signals):
+    if anonymous_id is not None:
         return VISITOR, anonymous_id
-    return CUSTOMER, customer_id
+    return CUSTOMER, signal["customer_id"]
 
 
-def intake_item(signal: dict, key: str, ingested_at: int | None, late: bool) -> str:
-    return make_item([signal["event_time"], signal["event_id"], SIGNAL, late, ingested_at, key], signal)
+def intake_item(signal: dict, role: str, key: str, ingested_at: int | None) -> str:
+    kind = SIGNAL if role == VISITOR else DIRECT
+    return make_item([signal["event_time"], signal["event_id"], kind, False, ingested_at, key], signal)
 
 
-def element_timer(item: str) -> int:
+def passes_through(item: str) -> str | None:
+    """The customer an item reaching the visitor role only passes on to, unchanged, or None: an
+    engine that sends every item through the visitor role first, to keep each customer's items in
+    one ordered stream, hands these on without reading the visitor's state."""
+    head = item_head(item)
+    return head[KEY] if head[KIND] == DIRECT else None
+
+
+def item_time(item: str) -> int:
     """The event time of an item, read from the start of its head without parsing the rest."""
     return int(item[1:item.index(",")])
 
 
 class KeyedJourneys:
-    def __init__(self, transitions: Transitions, role: str, dedupe_horizon_ms: int, dedupe_max_ids: int):
+    def __init__(self, transitions: Transitions, role: str, dedupe_horizon_ms: int, dedupe_max_ids: int,
+                 bound_ms: int, time_mode: str = BOUNDED):
+        """bound_ms: how far behind its journey's clock a signal may be and still apply.
+        time_mode: journeys.timers.BOUNDED or LIVE."""
+        if time_mode not in (BOUNDED, LIVE):
+            raise ValueError(f"time_mode must be {BOUNDED!r} or {LIVE!r}, not {time_mode!r}")
         self.transitions = transitions
         self.role = role
         self.anonymous = role == VISITOR
         self.dedupe_horizon_ms = dedupe_horizon_ms
         self.dedupe_max_ids = dedupe_max_ids
+        self.bound_ms = bound_ms
+        self.live = time_mode == LIVE
         self.link_expiry_ms = transitions.ontology.anonymous_expiry_ms
         self._identify = transitions.ontology.identify_signals
 
     # -- what an operator calls ----------------------------------------------------------------
-    def on_timer(self, state: KeyState | None, arrivals: list[str], fired_at: int, watermark: int,
-                 end_clock: int | None = None) -> TimerCall:
-        """The key's new state, its outputs, and the timers to register and delete.
-
-        Afterwards the key has its arrival timers for items not yet due, and one timer at its
-        next wake-up; timers made idle by this call are deleted rather than left to fire."""
-        out: list = []
-        handled_times: set[int] = set()
-        if arrivals:
-            heads = sorted(((item_head(item), item) for item in arrivals), key=lambda pair: _order(pair[0]))
-            if state is None:
-                state = KeyState(heads[0][0][KEY])
-            for head, item in heads:
-                if self._intake(state, head, item, out):
-                    handled_times.add(head[AT])
+    def on_signal(self, state: KeyState | None, item: str) -> KeyCall:
+        head = item_head(item)
         if state is None:
-            return _call(TimerCall, (None, out, [], []))
-        state.timers = [t for t in state.timers if t != fired_at]
-        previous_timers = state.timers
-        state = self._release(state, watermark, end_clock, out, handled_times)
-        wakeup = None if watermark >= MAX_WATERMARK or state is None else self.next_wakeup(state)
-        stale = {t for t in previous_timers if t != wakeup}
-        stale.update(t for t in handled_times if t <= watermark and t != fired_at and t != wakeup)
-        register = [wakeup] if wakeup is not None and wakeup not in previous_timers else []
-        if state is not None:
-            state.timers = [wakeup] if wakeup is not None else []
-        return _call(TimerCall, (state, out, register, sorted(stale)))
+            state = KeyState(head[KEY])
+        out: list = []
+        if state.backlog:
+            self._catch_up(state, out)
+        self._arrive(state, head, item_payload(item), out)
+        return self._finish(state, out)
 
-    def next_wakeup(self, state: KeyState | None) -> int | None:
+    def on_timer(self, state: KeyState | None, fired_at: int, end_clock: int | None = None,
+                 wall_time: bool = False) -> KeyCall:
+        """fired_at: the timer's time, in wall-clock time for a live key's timer (wall_time), else
+        in event time. end_clock: where time stops when a bounded input ends (None: it does not)."""
+        if state is None:
+            return _call(KeyCall, (None, [], [], []))
+        state.timers = [t for t in state.timers if t != fired_at]
+        out: list = []
+        if state.backlog:
+            self._catch_up(state, out)
+        if wall_time:
+            self._pass_time(state, fired_at - (state.lag or 0), out)
+        elif fired_at >= END_OF_TIME:
+            self._end(state, end_clock, out)
+        return self._finish(state, out)
+
+    def next_due(self, state: KeyState | None) -> int | None:
+        """The event time of the key's next time-driven event, or None."""
         if state is None or state.ended:
             return None
-        candidates = []
-        if state.pending:
-            candidates.append(state.pending[0][AT])
         due = self.transitions.next_due(state.journey) if state.has_journey() else None
-        if due is not None:
-            candidates.append(due)
         if state.links and state.link_activity is not None:
-            candidates.append(state.link_activity + self.link_expiry_ms)
-        return min(candidates) if candidates else None
+            expiry = state.link_activity + self.link_expiry_ms
+            due = expiry if due is None else min(due, expiry)
+        return due
 
-    # -- intake --------------------------------------------------------------------------------
-    def _intake(self, state: KeyState, head: list, item: str, out: list) -> bool:
-        """Buffer an arrived item, or report it as a duplicate or late. True when it needs no more waiting."""
-        key = state.key
-        at, event_id = head[AT], head[EVENT_ID]
-        if head[KIND] == SIGNAL:
-            if event_id in state.seen or any(p[EVENT_ID] == event_id and p[KIND] == SIGNAL for p in state.pending):
-                out.append(JourneyLog({"kind": LogKind.DUPLICATE, "journey": key, "anonymous": self.anonymous,
-                                       "at": at, "event_id": event_id}))
-                return True
-            if head[LATE] or (state.clock is not None and at <= state.clock):
-                state.seen[event_id] = head[LATE] or (at if state.clock is None else max(at, state.clock))
-                out.append(JourneyLog({"kind": LogKind.LATE, "journey": key, "anonymous": self.anonymous, "at": at,
-                                       "event_id": event_id, "late_by": "intake" if head[LATE] else "journey_clock",
-                                       "signal": item_payload(item)}))
-                return True
-        position = bisect_right(state.pending, _order(head), key=_order)
-        state.pending.insert(position, head)
-        state.items.insert(position, item)
-        return False
-
-    # -- the watermark passed ------------------------------------------------------------------
-    def _release(self, state: KeyState, watermark: int, end_clock: int | None, out: list,
-                 released_times: set[int]) -> KeyState | None:
-        if state.ended:
-            return state
-        at_end = watermark >= MAX_WATERMARK
-        pending = state.pending
-        count = len(pending) if at_end else 0
-        if not at_end:
-            while count < len(pending) and pending[count][AT] <= watermark:
-                count += 1
-        if count:
-            heads, items = pending[:count], state.items[:count]
-            del pending[:count]
-            del state.items[:count]
-            for head, item in zip(heads, items):
-                payload = item_payload(item)
-                if self.anonymous:
-                    self._release_visitor_item(state, head, payload, out)
-                else:
-                    self._release_customer_item(state, head, payload, out)
-                at = head[AT]
-                released_times.add(at)
-                state.clock = at if state.clock is None else max(state.clock, at)
-                if head[KIND] == SIGNAL:
-                    state.seen[head[EVENT_ID]] = at
-            if not self.anonymous:  # one feature row per call: the store only keeps the latest
-                row = self.transitions.feature_row(state.journey)
-                if row is not None:
-                    out.append(row)
-        horizon = end_clock if at_end else watermark
-        if horizon is not None:
-            if state.links and state.link_activity is not None and state.link_activity + self.link_expiry_ms <= horizon:
-                state.links = []
-                state.link_activity = None
-            if state.has_journey():
-                state.journey, ticked = self.transitions.tick(state.journey, horizon)
-                out.extend(ticked)
-            state.clock = horizon if state.clock is None else max(state.clock, horizon)
-        if at_end:
-            out.extend(self.transitions.end_of_input(state.journey))
-            state.ended = True
-        self._forget_old_ids(state)
-        if state.is_empty() and not at_end:
-            return None
-        return state
-
-    # -- the two roles -------------------------------------------------------------------------
-    def _release_customer_item(self, state: KeyState, head: list, payload, out: list) -> None:
-        key = state.key
+    # -- one item ------------------------------------------------------------------------------
+    def _arrive(self, state: KeyState, head: list, payload, out: list) -> None:
         if head[KIND] == HANDOFF:
-            visitor = Journey.from_wire(payload["journey"]) if payload["journey"] else None
-            state.journey, produced = self.transitions.merge(state.journey, visitor, payload["signal"], key,
-                                                             head[INGESTED_AT])
+            self._merge(state, head, payload, out)
+            return
+        if head[KIND] == DIRECT and self.anonymous:
+            out.append(Routed(head[KEY], make_item(head, payload)))
+            return
+        at, event_id = head[AT], head[EVENT_ID]
+        if event_id in state.seen:
+            out.append(JourneyLog({"kind": LogKind.DUPLICATE, "journey": state.key, "anonymous": self.anonymous,
+                                   "at": at, "event_id": event_id}))
+            return
+        if self.anonymous and self._forward(state, head, payload, out):
+            state.seen[event_id] = at  # so that a duplicate is dropped here, as it would be had it stayed
+            return
+        if self._is_late(state, at):
+            self._late(state, head, payload, out)
+            return
+        if self.anonymous:
+            self._visitor_signal(state, head, payload, out)
         else:
-            state.journey, produced = self.transitions.apply(state.journey, payload, key, False, head[INGESTED_AT])
-        out.extend(produced)
+            state.journey, produced = self.transitions.apply(state.journey, payload, state.key, False, head[INGESTED_AT])
+            out.extend(produced)
+        self._applied(state, head, out)
 
-    def _release_visitor_item(self, state: KeyState, head: list, signal: dict, out: list) -> None:
+    def _is_late(self, state: KeyState, at: int) -> bool:
+        return state.clock is not None and at < state.clock - self.bound_ms
+
+    def _late(self, state: KeyState, head: list, signal: dict, out: list) -> None:
         at = head[AT]
+        state.seen[head[EVENT_ID]] = max(at, state.clock)  # remembered from the clock on, not its own old time
+        out.append(JourneyLog({"kind": LogKind.LATE, "journey": state.key, "anonymous": self.anonymous, "at": at,
+                               "event_id": head[EVENT_ID], "late_by": "journey_clock",
+                               "behind_ms": state.clock - at, "signal": signal}))
+
+    def _applied(self, state: KeyState, head: list, out: list) -> None:
+        at = head[AT]
+        state.seen[head[EVENT_ID]] = at
+        if state.clock is None or at >= state.clock:
+            state.clock = at
+            if head[INGESTED_AT] is not None:
+                state.lag = head[INGESTED_AT] - at
+        if not self.anonymous:  # one feature row per call: the store only keeps the latest
+            row = self.transitions.feature_row(state.journey)
+            if row is not None:
+                out.append(row)
+
+    # -- the customer role ---------------------------------------------------------------------
+    def _merge(self, state: KeyState, head: list, handoff: dict, out: list) -> None:
+        """A visitor's journey joins; its identifying signal applies unless it is late or a duplicate."""
+        link = handoff["signal"]
+        visitor = Journey.from_wire(handoff["journey"]) if handoff["journey"] else None
+        seen = head[EVENT_ID] in state.seen
+        late = not seen and self._is_late(state, head[AT])
+        state.journey, produced = self.transitions.merge(state.journey, visitor, link, state.key, head[INGESTED_AT],
+                                                         apply_link=not (seen or late))
+        out.extend(produced)
+        if late:
+            self._late(state, head, link, out)
+        elif not seen:
+            self._applied(state, head, out)
+
+    # -- the visitor role ----------------------------------------------------------------------
+    def _forward(self, state: KeyState, head: list, signal: dict, out: list) -> bool:
+        """Send a signal on to its customer: one that names its customer without identifying the
+        visitor, or any signal of a visitor already linked. True when it went."""
         customer_id = signal["customer_id"]
         identifies = customer_id is not None and signal["event_type"] in self._identify
-        if state.links:
+        if not identifies and customer_id is not None:
+            target = customer_id
+        elif state.links:
             if identifies and customer_id != state.links[-1][1]:
-                state.links = (state.links + [[at, customer_id]])[-8:]
+                state.links = (state.links + [[head[AT], customer_id]])[-8:]
             target = customer_id if identifies else state.links[-1][1]
-            state.link_activity = at
-            out.append(Routed(target, make_item([at, head[EVENT_ID], SIGNAL, False, head[INGESTED_AT], target], signal)))
-        elif identifies:
-            journey = state.journey
-            if journey is not None:
-                journey, ticked = self.transitions.tick(journey, at)
-                out.extend(ticked)
-            handoff = {"journey": journey.to_wire() if journey is not None else None, "signal": signal}
-            out.append(Routed(customer_id, make_item([at, head[EVENT_ID], HANDOFF, False, head[INGESTED_AT], customer_id],
-                                                     handoff)))
-            state.journey = None
-            state.links = [[at, customer_id]]
-            state.link_activity = at
+            state.link_activity = head[AT] if state.link_activity is None else max(state.link_activity, head[AT])
         else:
+            return False
+        out.append(Routed(target, make_item([head[AT], head[EVENT_ID], SIGNAL, False, head[INGESTED_AT], target], signal)))
+        return True
+
+    def _visitor_signal(self, state: KeyState, head: list, signal: dict, out: list) -> None:
+        at = head[AT]
+        customer_id = signal["customer_id"]
+        if customer_id is None:
             state.journey, produced = self.transitions.apply(state.journey, signal, state.key, True, head[INGESTED_AT])
             out.extend(produced)
+            return
+        journey = state.journey  # the visitor identifies: its journey goes to the customer
+        if journey is not None:
+            journey, ticked = self.transitions.tick(journey, at)
+            out.extend(ticked)
+        handoff = {"journey": journey.to_wire() if journey is not None else None, "signal": signal}
+        out.append(Routed(customer_id, make_item([at, head[EVENT_ID], HANDOFF, False, head[INGESTED_AT], customer_id],
+                                                 handoff)))
+        state.journey = None
+        state.links = [[at, customer_id]]
+        state.link_activity = at
+
+    # -- time ----------------------------------------------------------------------------------
+    def _pass_time(self, state: KeyState, now: int, out: list) -> None:
+        """A live key's time moves on to `now` without signals."""
+        if state.ended or (state.clock is not None and now <= state.clock):
+            return
+        self._tick(state, now, out)
+        state.clock = now
+
+    def _end(self, state: KeyState, end_clock: int | None, out: list) -> None:
+        """The bounded input ended: time moves to the end clock, and open sessions are reported."""
+        if state.ended:
+            return
+        if end_clock is not None and (state.clock is None or end_clock > state.clock):
+            self._tick(state, end_clock, out)
+            state.clock = end_clock
+        out.extend(self.transitions.end_of_input(state.journey))
+        state.ended = True
+
+    def _tick(self, state: KeyState, now: int, out: list) -> None:
+        if state.links and state.link_activity is not None and state.link_activity + self.link_expiry_ms <= now:
+            state.links = []
+            state.link_activity = None
+        if state.has_journey():
+            state.journey, ticked = self.transitions.tick(state.journey, now)
+            out.extend(ticked)
+
+    def _catch_up(self, state: KeyState, out: list) -> None:
+        """Items a version-1 state had buffered apply first, in the event-time order it kept them in."""
+        backlog, state.backlog = state.backlog, []
+        for head, item in sorted(((item_head(item), item) for item in backlog), key=lambda p: (p[0][AT], p[0][EVENT_ID])):
+            self._arrive(state, head, item_payload(item), out)
+
+    # -- after every call ----------------------------------------------------------------------
+    def _finish(self, state: KeyState, out: list) -> KeyCall:
+        self._forget_old_ids(state)
+        if state.is_empty():
+            return _call(KeyCall, (None, out, [], []))  # a timer still registered finds no state, and does nothing
+        current = state.timers[0] if state.timers else None
+        wanted = self._timer(state, current)
+        if wanted == current:
+            return _call(KeyCall, (state, out, [], []))
+        state.timers = [wanted]
+        return _call(KeyCall, (state, out, [wanted], [] if current is None else [current]))
+
+    def _timer(self, state: KeyState, current: int | None) -> int | None:
+        if not self.live:
+            return END_OF_TIME if not state.ended else current
+        due = self.next_due(state)
+        if due is None:
+            return current
+        wanted = due + (state.lag or 0)
+        return current if current is not None and current <= wanted else wanted
 
     def _forget_old_ids(self, state: KeyState) -> None:
         seen = state.seen
@@ -234,4 +301,4 @@ class KeyedJourneys:
             state.seen = {event_id: at for at, event_id in kept}
 
 
-__all__ = ["KeyedJourneys", "TimerCall", "route", "intake_item", "element_timer", "VISITOR", "CUSTOMER"]
+__all__ = ["KeyedJourneys", "KeyCall", "route", "intake_item", "item_time", "passes_through", "VISITOR", "CUSTOMER"]

@@ -1,55 +1,46 @@
 """Batch replay of the keyed role, one key at a time, with no engine.
 
-The stream job's keyed operators see a key's items as they arrive and act when the watermark
-passes their timers. A replay knows every item of a key in advance, so it runs the same
-`KeyedJourneys.on_timer` calls itself: each timer fires in event-time order with the watermark at
-its own time, handing over the items due by then; when the input ends, one last call with the
-watermark at the end of time flushes the key, as the stream job's end of input does. Time stops
-at the end clock, as in the stream job's bounded runs.
-
-The one defined difference from the stream job: a replay has the whole history, so nothing is
-late. Signals the stream job found later than the allowed lateness (and reported as `late`
-without applying them) are applied in their place here.
+The stream job applies a key's items in the order they reach it, which for one ordered source is
+the order of the source. A replay has every item of a key at once, each with its position in the
+source (a line's place in its file, a record's partition and offset), and applies them in that
+order, as the stream job's bounded runs do: the key's time moves as its signals arrive, and when
+the input ends, to the end clock. Items the visitor role hands to the customer role take the
+position of the signal they came from, so the customer role gets them where the stream would.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
-from journeys.keyed import KeyedJourneys, element_timer
-from journeys.state import AT, EVENT_ID, KeyState, item_head
-from journeys.timers import MAX_WATERMARK, TimerQueue
+from journeys.keyed import KeyedJourneys
+from journeys.outputs import Routed
+from journeys.state import KeyState
+from journeys.timers import END_OF_TIME
 
 
 @dataclass
 class KeyReplay:
     state: KeyState | None
-    out: list = field(default_factory=list)
+    out: list = field(default_factory=list)      # the key's outputs, as journeys.outputs records
+    routed: list = field(default_factory=list)   # (position, Routed): items for the customer role
 
 
-def replay_key(keyed: KeyedJourneys, items: Iterable[str], end_clock: int) -> KeyReplay:
-    """Every item of one key (signals, handoffs, forwards) -> the key's final state and outputs."""
-    heads = sorted(((item_head(item), item) for item in items), key=lambda pair: (pair[0][AT], pair[0][EVENT_ID]))
-    ordered = [item for _, item in heads]
-    timers = TimerQueue()
-    for item in ordered:
-        timers.register(element_timer(item))
-    state, out, handed = None, [], 0
-    while (due_timer := timers.pop_due(end_clock)) is not None:
-        fired_at = due_timer[0]
-        due = handed
-        while due < len(ordered) and element_timer(ordered[due]) <= fired_at:
-            due += 1
-        state, produced, new_timers, deleted = keyed.on_timer(state, ordered[handed:due], fired_at, fired_at, end_clock)
-        handed = due
-        out.extend(produced)
-        for at in deleted:
-            timers.delete(at)
-        for at in new_timers:
-            timers.register(at)
-    if timers or handed < len(ordered):
-        # The input ended: the watermark jumps to the end of time and the key's next timer fires.
-        fired_at = timers.earliest() if timers else element_timer(ordered[handed])
-        state, produced, _, _ = keyed.on_timer(state, ordered[handed:], fired_at, MAX_WATERMARK, end_clock)
-        out.extend(produced)
-    return KeyReplay(state, out)
+def replay_key(keyed: KeyedJourneys, items: Iterable[tuple[Any, str]], end_clock: int | None) -> KeyReplay:
+    """Every item of one key, as (position, item), in any order -> the key's final state and outputs."""
+    replayed = KeyReplay(None)
+    state = None
+    for position, item in sorted(items, key=_position):
+        state, produced, _, _ = keyed.on_signal(state, item)
+        for record in produced:
+            if type(record) is Routed:
+                replayed.routed.append((position, record))
+            else:
+                replayed.out.append(record)
+    state, produced, _, _ = keyed.on_timer(state, END_OF_TIME, end_clock)
+    replayed.out.extend(produced)
+    replayed.state = state
+    return replayed
+
+
+def _position(positioned: tuple) -> Any:
+    return positioned[0]

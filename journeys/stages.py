@@ -6,12 +6,19 @@ session closes.
 """
 from __future__ import annotations
 
+from bisect import insort
+
 from journeys.agents import FollowUp
 from journeys.features import record_activity
 from journeys.ids import stable_id
 from journeys.ontology import Ontology, SessionRule, SignalRule
 from journeys.outputs import LogKind
 from journeys.state import Journey, Session
+
+
+def _touchpoint_time(touchpoint: list) -> int:
+    return touchpoint[0]
+
 
 # What a due time event is, in the order events due at the same time happen.
 SESSION_GAP, TIME_RULE, VISITOR_EXPIRY, PLAN_DUE = range(4)
@@ -29,28 +36,36 @@ class Stages:
 
     # -- one signal ----------------------------------------------------------------------------
     def record_signal(self, journey: Journey, signal: dict) -> Session:
-        """Count the signal in the journey and its session (opened here if none is open)."""
+        """Count the signal in the journey and its session (opened here if none is open). A signal
+        older than the journey's latest takes its own place in time (journeys.keyed, "Order")."""
         at, event_type, channel = signal["event_time"], signal["event_type"], signal["channel"]
+        in_order = journey.last_activity is None or at >= journey.last_activity
         journey.counts[event_type] = journey.counts.get(event_type, 0) + 1
         depth = self.ontology.recent_depth.get(event_type)
         if depth:
             times = journey.recent.get(event_type, [])
-            times.append(at)
+            insort(times, at)
             journey.recent[event_type] = times[-depth:]
         touchpoints = journey.touchpoints
-        touchpoints.append([at, channel, event_type])
+        if in_order:
+            touchpoints.append([at, channel, event_type])
+        else:
+            insort(touchpoints, [at, channel, event_type], key=_touchpoint_time)
         if len(touchpoints) > self.touchpoint_limit:
             del touchpoints[0]
-        if journey.first_seen is None:
-            journey.first_seen = at
-        journey.last_activity = at if journey.last_activity is None else max(journey.last_activity, at)
+        journey.first_seen = at if journey.first_seen is None else min(journey.first_seen, at)
+        if in_order:
+            journey.last_activity = at
         record_activity(journey.activity, at, channel, event_type, self.ontology.signals.get(event_type),
-                        signal["attributes"])
+                        signal["attributes"], in_order)
         session = journey.session
         if session is None:
             session = journey.session = Session(stage_at_start=journey.stage, id=stable_id("s-", journey.key, at),
                                                 start=at, last=at)
-        session.last = at
+        if in_order:
+            session.last = at
+        elif at < session.start:
+            session.start = at
         session.signals += 1
         if channel not in session.channels:
             session.channels.append(channel)

@@ -7,23 +7,26 @@ release adds to the journey (the decision memory: time zone, contacts, complaint
 awaiting outcomes, responses) are optional, so journeys written before them read as having none.
 
 A key's state has three parts:
-- the buffer: items waiting for the watermark, the event ids seen lately, and the clock up to
-  which the key has been processed;
+- its bookkeeping: the event ids seen lately, the clock up to which the key has come, its one
+  registered timer, and its lag behind the wall clock (journeys.keyed);
 - the journey itself (None once a journey closes);
 - for an anonymous id, its links to customers once the visitor has identified.
 
-The wire form keeps them in three sections, so that a call that only adds an item to the
-buffer (most element arrivals) parses neither the journey nor the buffered signals:
+The wire form keeps them in sections, so that a call that does not touch the journey (a
+duplicate, a forward) does not parse it:
 
     <meta JSON> RS <journey JSON, or empty> RS <item> GS <item> ...
 
 RS and GS are the ASCII record and group separators, which JSON text can only contain escaped.
+The items section is empty from version 2 on; a version-1 state (which buffered items until the
+watermark passed them) keeps its buffered items there, and the key applies them at its next call.
 
 An item is one signal (or visitor handoff) on its way through a keyed operator:
 
     <head JSON> US <payload JSON>,  head = [event_time, event_id, kind, late, ingested_at, key]
 
-`late` is false, or the intake watermark the signal was behind when intake took it.
+`late` is kept for the items of version-1 states, and is false in new items. `ingested_at` is
+the wall-clock time intake took the signal, or None.
 """
 from __future__ import annotations
 
@@ -33,12 +36,13 @@ import orjson
 
 from journeys.features import Activity
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 SECTION = "\x1e"
 ITEM_SEPARATOR = "\x1d"
 HEAD_SEPARATOR = "\x1f"
 
 SIGNAL = "s"    # payload: a normalized signal
+DIRECT = "d"    # payload: a normalized signal that carries no anonymous id, for the customer role
 HANDOFF = "h"   # payload: {"journey": <journey wire or None>, "signal": <the identifying signal>}
 
 # Positions in an item head.
@@ -130,20 +134,20 @@ _UNREAD = object()
 class KeyState:
     """One key's state. The journey is decoded from the wire only when something reads it."""
 
-    __slots__ = ("key", "pending", "items", "seen", "clock", "timers", "ended", "links", "link_activity",
+    __slots__ = ("key", "seen", "clock", "timers", "ended", "links", "link_activity", "lag", "backlog",
                  "_journey", "_journey_text")
 
-    def __init__(self, key: str, pending=None, items=None, seen=None, clock=None, timers=None, ended=False,
-                 links=None, link_activity=None, journey: Journey | None = None, journey_text: str | None = None):
+    def __init__(self, key: str, seen=None, clock=None, timers=None, ended=False, links=None, link_activity=None,
+                 lag=None, backlog=None, journey: Journey | None = None, journey_text: str | None = None):
         self.key = key
-        self.pending: list[list] = pending if pending is not None else []  # heads, sorted by (event_time, event_id)
-        self.items: list[str] = items if items is not None else []         # the items themselves, same order
-        self.seen: dict[str, int] = seen if seen is not None else {}       # event id -> event time, for dedup
-        self.clock: int | None = clock          # event time up to which this key has been processed
-        self.timers: list[int] = timers if timers is not None else []  # event-time timers registered, not yet fired
+        self.seen: dict[str, int] = seen if seen is not None else {}  # event id -> event time, for dedup
+        self.clock: int | None = clock          # the latest event time the key has come to
+        self.timers: list[int] = timers if timers is not None else []  # its registered timer (at most one)
         self.ended: bool = ended                # the end-of-input flush has run
         self.links: list[list] = links if links is not None else []  # anonymous ids only: [event_time, customer_id]
         self.link_activity: int | None = link_activity  # last signal forwarded through the links
+        self.lag: int | None = lag              # wall clock minus event time, at its newest signal
+        self.backlog: list[str] = backlog if backlog is not None else []  # items a version-1 state buffered
         self._journey = _UNREAD if journey_text else journey
         self._journey_text = journey_text
 
@@ -167,15 +171,15 @@ class KeyState:
         return self._journey is _UNREAD or self._journey is not None
 
     def is_empty(self) -> bool:
-        return not self.has_journey() and not self.pending and not self.links
+        return not self.has_journey() and not self.links and not self.backlog
 
 
 def encode(state: KeyState) -> str:
     meta = orjson.dumps({
-        "v": WIRE_VERSION, "k": state.key, "p": state.pending, "sn": state.seen, "c": state.clock,
-        "t": state.timers, "e": state.ended, "l": state.links, "lx": state.link_activity,
+        "v": WIRE_VERSION, "k": state.key, "sn": state.seen, "c": state.clock, "t": state.timers, "e": state.ended,
+        "l": state.links, "lx": state.link_activity, "g": state.lag,
     }).decode()
-    return meta + SECTION + state.journey_wire() + SECTION + ITEM_SEPARATOR.join(state.items)
+    return meta + SECTION + state.journey_wire() + SECTION + ITEM_SEPARATOR.join(state.backlog)
 
 
 def decode(text: str | None) -> KeyState | None:
@@ -186,12 +190,19 @@ def decode(text: str | None) -> KeyState | None:
     meta = orjson.loads(meta_text)
     if meta.get("v") != WIRE_VERSION:
         meta = _upgrade(meta, meta.get("v"))
-    items = items_text.split(ITEM_SEPARATOR) if items_text else []
-    return KeyState(meta["k"], meta["p"], items, meta["sn"], meta["c"], meta["t"], meta["e"], meta["l"], meta["lx"],
-                    journey_text=journey_text or None)
+    backlog = items_text.split(ITEM_SEPARATOR) if items_text else []
+    return KeyState(meta["k"], meta["sn"], meta["c"], meta["t"], meta["e"], meta["l"], meta["lx"], meta.get("g"),
+                    backlog, journey_text=journey_text or None)
 
 
 def _upgrade(meta: dict, version) -> dict:
-    # Version 1 is the first wire format. Each later version adds one step here that turns the
-    # previous version into the next, so every state ever written can still be read.
-    raise ValueError(f"journey state wire version {version!r} is not known to this release (it reads up to {WIRE_VERSION})")
+    """Each version after the first adds one step here that turns the previous version into the
+    next, so every state ever written can still be read."""
+    if version == 1:
+        # Version 1 buffered items until the watermark passed them ("p": their heads, in the items
+        # section) and knew no lag; the buffered items stay in the items section as the backlog.
+        meta = {key: value for key, value in meta.items() if key != "p"} | {"v": 2, "g": None}
+        version = 2
+    if version != WIRE_VERSION:
+        raise ValueError(f"journey state wire version {version!r} is not known to this release (it reads up to {WIRE_VERSION})")
+    return meta

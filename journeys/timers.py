@@ -1,8 +1,17 @@
-"""Event time as every runner keeps it: Flink-like timers, the end clock of a bounded input.
+"""Time as every runner keeps it: the two ways a key's time moves, the end clock of a bounded
+input, and a Flink-like timer queue.
 
-The Flink operators have Flink's own timer service; the in-process reference runner and the key
-replay use TimerQueue, which behaves like it: one timer per key and timestamp, a deleted timer
-never fires, and timers fire in time order (then key order).
+A key's time-driven events (a session gap, a stage time-out, a plan due, a visitor's expiry) happen
+when the key's next signal arrives, and otherwise when its one timer fires:
+
+- BOUNDED runs (a file, Kafka up to --stop-offsets): the timer is an event-time timer at the end
+  of time, so it fires when the input ends, with time stopping at the end clock. What happens
+  depends only on each key's items in order, so the run repeats exactly.
+- LIVE runs: the timer is a processing-time timer at the key's next due time, told in wall-clock
+  time by the key's lag (journeys.keyed), so a key's time moves on in silence.
+
+TimerQueue behaves like Flink's timer service, for runners without one: one timer per key and
+timestamp, a deleted timer never fires, and timers fire in time order (then key order).
 """
 from __future__ import annotations
 
@@ -10,6 +19,9 @@ import heapq
 
 MIN_WATERMARK = -(2 ** 63)
 MAX_WATERMARK = 2 ** 63 - 1  # Flink's Long.MAX_VALUE: the end of a bounded input
+END_OF_TIME = MAX_WATERMARK  # a bounded run's one timer per key: it fires when the input ends
+
+BOUNDED, LIVE = "bounded", "live"  # how a key's time moves (above)
 
 
 def end_clock(latest_event_time: int | None, bound_ms: int) -> int | None:

@@ -1,4 +1,4 @@
-"""Pure journey transitions, applied in event-time order.
+"""Pure journey transitions, one signal at a time.
 
     apply(journey, signal)         -> (journey, outputs)   one signal
     tick(journey, now)             -> (journey, outputs)   event time passes without signals
@@ -203,8 +203,9 @@ class Transitions:
 
     # -- identity ------------------------------------------------------------------------------
     def merge(self, journey: Journey | None, visitor: Journey | None, link: dict, key: str,
-              ingested_at: int | None = None) -> tuple[Journey | None, list]:
-        """A visitor's journey, up to the identifying signal, joins the customer's; then the signal applies."""
+              ingested_at: int | None = None, apply_link: bool = True) -> tuple[Journey | None, list]:
+        """A visitor's journey, up to the identifying signal, joins the customer's; then the signal
+        applies (unless apply_link is false: it is late, or was applied already)."""
         out: list = []
         at = link["event_time"]
         if journey is not None:
@@ -218,8 +219,9 @@ class Transitions:
             out.append(JourneyLog({"kind": LogKind.STITCH, "journey": key, "anonymous": False, "at": at,
                                    "anonymous_id": visitor.key, "event_id": link["event_id"],
                                    "from_stage": before, "stage": journey.stage}))
-        journey, applied = self.apply(journey, link, key, False, ingested_at)
-        out.extend(applied)
+        if apply_link:
+            journey, applied = self.apply(journey, link, key, False, ingested_at)
+            out.extend(applied)
         return journey, out
 
     # -- escalations ---------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """The journey job and the replay in one Python process, with no engine: the reference the engines
 are held to, and the pure core's benchmark.
 
-ReferenceRun plays signals through the same intake, the same two keyed roles and the same timers
-as the Flink job, with the watermark following the data exactly: the Flink job must produce the
-same journey log and the same decisions. replay_lines does, key by key, what the Beam replay does
-in parallel (journeys.replay).
+ReferenceRun plays signals through the same intake and the same two keyed roles as the Flink
+job's bounded runs: each item applies as it arrives, what the visitor role hands on reaches the
+customer role at once, and when the input ends every key's time moves to the end clock. The Flink
+job must produce the same journey log and the same decisions. replay_lines does, key by key, what
+the Beam replay does in parallel (journeys.replay), with each line's place in the input as its
+position.
 
 Both build the core with journeys.assembly and sort its outputs with journeys.outputs, as the
 engines do.
@@ -18,13 +20,13 @@ from typing import Iterable
 from journeys.assembly import ROLES, build_intake, build_roles
 from journeys.contract import Rejection
 from journeys.features import ProfileSource
-from journeys.keyed import CUSTOMER, VISITOR, element_timer
+from journeys.keyed import CUSTOMER, VISITOR
 from journeys.ontology import Ontology
 from journeys.outputs import SortedOutputs, feature_row_record, sort_outputs
 from journeys.replay import replay_key
 from journeys.scoring import ModelSource
 from journeys.settings import JourneySettings
-from journeys.timers import MAX_WATERMARK, MIN_WATERMARK, TimerQueue, end_clock
+from journeys.timers import END_OF_TIME, end_clock
 from pipelines.config import settings_policy
 
 
@@ -55,15 +57,12 @@ class ReferenceRun(RunOutputs):
         """now_ms: the intake clock (the wall clock by default). policy: the policy at start, or a
         PolicyInForce to update during the run (the settings' policy by default)."""
         super().__init__()
-        self.intake = build_intake(ontology, settings)
+        self.intake = build_intake(settings)
         self.roles = build_roles(ontology, settings, policy or settings_policy(settings), time.perf_counter, profiles,
                                  models, push_features=True)
         self.end_clock = end_clock
         self.now_ms = now_ms
         self.states: dict[str, dict] = {role: {} for role in ROLES}
-        self._timers = {role: TimerQueue() for role in ROLES}
-        self._arrivals: dict[str, dict[str, list[str]]] = {role: {} for role in ROLES}
-        self.watermark = MIN_WATERMARK
         self.feature_rows: dict[str, dict] = {}  # customer -> the last behavioural feature row
         self.lines_in = 0
 
@@ -76,44 +75,34 @@ class ReferenceRun(RunOutputs):
                 self.dead_letters.append(taken.to_record())
                 continue
             role, key, item, _ = taken
-            self._accept(role, key, item)
-            watermark = self.intake.watermark()
-            if watermark > self.watermark:
-                self._advance(watermark)
+            self._arrive(role, key, item)
         return self
 
     def finish(self) -> "ReferenceRun":
-        self._advance(MAX_WATERMARK)
+        """The input ended: every key's one timer fires, visitors first, as the job's end of input does."""
+        for role in ROLES:
+            states, keyed = self.states[role], self.roles[role]
+            for key in list(states):
+                state, out, _, _ = keyed.on_timer(states[key], END_OF_TIME, self.end_clock)
+                self._keep(role, key, state)
+                self._emit(sort_outputs(out))
         return self
 
-    def _accept(self, role: str, key: str, item: str) -> None:
-        self._arrivals[role].setdefault(key, []).append(item)
-        self._timers[role].register(element_timer(item), key)
+    def _arrive(self, role: str, key: str, item: str) -> None:
+        state, out, _, _ = self.roles[role].on_signal(self.states[role].get(key), item)
+        self._keep(role, key, state)
+        self._emit(sort_outputs(out))
 
-    def _advance(self, watermark: int) -> None:
-        self.watermark = watermark
-        # Visitors first: their handoffs and forwards reach the customers before the customers
-        # see this watermark, as in the job, where an operator emits before passing the watermark on.
-        for role in ROLES:
-            timers, states, arrivals, keyed = self._timers[role], self.states[role], self._arrivals[role], self.roles[role]
-            while (due := timers.pop_due(watermark)) is not None:
-                fired_at, key = due
-                state, out, register, delete = keyed.on_timer(states.get(key), arrivals.pop(key, []), fired_at,
-                                                              watermark, self.end_clock)
-                if state is None:
-                    states.pop(key, None)
-                else:
-                    states[key] = state
-                for at in delete:
-                    timers.delete(at, key)
-                for at in register:
-                    timers.register(at, key)
-                self._emit(sort_outputs(out))
+    def _keep(self, role: str, key: str, state) -> None:
+        if state is None:
+            self.states[role].pop(key, None)
+        else:
+            self.states[role][key] = state
 
     def _emit(self, outputs: SortedOutputs) -> None:
         self.take(outputs)
         for routed in outputs.routed:
-            self._accept(CUSTOMER, routed.key, routed.item)
+            self._arrive(CUSTOMER, routed.key, routed.item)
         for row in outputs.feature_rows:
             self.feature_rows[row.customer_id] = row.row
 
@@ -131,30 +120,28 @@ class ReplayRun(RunOutputs):
 def replay_lines(ontology: Ontology, settings: JourneySettings, lines: Iterable[bytes], end_clock: int | None = None,
                  profiles: ProfileSource | None = None, now_ms: int | None = None) -> ReplayRun:
     """Replay raw JSON lines. end_clock: by default the latest accepted event time minus the bound."""
-    intake = build_intake(ontology, settings, late_by_source_order=False)
+    intake = build_intake(settings)
     roles = build_roles(ontology, settings, settings_policy(settings), time.perf_counter, profiles, push_features=True)
     now = now_ms if now_ms is not None else _wall_clock_ms()
     run = ReplayRun(end_clock=end_clock)
-    items: dict[str, dict[str, list[str]]] = {VISITOR: {}, CUSTOMER: {}}
-    latest = None
-    for raw in lines:
+    items: dict[str, dict[str, list]] = {VISITOR: {}, CUSTOMER: {}}
+    for position, raw in enumerate(lines):
         taken = intake.take(raw, now)
         if isinstance(taken, Rejection):
             run.dead_letters.append(taken.to_record())
             continue
-        role, key, item, at = taken
-        items[role].setdefault(key, []).append(item)
-        latest = at if latest is None else max(latest, at)
+        role, key, item, _ = taken
+        items[role].setdefault(key, []).append((position, item))
     if run.end_clock is None:
-        run.end_clock = end_clock_of(latest, settings)
+        run.end_clock = end_clock_of(intake.latest, settings)
     for role in ROLES:
         for key in sorted(items[role]):
             replayed = replay_key(roles[role], items[role][key], run.end_clock)
             run.states[(role, key)] = replayed.state
             outputs = sort_outputs(replayed.out)
             run.take(outputs)
-            for routed in outputs.routed:
-                items[CUSTOMER].setdefault(routed.key, []).append(routed.item)
+            for position, routed in replayed.routed:
+                items[CUSTOMER].setdefault(routed.key, []).append((position, routed.item))
             run.feature_rows.extend(feature_row_record(row) for row in outputs.feature_rows)
     return run
 

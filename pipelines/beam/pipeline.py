@@ -7,8 +7,11 @@
     Both replays emit journey log records, decisions, final states, and (customers) feature rows
     and training rows; the journey log gives the stage histories and session summaries.
 
-The same intake, the same keyed roles and the same transitions as the stream job
-(journeys.replay), so the replay's journeys, sessions and decisions are the stream job's.
+Each record comes with its position in the input (pipelines.beam.storage.ReadSignals), and each
+key's items apply in that order, handoffs and forwards at the position of the signal they came
+from: the order the stream job's bounded runs apply them in. The same intake, the same keyed roles
+and the same transitions as the stream job (journeys.replay), so the replay's journeys, sessions
+and decisions are the stream job's.
 ReplayJourneys is a composite PTransform: whichever runner runs it (DirectRunner here, the
 FlinkRunner or another distributed runner elsewhere) gets the whole pipeline.
 """
@@ -23,7 +26,7 @@ from apache_beam.pvalue import AsSingleton, TaggedOutput
 
 from journeys.assembly import build_intake, build_roles
 from journeys.contract import Rejection
-from journeys.keyed import CUSTOMER, VISITOR, element_timer
+from journeys.keyed import CUSTOMER, VISITOR, item_time
 from journeys.ontology import Ontology
 from journeys.outputs import LogKind, feature_row_record, sort_outputs
 from journeys.policy import Policy
@@ -49,8 +52,9 @@ class ReplayOptions:
 
 
 class TakeSignals(beam.DoFn):
-    """Raw JSON lines (bytes), or records already decoded from Avro or parquet files, to routed
-    items; rejections to the dead letters. Nothing is late in a replay: see journeys.replay."""
+    """(position, record) in, where a record is a raw JSON line (bytes) or one already decoded
+    from an Avro or parquet file; (key, (position, item)) out for each role, and rejections to the
+    dead letters."""
 
     def __init__(self, ontology: Ontology, settings: JourneySettings, options: ReplayOptions):
         self.ontology, self.settings, self.options = ontology, settings, options
@@ -59,10 +63,11 @@ class TakeSignals(beam.DoFn):
         self.rejected = Metrics.counter(NAMESPACE, "rejected")
 
     def setup(self):
-        self.intake = build_intake(self.ontology, self.settings, late_by_source_order=False)
+        self.intake = build_intake(self.settings)
         self.progress = Progress("replay intake", self.options.progress_s)
 
-    def process(self, record):
+    def process(self, positioned):
+        position, record = positioned
         now = self.options.now_ms if self.options.now_ms is not None else int(time.time() * 1000)
         self.read.inc()
         self.progress.tick()
@@ -77,8 +82,8 @@ class TakeSignals(beam.DoFn):
             yield TaggedOutput(DEAD, taken.to_record() | {"original": taken.original})
             return
         self.accepted.inc()
-        role, key, item, at = taken
-        yield TaggedOutput(VISITORS if role == VISITOR else CUSTOMERS, (key, item))
+        role, key, item, _ = taken
+        yield TaggedOutput(VISITORS if role == VISITOR else CUSTOMERS, (key, (position, item)))
 
 
 class ReplayKeys(beam.DoFn):
@@ -115,8 +120,8 @@ class ReplayKeys(beam.DoFn):
         self.decided.inc(len(decisions))
         for record in decisions:
             yield TaggedOutput(DECISIONS, record)
-        for routed in outputs.routed:
-            yield TaggedOutput(ROUTED, (routed.key, routed.item))
+        for position, routed in replayed.routed:
+            yield TaggedOutput(ROUTED, (routed.key, (position, routed.item)))
         for row in outputs.feature_rows:
             yield TaggedOutput(FEATURE_ROWS, feature_row_record(row))
         row = journey_row(self.role, replayed.state)
@@ -128,7 +133,7 @@ class ReplayKeys(beam.DoFn):
 
 
 class ReplayJourneys(beam.PTransform):
-    """Raw signal records -> a dict of PCollections: journeys (final states), stage_history,
+    """(position, raw signal record) -> a dict of PCollections: journeys (final states), stage_history,
     sessions, decisions, dead_letters, feature_rows, journey_log, and training_rows when labels
     are given."""
 
@@ -178,7 +183,7 @@ class ReplayJourneys(beam.PTransform):
         bound = self.settings.max_out_of_orderness_ms
         times = ((taken[VISITORS], taken[CUSTOMERS])
                  | "AllItems" >> beam.Flatten()
-                 | "EventTimes" >> beam.Map(lambda keyed: element_timer(keyed[1])))
+                 | "EventTimes" >> beam.Map(lambda keyed: item_time(keyed[1][1])))
         # With no accepted signal there is nothing to replay; any clock will do.
         latest = times | "Latest" >> beam.CombineGlobally(lambda ts: max(ts, default=bound + 1))
         return AsSingleton(latest | "MinusBound" >> beam.Map(end_clock_of, bound))

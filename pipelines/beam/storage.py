@@ -8,7 +8,6 @@ from pathlib import Path
 import apache_beam as beam
 import orjson
 import pyarrow as pa
-from apache_beam.coders import BytesCoder
 from apache_beam.io.parquetio import WriteToParquet
 
 from pipelines.tools.files import input_files
@@ -40,7 +39,9 @@ def list_inputs(path: str) -> list[str]:
 
 
 class ReadSignals(beam.PTransform):
-    """Every record of a file or a directory of files (hidden and _-prefixed files skipped)."""
+    """Every record of a file or a directory of files (hidden and _-prefixed files skipped), as
+    (position, record): the position is (the file's place among the files in name order, the
+    record's place in its file), the order the replay applies each key's signals in."""
 
     def __init__(self, path: str, fmt: str | None = None):
         super().__init__()
@@ -50,13 +51,25 @@ class ReadSignals(beam.PTransform):
         self.format = input_format([Path(f) for f in self.files], fmt)
 
     def expand(self, pipeline):
-        names = self.files
-        if self.format == "jsonl":
-            return (pipeline | "InputFiles" >> beam.Create(names)
-                    | "ReadLines" >> beam.io.ReadAllFromText(coder=BytesCoder()))
-        reader = _avro_records if self.format == "avro" else _parquet_records
-        return (pipeline | "InputFiles" >> beam.Create(names) | "Reshuffle" >> beam.Reshuffle()
-                | f"Read{self.format.title()}" >> beam.FlatMap(reader))
+        reader = {"jsonl": _jsonl_records, "avro": _avro_records, "parquet": _parquet_records}[self.format]
+        return (pipeline | "InputFiles" >> beam.Create(list(enumerate(self.files))) | "Reshuffle" >> beam.Reshuffle()
+                | f"Read{self.format.title()}" >> beam.FlatMap(_positioned, reader)
+                | "SpreadRecords" >> beam.Reshuffle())
+
+
+def _positioned(indexed_path: tuple[int, str], reader):
+    index, path = indexed_path
+    for number, record in enumerate(reader(path)):
+        yield (index, number), record
+
+
+def _jsonl_records(path: str):
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipelines.tools.files import split_lines
+
+    with FileSystems.open(path) as source:
+        yield from split_lines(source)
 
 
 def _avro_records(path: str):

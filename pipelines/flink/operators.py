@@ -14,16 +14,18 @@ from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.time_domain import TimeDomain
 
 from journeys.assembly import build_intake, build_roles
 from journeys.contract import DECISION_SCHEMA, Rejection, encode_record_avro
-from journeys.keyed import CUSTOMER, VISITOR, element_timer
+from journeys.keyed import CUSTOMER, VISITOR, KeyCall, passes_through
 from journeys.ontology import Ontology
 from journeys.outputs import JourneyLog, OutputName, SortedOutputs, feature_row_record, sort_outputs
 from journeys.policy import loads_policy
 from journeys.policy_updates import PolicyInForce
 from journeys.settings import JourneySettings
 from journeys.state import decode, encode
+from journeys.timers import BOUNDED, END_OF_TIME
 from pipelines.feast.store import FeatureSettings
 from pipelines.flink import wire
 from pipelines.flink.metrics import (DecisionMetrics, FeatureMetrics, IntakeMetrics, JourneyMetrics, ModelMetrics,
@@ -31,15 +33,6 @@ from pipelines.flink.metrics import (DecisionMetrics, FeatureMetrics, IntakeMetr
 from pipelines.mlflow.serving import ModelServingSettings
 from pipelines.progress import Progress
 from pipelines.quiet import hush_third_party_warnings
-
-VISITOR_ITEMS = OutputTag("visitor-items", wire.TIMESTAMPED_KEYED_ITEM)
-
-# An element with an empty key and item only moves event time forward on a path that has been
-# quiet: the two paths get their watermarks separately, and a path with no data would hold the
-# customer operator's watermark back.
-HEARTBEAT = Row("", "")
-HEARTBEAT_AFTER = 200
-
 
 @dataclass(frozen=True)
 class OutputSpec:
@@ -98,33 +91,37 @@ def _now_ms() -> int:
 
 
 class ParseSignals(ProcessFunction):
-    """Raw lines in; items for the visitor or customer path out; rejections to the dead letters."""
+    """Raw lines in; items for the journey operators out, each keyed by its first id (the anonymous
+    id, else the customer id), with a timestamp; rejections to the dead letters.
 
-    def __init__(self, ontology: Ontology, settings: JourneySettings, encoding: str = "json",
-                 late_by_source_order: bool = True, dead_letters: OutputSpec = OutputSpec(), metrics: bool = True,
-                 progress_s: float | None = None):
+    The timestamp is the signal's event time, or with positions, the record's place in what this
+    task has read (its first record is 1): a bounded run at parallelism above 1 puts each
+    customer's items back in that order (see _JourneyOperator)."""
+
+    def __init__(self, settings: JourneySettings, encoding: str = "json", dead_letters: OutputSpec = OutputSpec(),
+                 metrics: bool = True, progress_s: float | None = None, positions: bool = False):
         """progress_s: say every so many seconds how many signals this task has read (None: never)."""
+        self.positions = positions
         self.metrics_enabled = metrics
         self.progress_s = progress_s
-        self.ontology = ontology
         self.settings = settings
         self.encoding = encoding
-        self.late_by_source_order = late_by_source_order
         self.dead_letters = dead_letters
 
     def open(self, runtime_context: RuntimeContext):
         hush_third_party_warnings()
-        self.intake = build_intake(self.ontology, self.settings, self.encoding, self.late_by_source_order)
+        self.intake = build_intake(self.settings, self.encoding)
         tasks = _subtask_count(runtime_context)
         task = f" (parser {_subtask_index(runtime_context) + 1} of {tasks})" if tasks > 1 else ""
         # The standard output: in a local run the TaskManager's standard error does not reach the terminal.
         self.progress = Progress(f"journey_job{task}", self.progress_s, out=sys.stdout)
         self.dead_letter_tag = OutputTag("dead-letters")
-        self.quiet = {VISITOR: 0, CUSTOMER: 0}
         self.metrics = IntakeMetrics(journeys_group(runtime_context, self.metrics_enabled))
+        self.read = 0
 
     def process_element(self, line: str, ctx: ProcessFunction.Context):
         self.progress.tick()
+        self.read += 1
         now = _now_ms()
         taken = self.intake.take(line.encode(wire.RAW_LINE_CHARSET), now, now)
         if isinstance(taken, Rejection):
@@ -135,17 +132,11 @@ class ParseSignals(ProcessFunction):
                 yield self.dead_letter_tag, taken.to_json()
             return
         self.metrics.taken()
-        role, key, item, event_time = taken
-        element = (Row(key, item), event_time)
-        quiet = self.quiet
-        quiet[role] = 0
-        other = CUSTOMER if role == VISITOR else VISITOR
-        quiet[other] += 1
-        if quiet[other] >= HEARTBEAT_AFTER:
-            quiet[other] = 0
-            heartbeat = (HEARTBEAT, self.intake.latest)
-            yield (VISITOR_ITEMS, heartbeat) if other == VISITOR else heartbeat
-        yield (VISITOR_ITEMS, element) if role == VISITOR else element
+        _, key, item, event_time = taken
+        yield Row(key, item), self.read if self.positions else event_time
+
+
+POSITION_SEPARATOR = "\x1c"  # between a buffered item's read position and the item (JSON has it only escaped)
 
 
 # The policy in force, as broadcast state: the text of the last accepted update, so that a task
@@ -157,16 +148,21 @@ CURRENT_POLICY = "current"
 class _JourneyOperator:
     """One keyed role of the journey core (journeys.keyed) over RocksDB keyed state.
 
-    An element is only appended to the key's arrivals and given a timer at its event time, so
-    arrivals cost no state read. The timer reads the key's state and arrivals once, hands them to
-    the core, and writes the new state back once. Decisions that act go to "decisions"; every
-    decision point, acted on or not, to "decision-log" when asked for."""
+    Each call reads the key's state once, hands it to the core with what arrived (an item, or the
+    key's timer), writes the new state back once, registers and deletes the timers the core names,
+    and emits what it returns at once. Decisions that act go to "decisions"; every decision point,
+    acted on or not, to "decision-log" when asked for.
+
+    The visitor operator sees every item first and hands the customer's own ones on unread, so that
+    each customer's items reach the customer operator in one ordered stream."""
 
     def __init__(self, role: str, ontology: Ontology, settings: JourneySettings, end_clock: int | None,
                  outputs: dict[str, OutputSpec], policy: tuple[str, str], features: FeatureSettings | None = None,
-                 models: ModelServingSettings | None = None, metrics: bool = True):
+                 models: ModelServingSettings | None = None, metrics: bool = True, time_mode: str = BOUNDED):
         """policy: (text, source) of the policy in force at start.
-        metrics: register the Flink metrics (pipelines.flink.metrics)."""
+        metrics: register the Flink metrics (pipelines.flink.metrics).
+        time_mode: how the keys' time moves (journeys.timers): event-time timers at the end of a
+        bounded input, or processing-time timers live."""
         self.policy_text = policy
         self.metrics_enabled = metrics
         self.role = role
@@ -176,6 +172,7 @@ class _JourneyOperator:
         self.outputs = outputs  # for "journeys", "decisions", "late", and "feature-rows" when asked for
         self.features = features if role == CUSTOMER else None  # visitors have no customer features
         self.models = models  # both roles decide, so both score
+        self.time_mode = time_mode
 
     def open(self, runtime_context: RuntimeContext):
         hush_third_party_warnings()
@@ -198,41 +195,109 @@ class _JourneyOperator:
         feature_rows = self.pusher is not None or "feature-rows" in self.outputs
         self.policy = PolicyInForce(loads_policy(*self.policy_text, os.environ), os.environ)
         self.keyed = build_roles(self.ontology, self.settings, self.policy, time.perf_counter, profiles,
-                                 self.model_source, push_features=feature_rows)[self.role]
+                                 self.model_source, push_features=feature_rows, time_mode=self.time_mode)[self.role]
+        self.wall_timers = self.time_mode != BOUNDED
         self.first_task = _subtask_index(runtime_context) == 0
         self.decision_metrics = DecisionMetrics(group, self.policy, models_configured=self.models is not None)
         self.journey_metrics = JourneyMetrics(group)
         state_descriptor = ValueStateDescriptor("journey", wire.KEY_STATE)
+        # Items a release before this one buffered until the watermark passed them: read only when
+        # one of that release's timers fires, after a restore.
         arrivals_descriptor = ListStateDescriptor("arrivals", wire.ITEM)
         if self.settings.state_ttl_ms > 0:
             ttl = state_ttl(self.settings.state_ttl_ms)
             state_descriptor.enable_time_to_live(ttl)
             arrivals_descriptor.enable_time_to_live(ttl)
         self.state = runtime_context.get_state(state_descriptor)
-        self.arrivals = runtime_context.get_list_state(arrivals_descriptor)
+        self.earlier_arrivals = runtime_context.get_list_state(arrivals_descriptor)
+        # A customer's items come from every visitor task: with more than one, a bounded run puts
+        # them back in the order they were read (their timestamps are positions), which costs a
+        # buffer; at parallelism 1 they arrive in that order, and live they apply as they arrive.
+        self.in_read_order = (self.role == CUSTOMER and not self.wall_timers and _subtask_count(runtime_context) > 1)
+        if self.in_read_order:
+            ordered_descriptor = ListStateDescriptor("arrivals-in-read-order", wire.ITEM)
+            if self.settings.state_ttl_ms > 0:
+                ordered_descriptor.enable_time_to_live(state_ttl(self.settings.state_ttl_ms))
+            self.unordered = runtime_context.get_list_state(ordered_descriptor)
         self.tags = {name: OutputTag(name) for name in self.outputs}
         hush_third_party_warnings()  # again, after Feast's and MLflow's imports
 
     def process_element(self, item: str, ctx: KeyedProcessFunction.Context):
-        if item:
-            self.arrivals.add(item)
-            ctx.timer_service().register_event_time_timer(element_timer(item))
+        customer = passes_through(item) if self.role == VISITOR else None
+        if customer is not None:
+            yield self._passed_on(customer, item)
+            return
+        if self.in_read_order:
+            position = ctx.timestamp()
+            self.unordered.add(f"{position}{POSITION_SEPARATOR}{item}")
+            ctx.timer_service().register_event_time_timer(position)
+            return
+        call = self.keyed.on_signal(decode(self.state.value()), item)
+        yield from self._after(call, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        timer_service = ctx.timer_service()
-        arrivals = list(self.arrivals.get() or ())
-        if arrivals:
-            self.arrivals.clear()
-        state, out, register, delete = self.keyed.on_timer(decode(self.state.value()), arrivals, timestamp,
-                                                           timer_service.current_watermark(), self.end_clock)
+        wall_time = ctx.time_domain() == TimeDomain.PROCESSING_TIME
+        state = decode(self.state.value())
+        if self.in_read_order:
+            call = self._in_read_order(state, ctx.timer_service().current_watermark())
+            if timestamp < END_OF_TIME:
+                yield from self._after(call, ctx)
+                return
+            state, ordered_out = call.state, call.out
+        else:
+            ordered_out = []
+        if not wall_time and timestamp < END_OF_TIME:
+            state = self._with_earlier_arrivals(state)
+        call = self.keyed.on_timer(state, timestamp, self.end_clock, wall_time)
+        yield from self._after(call._replace(out=ordered_out + call.out), ctx)
+
+    def _in_read_order(self, state, watermark: int) -> KeyCall:
+        """Apply the buffered items every visitor task has passed, in the order they were read."""
+        ready, waiting = [], []
+        for entry in self.unordered.get() or ():
+            position, _, item = entry.partition(POSITION_SEPARATOR)
+            (ready if int(position) <= watermark else waiting).append((int(position), item))
+        if not ready:
+            return KeyCall(state, [], [], [])
+        if waiting:
+            self.unordered.update([f"{position}{POSITION_SEPARATOR}{item}" for position, item in waiting])
+        else:
+            self.unordered.clear()
+        out, register, delete = [], [], []
+        for _, item in sorted(ready):
+            state, produced, more, fewer = self.keyed.on_signal(state, item)
+            out.extend(produced)
+            register.extend(more)
+            delete.extend(fewer)
+        return KeyCall(state, out, [at for at in register if at not in delete], [at for at in delete if at not in register])
+
+    def _with_earlier_arrivals(self, state):
+        arrivals = list(self.earlier_arrivals.get() or ())
+        if arrivals and state is not None:
+            self.earlier_arrivals.clear()
+            state.backlog.extend(arrivals)
+        return state
+
+    def _after(self, call, ctx):
+        state, out, register, delete = call
         if state is None:
             self.state.clear()
         else:
             self.state.update(encode(state))
-        for at in delete:
-            timer_service.delete_event_time_timer(at)
-        for at in register:
-            timer_service.register_event_time_timer(at)
+        if register or delete:
+            timer_service = ctx.timer_service()
+            if self.wall_timers:
+                for at in delete:
+                    timer_service.delete_processing_time_timer(at)
+                for at in register:
+                    timer_service.register_processing_time_timer(at)
+            else:
+                for at in delete:
+                    timer_service.delete_event_time_timer(at)
+                for at in register:
+                    timer_service.register_event_time_timer(at)
+        if not out:
+            return
         outputs = sort_outputs(out, _now_ms())
         if self.pusher is not None:
             for row in outputs.feature_rows:
@@ -243,7 +308,7 @@ class _JourneyOperator:
             self.model_metrics.update(outputs)
         self.decision_metrics.update(outputs)
         self.journey_metrics.update(outputs)
-        return self._emit(outputs)
+        yield from self._emit(outputs)
 
     def close(self):
         if self.pusher is not None:
@@ -251,6 +316,10 @@ class _JourneyOperator:
             self.feature_metrics.update()
         if self.model_source is not None:
             self.model_source.stop()
+
+    @staticmethod
+    def _passed_on(key: str, item: str) -> Row:
+        return Row(key, item)
 
     def _emit(self, outputs: SortedOutputs):
         for routed in outputs.routed:
@@ -315,6 +384,10 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
             record = result.to_record() | {"journey": "", "operator": self.role, "at": _now_ms()}
             yield from self._emit(sort_outputs([JourneyLog(record)]))
 
+    @staticmethod
+    def _passed_on(key: str, item: str) -> Row:
+        return Row("", key, item)
+
     def _emit(self, outputs: SortedOutputs):
         for element in super()._emit(outputs):
             if isinstance(element, tuple):
@@ -354,5 +427,5 @@ class RouteOutputs(ProcessFunction):
         yield tag, (Row(key, value) if output in self.keyed else value)
 
 
-__all__ = ["ParseSignals", "MapJourneys", "MapJourneysWithPolicyUpdates", "RouteOutputs", "POLICY_STATE", "OutputSpec", "output_tag",
-           "VISITOR_ITEMS"]
+__all__ = ["ParseSignals", "MapJourneys", "MapJourneysWithPolicyUpdates", "RouteOutputs", "POLICY_STATE", "OutputSpec",
+           "output_tag"]

@@ -1,16 +1,20 @@
 """The journey job as a function from streams to streams.
 
-    raw records ─▶ parse_signals ─┬─ customer items ─▶ event time ───────────────┐
-                                  │                                               ▼
-                                  ├─ visitor items ─▶ event time ─▶ map_visitor_journeys ─▶ map_customer_journeys
-                                  │                    (keyed by anonymous_id)  handoffs,   (keyed by customer_id)
-                                  └─ dead letters                               forwards
-    Both journey operators emit journey log records, decisions and the decision log as side
-    outputs. With a control stream of policy updates, it is broadcast to both journey operators.
+    raw records ─▶ parse_signals ─┬─ items ─▶ map_visitor_journeys ─▶ map_customer_journeys
+                                  │           (keyed by anonymous_id,  (keyed by customer_id)
+                                  │            else customer_id)
+                                  └─ dead letters
+    Every item goes through the visitor operator first: a visitor's own signals apply there, its
+    handoff and later signals go on to the customer operator, and a customer's own signals pass it
+    unread. So each customer's items reach the customer operator in one ordered stream (at
+    parallelism 1, exactly the source's order). Both journey operators emit journey log records,
+    decisions and the decision log as side outputs. With a control stream of policy updates, it is
+    broadcast to both journey operators.
 
 Timestamps, watermarks and keyBy are wired on the Java side (CustomTimestampAssigner and
 KeyByKeySelector from flink-python): PyFlink's own key_by and timestamp assigner would each add a
-separate Python operator to every record's path.
+separate Python operator to every record's path. Watermarks only end a bounded run here (see
+journeys.timers): no signal waits for one.
 """
 from __future__ import annotations
 
@@ -21,14 +25,15 @@ from pyflink.datastream import DataStream, KeyedStream
 from pyflink.java_gateway import get_gateway
 
 from journeys.keyed import CUSTOMER, VISITOR
+from journeys.timers import BOUNDED
 from journeys.ontology import Ontology
 from journeys.outputs import OUTPUT_NAMES, OutputName
 from journeys.settings import JourneySettings
 from pipelines.config import settings_policy_text
 from pipelines.feast.store import FeatureSettings
 from pipelines.flink import wire
-from pipelines.flink.operators import (POLICY_STATE, VISITOR_ITEMS, MapJourneys, MapJourneysWithPolicyUpdates,
-                                       OutputSpec, ParseSignals, RouteOutputs, output_tag)
+from pipelines.flink.operators import (POLICY_STATE, MapJourneys, MapJourneysWithPolicyUpdates, OutputSpec, ParseSignals,
+                                       RouteOutputs, output_tag)
 from pipelines.mlflow.serving import ModelServingSettings
 
 
@@ -62,7 +67,7 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
                            models: ModelServingSettings | None = None, decision_log: bool = False,
                            policy: tuple[str, str] | None = None,
                            policy_updates: DataStream | None = None, metrics: bool = True,
-                           progress_s: float | None = None) -> JourneyStreams:
+                           progress_s: float | None = None, time_mode: str = BOUNDED) -> JourneyStreams:
     """Wire the job onto a stream of raw input records (STRING, ISO-8859-1 characters for bytes).
 
     end_clock: for a bounded input, the event time at which time stops when the input ends (see
@@ -78,17 +83,20 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     to the journey operators; a new version is in force without a restart.
     metrics: register the job's Flink metrics (pipelines.flink.metrics); off with python.metric.enabled: false.
     progress_s: the parser says every so many seconds how many signals it has read (None: never).
+    time_mode: how the keys' time moves (journeys.timers): BOUNDED for a bounded input (time-driven
+    events wait for the key's next signal or the end of input), LIVE for a live one (they happen
+    when due, by the wall clock, in silence too).
     """
     outputs = {name: (outputs or {}).get(name, OutputSpec()) for name in OUTPUT_NAMES}
     policy = policy or settings_policy_text(settings)
-    from_intake = source.watermarks == "intake"
-    parsed = (raw_lines
-              .process(ParseSignals(ontology, settings, source.encoding, from_intake, outputs[OutputName.DEAD_LETTERS], metrics,
-                                    progress_s),
-                       output_type=wire.TIMESTAMPED_KEYED_ITEM)
-              .name("parse_signals").uid("parse-signals"))
-    customer_items = _event_time(parsed, settings, "customer", from_intake)
-    visitor_items = _event_time(parsed.get_side_output(VISITOR_ITEMS), settings, "visitor", from_intake)
+    # A bounded run stamps each item with its place in what its parser read, and orders by that
+    # (journeys.timers); a live one keeps event time, and its watermarks only move legacy timers.
+    positions = time_mode == BOUNDED
+    parser = ParseSignals(settings, source.encoding, outputs[OutputName.DEAD_LETTERS], metrics, progress_s, positions)
+    parsed = (raw_lines.process(parser, output_type=wire.TIMESTAMPED_KEYED_ITEM)
+              .name("parse_signals").uid("parse-signals")
+              .set_parallelism(raw_lines._j_data_stream.getParallelism()))  # read order holds only on a forward edge
+    items = _event_time(parsed, settings, "positions" if positions else source.watermarks)
 
     journey_outputs = {name: outputs[name] for name in (OutputName.DECISIONS, OutputName.JOURNEYS, OutputName.LATE)}
     if decision_log:
@@ -105,13 +113,13 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
         return (mapped.process(RouteOutputs(function.outputs), output_type=output_type)
                 .name(f"route_{role}_outputs").uid(f"route-{role}-outputs"))
 
-    visitors = journeys(_keyed(visitor_items),
+    visitors = journeys(_keyed(items),
                         operator(VISITOR, ontology, settings, end_clock, journey_outputs, policy, models=models,
-                                 metrics=metrics),
+                                 metrics=metrics, time_mode=time_mode),
                         wire.KEYED_ITEM, "visitor")
-    customers = journeys(_keyed(customer_items.union(visitors)),
+    customers = journeys(_keyed(visitors),
                          operator(CUSTOMER, ontology, settings, end_clock, customer_outputs, policy, features, models,
-                                  metrics),
+                                  metrics, time_mode),
                          wire.RECORD, "customer")
 
     def both(name):
@@ -126,21 +134,23 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
                           decision_log=both(OutputName.DECISION_LOG) if decision_log else None)
 
 
-def _event_time(items: DataStream, settings: JourneySettings, path: str, assign: bool) -> DataStream:
-    """Tuple2(keyed item, event time) in; keyed items out, with timestamps and watermarks
-    assigned here from the event times (assign) or kept as the source made them."""
+def _event_time(items: DataStream, settings: JourneySettings, watermarks: str) -> DataStream:
+    """Tuple2(keyed item, timestamp) in; keyed items out, with timestamps and watermarks assigned
+    here (from read positions, or from event times with the out-of-orderness bound), or kept as
+    the source made them ("source")."""
     jvm = get_gateway().jvm
     eventtime = jvm.org.apache.flink.streaming.api.functions.python.eventtime
     stream = items._j_data_stream
-    if assign:
-        strategy = (WatermarkStrategy
-                    .for_bounded_out_of_orderness(Duration.of_millis(settings.max_out_of_orderness_ms))
-                    .with_idleness(Duration.of_millis(settings.idle_source_timeout_ms)))
+    parallelism = stream.getParallelism()  # the parser's: a forward edge keeps the read order
+    if watermarks != "source":
+        strategy = (WatermarkStrategy.for_monotonous_timestamps() if watermarks == "positions"
+                    else WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(settings.max_out_of_orderness_ms)))
+        strategy = strategy.with_idleness(Duration.of_millis(settings.idle_source_timeout_ms))
         stream = (stream
                   .assignTimestampsAndWatermarks(strategy._j_watermark_strategy.withTimestampAssigner(eventtime.CustomTimestampAssigner()))
-                  .name(f"assign_{path}_event_time").uid(f"assign-{path}-event-time"))
+                  .name("assign_event_time").uid("assign-event-time").setParallelism(parallelism))
     plain = (stream.map(eventtime.RemoveTimestampMapFunction(), wire.KEYED_ITEM.get_java_type_info())
-             .name(f"strip_{path}_timestamp").uid(f"strip-{path}-timestamp"))
+             .name("strip_timestamp").uid("strip-timestamp").setParallelism(parallelism))
     return DataStream(plain)
 
 

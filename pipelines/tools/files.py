@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from journeys.contract import Rejection, SignalDecoder
 
@@ -21,19 +21,24 @@ def read_lines(path: str | Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
     """Lines without terminators, split on \\n, \\r or \\r\\n as java.io.BufferedReader.readLine does."""
     for file in input_files(path):
         with open(file, "rb") as source:
-            buffer = b""
-            for chunk in iter(lambda: source.read(chunk_size), b""):
-                buffer += chunk
-                # A final \r may be the first half of \r\n: keep it for the next chunk.
-                cut = len(buffer) - 1 if buffer.endswith(b"\r") else len(buffer)
-                body, rest = buffer[:cut], buffer[cut:]
-                pieces = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-                buffer = pieces.pop() + rest
-                yield from pieces
-            if buffer.endswith(b"\r"):
-                yield buffer[:-1]
-            elif buffer:
-                yield buffer
+            yield from split_lines(source, chunk_size)
+
+
+def split_lines(source: BinaryIO, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of an open binary file, as read_lines splits them."""
+    buffer = b""
+    for chunk in iter(lambda: source.read(chunk_size), b""):
+        buffer += chunk
+        # A final \r may be the first half of \r\n: keep it for the next chunk.
+        cut = len(buffer) - 1 if buffer.endswith(b"\r") else len(buffer)
+        body, rest = buffer[:cut], buffer[cut:]
+        pieces = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        buffer = pieces.pop() + rest
+        yield from pieces
+    if buffer.endswith(b"\r"):
+        yield buffer[:-1]
+    elif buffer:
+        yield buffer
 
 
 @dataclass(frozen=True)

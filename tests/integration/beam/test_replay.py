@@ -27,7 +27,7 @@ def test_the_beam_pipeline_emits_what_the_pure_replay_does(archive):
     lines = list(read_lines(archive))
     expected = replay_lines(ontology, settings, lines, now_ms=NOW)
     with beam_testing.TestPipeline() as pipeline:
-        tables = (pipeline | beam.Create(lines)
+        tables = (pipeline | beam.Create(list(enumerate(lines)))
                   | ReplayJourneys(ontology, settings, ReplayOptions(now_ms=NOW, progress_s=0)))
         assert_that(tables["decisions"] | "DecisionIds" >> beam.Map(lambda d: d["decision_id"]),
                     equal_to([d["decision_id"] for d in expected.decision_log]), label="decisions")

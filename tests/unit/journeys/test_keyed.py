@@ -1,4 +1,4 @@
-"""Intake, event-time order, deduplication, lateness and identity stitching, without an engine."""
+"""Arrival order, lateness per journey, deduplication, identity stitching and time, without an engine."""
 import random
 import time
 
@@ -8,17 +8,18 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from journeys.assembly import build_roles
-from journeys.keyed import CUSTOMER, VISITOR, intake_item
+from journeys.keyed import CUSTOMER, VISITOR, intake_item, passes_through
 from journeys.outputs import LogKind, Routed
 from journeys.policy import packaged_policy
-from journeys.state import KeyState, decode, encode
-from journeys.timers import MAX_WATERMARK
+from journeys.state import SECTION, KeyState, decode, encode
+from journeys.timers import END_OF_TIME, LIVE
 from journeys.timeutil import MINUTE, SECOND
 from tests.harness import (A_DAY_LATER, A_MONTH_LATER, AN_HOUR_LATER, BEGINNING, FAR_LATER, ONE_MINUTE_LATER,
-                           TEN_MINUTES_LATER, TEN_SECONDS_LATER, TWO_HOURS_LATER, TWO_MINUTES_LATER, a_login, a_signal,
-                           canonical, journey_records_in, play, records, stages_of)
+                           TEN_MINUTES_LATER, TWO_HOURS_LATER, TWO_MINUTES_LATER, a_login, a_signal,
+                           journey_records_in, play, records, stages_of)
 
 BOUND = 2 * MINUTE  # event_time.max_out_of_orderness in the default configuration
+GAP = 30 * MINUTE   # sessions.gap in the default configuration
 
 
 def test_a_duplicate_is_dropped_and_counted():
@@ -34,28 +35,39 @@ def test_a_duplicate_arriving_after_its_original_was_applied_is_still_dropped():
     assert len(records(run, LogKind.DUPLICATE)) == 1
 
 
-def test_a_signal_later_than_the_bound_is_late_counted_and_not_applied():
+def test_a_signal_further_behind_its_journey_than_the_bound_is_late_counted_and_not_applied():
     late = a_signal("purchase", BEGINNING)
     run = play([a_signal("page_view", BEGINNING + 30 * SECOND), a_signal("page_view", AN_HOUR_LATER), late])
     [record] = records(run, LogKind.LATE)
-    assert record["event_id"] == late["event_id"] and record["late_by"] == "intake"
+    assert record["event_id"] == late["event_id"] and record["late_by"] == "journey_clock"
+    assert record["behind_ms"] == AN_HOUR_LATER - BEGINNING
     assert record["signal"] == late  # kept whole, for reprocessing
     assert "conversion" not in stages_of(run, "c-1")
 
 
-def test_a_signal_for_a_journey_already_processed_past_it_is_late():
-    model_roles = build_roles(*_defaults(), packaged_policy(), time.perf_counter)
-    customers = model_roles[CUSTOMER]
-    state, _, _, _ = customers.on_timer(None, [_item(a_signal("page_view", TEN_MINUTES_LATER))], TEN_MINUTES_LATER, TEN_MINUTES_LATER)
-    stale = _item(a_signal("purchase", ONE_MINUTE_LATER))
-    state, out, _, _ = customers.on_timer(state, [stale], ONE_MINUTE_LATER, TEN_MINUTES_LATER)
-    [record] = journey_records_in(out)
-    assert record["kind"] == LogKind.LATE and record["late_by"] == "journey_clock"
+def test_lateness_is_judged_per_journey_so_a_file_grouped_by_customer_has_nothing_late():
+    first = [a_signal("page_view", BEGINNING + n * MINUTE, customer="c-1") for n in range(5)]
+    second = [a_signal("page_view", BEGINNING + n * MINUTE, customer="c-2") for n in range(5)]
+    run = play(first + second)
+    assert records(run, LogKind.LATE) == []
+    assert len(records(run, LogKind.SIGNAL, "c-2")) == 5
+
+
+def test_a_signal_behind_its_journey_within_the_bound_applies_with_its_own_event_time():
+    newer = a_signal("product_view", TWO_MINUTES_LATER, channel="app")
+    older = a_signal("search", ONE_MINUTE_LATER, channel="web")
+    run = play([a_signal("page_view", BEGINNING), newer, older])
+    assert records(run, LogKind.LATE) == []
+    [session] = records(run, LogKind.SESSION)
+    assert (session["start"], session["end"], session["signals"]) == (BEGINNING, TWO_MINUTES_LATER, 3)
+    journey = run.states[CUSTOMER]["c-1"].journey
+    assert [t[0] for t in journey.touchpoints] == [BEGINNING, ONE_MINUTE_LATER, TWO_MINUTES_LATER]
+    assert journey.last_activity == TWO_MINUTES_LATER and journey.activity.last_channel == "app"
 
 
 @hypothesis_settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), jitter=st.integers(0, BOUND - 1))
-def test_arrival_order_within_the_bound_does_not_change_journeys_or_decisions(seed, jitter):
+def test_arrival_order_within_the_bound_loses_no_signal_and_keeps_the_sessions(seed, jitter):
     rng = random.Random(seed)
     signals = []
     for customer in ("c-1", "c-2", "c-3"):
@@ -67,9 +79,24 @@ def test_arrival_order_within_the_bound_does_not_change_journeys_or_decisions(se
     in_order = sorted(signals, key=lambda s: s["event_time"])
     shuffled = sorted(signals, key=lambda s: s["event_time"] + rng.randint(0, jitter))
     expected, actual = play(in_order, end_clock=TWO_HOURS_LATER), play(shuffled, end_clock=TWO_HOURS_LATER)
+
+    def sessions(run):
+        return sorted((r["journey"], r["start"], r["end"], r["signals"]) for r in records(run, LogKind.SESSION))
+
     assert records(actual, LogKind.LATE) == []
-    assert canonical(actual.journey_records) == canonical(expected.journey_records)
-    assert canonical(actual.decisions) == canonical(expected.decisions)
+    assert sessions(actual) == sessions(expected)
+    assert ({r["event_id"] for r in records(actual, LogKind.SIGNAL)}
+            == {r["event_id"] for r in records(expected, LogKind.SIGNAL)})
+
+
+def test_the_same_signals_in_the_same_order_give_the_same_journeys_and_decisions():
+    rng = random.Random(3)
+    signals = [a_signal(rng.choice(("page_view", "product_view", "add_to_cart", "purchase")),
+                        BEGINNING + rng.randint(0, 3 * 3600) * SECOND, customer=f"c-{rng.randint(1, 4)}")
+               for _ in range(60)]
+    first, second = play(signals, end_clock=A_DAY_LATER), play(signals, end_clock=A_DAY_LATER)
+    assert first.journey_records == second.journey_records
+    assert [d["decision_id"] for d in first.decisions] == [d["decision_id"] for d in second.decisions]
 
 
 def test_a_visitor_is_stitched_into_the_customer_on_login():
@@ -132,53 +159,108 @@ def test_a_churned_customer_leaves_no_state_behind():
     assert "c-1" not in run.states[CUSTOMER]
 
 
-def test_after_each_timer_a_key_keeps_exactly_one_timer_at_its_next_wakeup():
-    customers = build_roles(*_defaults(), packaged_policy(), time.perf_counter)[CUSTOMER]
-    arrivals = [_item(a_signal("page_view", BEGINNING)), _item(a_signal("page_view", TEN_SECONDS_LATER))]
-    state, _, register, delete = customers.on_timer(None, arrivals, BEGINNING, TEN_SECONDS_LATER)
-    assert register == [TEN_SECONDS_LATER + 30 * MINUTE]  # the session closes then
-    assert delete == [TEN_SECONDS_LATER]  # the second arrival's own timer is no longer needed
-    assert state.timers == register
+def test_a_bounded_key_registers_one_timer_at_the_end_of_time_and_never_another():
+    customers = _roles()[CUSTOMER]
+    state, _, register, delete = customers.on_signal(None, _item(a_signal("page_view", BEGINNING)))
+    assert (register, delete, state.timers) == ([END_OF_TIME], [], [END_OF_TIME])
+    state, _, register, delete = customers.on_signal(state, _item(a_signal("page_view", AN_HOUR_LATER)))
+    assert (register, delete) == ([], [])
+
+
+def test_time_driven_events_happen_when_the_keys_next_signal_arrives():
+    customers = _roles()[CUSTOMER]
+    state, _, _, _ = customers.on_signal(None, _item(a_signal("page_view", BEGINNING)))
+    state, out, _, _ = customers.on_signal(state, _item(a_signal("page_view", AN_HOUR_LATER)))
+    kinds = [r["kind"] for r in journey_records_in(out)]
+    assert kinds.index(LogKind.SESSION) < kinds.index(LogKind.SIGNAL)  # the gap closed the session first
+
+
+def test_a_live_key_has_one_timer_at_its_next_due_time_in_wall_clock_time():
+    customers = _roles(LIVE)[CUSTOMER]
+    lag = 250
+    state, _, register, _ = customers.on_signal(None, _item(a_signal("page_view", BEGINNING), ingested_at=BEGINNING + lag))
+    assert register == [BEGINNING + GAP + lag] and state.lag == lag
+    # A later signal moves the session's end later: the timer stays where it is, and re-arms when it fires.
+    state, _, register, delete = customers.on_signal(state, _item(a_signal("page_view", TEN_MINUTES_LATER),
+                                                                  ingested_at=TEN_MINUTES_LATER + lag))
+    assert (register, delete) == ([], [])
+    state, out, register, _ = customers.on_timer(state, BEGINNING + GAP + lag, wall_time=True)
+    assert journey_records_in(out, LogKind.SESSION) == [] and register == [TEN_MINUTES_LATER + GAP + lag]
+
+
+def test_a_live_key_closes_its_session_when_its_timer_fires_in_silence():
+    customers = _roles(LIVE)[CUSTOMER]
+    state, _, register, _ = customers.on_signal(None, _item(a_signal("page_view", BEGINNING), ingested_at=BEGINNING))
+    state, out, _, _ = customers.on_timer(state, register[0], wall_time=True)
+    [session] = journey_records_in(out, LogKind.SESSION)
+    assert session["open"] is False and session["end"] == BEGINNING
+    assert state.clock == BEGINNING + GAP
 
 
 def test_the_end_of_input_flush_runs_once_per_key():
-    customers = build_roles(*_defaults(), packaged_policy(), time.perf_counter)[CUSTOMER]
-    state, _, _, _ = customers.on_timer(None, [_item(a_signal("page_view", BEGINNING))], BEGINNING, BEGINNING)
-    state, first, _, _ = customers.on_timer(state, [], BEGINNING + 30 * MINUTE, MAX_WATERMARK, A_DAY_LATER)
-    _, second, _, _ = customers.on_timer(state, [], BEGINNING + 31 * MINUTE, MAX_WATERMARK, A_DAY_LATER)
+    customers = _roles()[CUSTOMER]
+    state, _, _, _ = customers.on_signal(None, _item(a_signal("page_view", BEGINNING)))
+    state, first, _, _ = customers.on_timer(state, END_OF_TIME, BEGINNING + 10 * MINUTE)
+    _, second, _, _ = customers.on_timer(state, END_OF_TIME, A_DAY_LATER)
     assert [entry.record["kind"] for entry in first] == [LogKind.SESSION] and second == []
 
 
 def test_key_state_survives_its_wire_form():
-    customers = build_roles(*_defaults(), packaged_policy(), time.perf_counter)[CUSTOMER]
-    state, _, _, _ = customers.on_timer(None, [_item(a_signal("add_to_cart", BEGINNING)),
-                                               _item(a_signal("page_view", AN_HOUR_LATER))], BEGINNING, ONE_MINUTE_LATER)
+    customers = _roles()[CUSTOMER]
+    state, _, _, _ = customers.on_signal(None, _item(a_signal("add_to_cart", BEGINNING)))
+    state, _, _, _ = customers.on_signal(state, _item(a_signal("page_view", ONE_MINUTE_LATER)))
     restored = decode(encode(state))
     assert encode(restored) == encode(state)
-    assert restored.journey.stage == "intent" and len(restored.items) == 1
+    assert restored.journey.stage == "intent" and restored.clock == ONE_MINUTE_LATER
+
+
+def test_a_version_1_state_keeps_what_it_buffered_and_applies_it_at_its_next_call():
+    buffered = _item(a_signal("add_to_cart", BEGINNING))
+    head = '[%d,"%s","s",false,null,"c-1"]' % (BEGINNING, "x")
+    version_1 = ('{"v":1,"k":"c-1","p":[%s],"sn":{},"c":null,"t":[%d],"e":false,"l":[],"lx":null}' % (head, BEGINNING)
+                 + SECTION + SECTION + buffered)
+    state = decode(version_1)
+    assert state.backlog == [buffered] and state.lag is None
+    state, out, _, _ = _roles()[CUSTOMER].on_signal(state, _item(a_signal("page_view", ONE_MINUTE_LATER)))
+    assert [r["event_type"] for r in journey_records_in(out, LogKind.SIGNAL)] == ["add_to_cart", "page_view"]
+    assert state.backlog == []
 
 
 def test_state_from_an_unknown_wire_version_is_refused_with_a_clear_message():
-    text = encode(KeyState("c-1")).replace('"v":1', '"v":99')
+    text = encode(KeyState("c-1")).replace('"v":2', '"v":99')
     with pytest.raises(ValueError, match="wire version 99"):
         decode(text)
 
 
 def test_the_visitor_role_hands_the_journey_over_in_one_record():
-    visitors = build_roles(*_defaults(), packaged_policy(), time.perf_counter)[VISITOR]
-    arrivals = [_item(a_signal("add_to_cart", BEGINNING, visitor="v-1"), key="v-1"),
-                _item(a_login("v-1", "c-3", ONE_MINUTE_LATER), key="v-1")]
-    state, out, _, _ = visitors.on_timer(None, arrivals, BEGINNING, ONE_MINUTE_LATER)
+    visitors = _roles()[VISITOR]
+    state, _, _, _ = visitors.on_signal(None, _item(a_signal("add_to_cart", BEGINNING, visitor="v-1"), key="v-1"))
+    state, out, _, _ = visitors.on_signal(state, _item(a_login("v-1", "c-3", ONE_MINUTE_LATER), key="v-1"))
     routes = [entry for entry in out if isinstance(entry, Routed)]
     assert len(routes) == 1 and routes[0].key == "c-3"
     assert state.journey is None and state.links == [[ONE_MINUTE_LATER, "c-3"]]
 
 
-def _defaults():
+def test_a_signal_that_names_its_customer_passes_the_visitor_on_to_the_customer_without_linking():
+    visitors = _roles()[VISITOR]
+    signal = a_signal("product_view", BEGINNING, customer="c-3", visitor="v-1")
+    state, out, _, _ = visitors.on_signal(None, _item(signal, key="v-1"))
+    [route] = [entry for entry in out if isinstance(entry, Routed)]
+    assert route.key == "c-3" and state is None  # nothing to keep for the visitor
+
+
+def test_a_customers_own_signal_passes_through_the_visitor_role_unread():
+    own = intake_item(a_signal("email_open", BEGINNING, channel="email"), CUSTOMER, "c-1", None)
+    anonymous = intake_item(a_signal("page_view", BEGINNING, visitor="v-1"), VISITOR, "v-1", None)
+    assert passes_through(own) == "c-1" and passes_through(anonymous) is None
+
+
+def _roles(time_mode: str = "bounded"):
     from journeys.ontology import packaged_ontology
     from journeys.settings import packaged_settings
-    return packaged_ontology(), packaged_settings()
+    return build_roles(packaged_ontology(), packaged_settings(), packaged_policy(), time.perf_counter, time_mode=time_mode)
 
 
-def _item(signal, key=None, late=False):
-    return intake_item(signal, key or signal["customer_id"] or signal["anonymous_id"], None, late)
+def _item(signal, key=None, ingested_at=None):
+    role = VISITOR if key is not None and key == signal["anonymous_id"] else CUSTOMER
+    return intake_item(signal, role, key or signal["customer_id"] or signal["anonymous_id"], ingested_at)

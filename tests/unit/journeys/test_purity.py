@@ -128,20 +128,20 @@ def test_running_the_core_opens_no_file_but_its_own_and_the_time_zone_database()
     OPENED.watching = True
     try:
         ontology, settings = packaged_ontology(), packaged_settings()
-        intake = build_intake(ontology, settings, late_by_source_order=False)
+        intake = build_intake(settings)
         roles = build_roles(ontology, settings, packaged_policy(), clock, push_features=True)
         items = {VISITOR: {}, CUSTOMER: {}}
-        for raw in lines:
+        for position, raw in enumerate(lines):
             taken = intake.take(raw, NOW)
             if not isinstance(taken, Rejection):
-                items[taken[0]].setdefault(taken[1], []).append(taken[2])
+                items[taken.role].setdefault(taken.key, []).append((position, taken.item))
         decisions = 0
         for role in (VISITOR, CUSTOMER):
             for key in sorted(items[role]):
-                outputs = sort_outputs(replay_key(roles[role], items[role][key], NOW).out)
-                decisions += len(outputs.decision_log)
-                for routed in outputs.routed:
-                    items[CUSTOMER].setdefault(routed.key, []).append(routed.item)
+                replayed = replay_key(roles[role], items[role][key], NOW)
+                decisions += len(sort_outputs(replayed.out).decision_log)
+                for position, routed in replayed.routed:
+                    items[CUSTOMER].setdefault(routed.key, []).append((position, routed.item))
     finally:
         OPENED.watching = False
     assert decisions > 50 and clock_reads, "the run decided, timing itself only with the clock it was given"
