@@ -1,6 +1,7 @@
-"""make bench: throughput and latency of the journey job against the pure core, on the same signals,
-from a file and from Kafka to Kafka (on a local Tansu broker); the job with Feast features on and
-off; Feast online lookup latency on sqlite and Redis (bench/feature_bench.py); the job with the
+"""make bench: throughput and latency of the journey job against the pure core and two peers (a
+plain Python loop and Flink SQL session windows, bench/peers.py), on the same signals, from a file
+and from Kafka to Kafka (on a local Tansu broker); live latency and the quiet stream
+(bench/live_bench.py); the job with Feast features on and off; Feast online lookup latency on sqlite and Redis (bench/feature_bench.py); the job with the
 MLflow stage models on and off, and the inference cost per decision (bench/model_bench.py); and
 the Beam replay of the same signals on the DirectRunner, in one process and in two.
 
@@ -129,6 +130,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no-models", dest="models", action="store_false", help="skip the stage-model figures")
     parser.add_argument("--no-metrics-off", dest="metrics_off", action="store_false",
                         help="skip the figure of the job without its Flink metrics")
+    parser.add_argument("--no-peers", dest="peers", action="store_false", help="skip the plain-loop and Flink SQL peers")
+    parser.add_argument("--no-live", dest="live", action="store_false", help="skip the live latency and quiet-stream figures")
+    parser.add_argument("--live-rate", type=int, default=1000, help="signals per second of the live figures")
+    parser.add_argument("--live-seconds", type=int, default=60, help="how long the live figures produce signals")
     args = parser.parse_args(argv)
 
     work = ROOT / "bench" / "work"
@@ -166,11 +171,18 @@ def main(argv=None) -> int:
               f"{inference['pyfunc_one_row_ms']} ms on one row", flush=True)
 
     core_runs, job_runs, kafka_runs, feature_runs, replay_runs, replay2_runs = [], [], [], [], [], []
-    model_runs, quiet_runs = [], []
+    model_runs, quiet_runs, loop_runs, sql_runs = [], [], [], []
     for attempt in range(args.runs):
-        # Interleave the two so that drift in machine load affects both alike.
+        # Interleave them so that drift in machine load affects all alike.
         core_runs.append(run_core(lines))
         print(f"  run {attempt + 1}: pure core {core_runs[-1]['events_per_second']:,.0f} events/s", flush=True)
+        if args.peers:
+            from peers import flink_sql_sessions, plain_python_loop
+
+            loop_runs.append(plain_python_loop(lines))
+            sql_runs.append(flink_sql_sessions(signals))
+            print(f"  run {attempt + 1}: plain Python loop {loop_runs[-1]['events_per_second']:,.0f} events/s, "
+                  f"Flink SQL sessions {sql_runs[-1]['events_per_second']:,.0f} events/s", flush=True)
         job_runs.append(run_job(signals, work, args.parallelism))
         print(f"  run {attempt + 1}: job {job_runs[-1]['events_per_second']:,.0f} events/s "
               f"(p50 {job_runs[-1]['latency_p50_ms']} ms, p99 {job_runs[-1]['latency_p99_ms']} ms)", flush=True)
@@ -197,6 +209,16 @@ def main(argv=None) -> int:
                   f"(p50 {kafka_runs[-1]['latency_p50_ms']} ms, p99 {kafka_runs[-1]['latency_p99_ms']} ms)", flush=True)
     if broker is not None:
         broker.stop()
+    live = None
+    if args.live:
+        from live_bench import measure_live
+
+        live = measure_live(work, lines, args.live_rate, args.live_seconds)
+        for path in ("at_least_once", "exactly_once"):
+            figures = live[path]
+            print(f"  live, {path.replace('_', '-')}: event-to-decision p50 {figures['latency_p50_ms']} ms, "
+                  f"p99 {figures['latency_p99_ms']} ms, max {figures['latency_max_ms']} ms; "
+                  f"{figures['decisions_per_signal']} decisions per signal", flush=True)
 
     job_rate = median(r["events_per_second"] for r in job_runs)
     core_rate = median(r["events_per_second"] for r in core_runs)
@@ -216,6 +238,17 @@ def main(argv=None) -> int:
         "job_runs": job_runs,
         "core_runs": core_runs,
     }
+    if loop_runs:
+        loop_rate = median(r["events_per_second"] for r in loop_runs)
+        sql_rate = median(r["events_per_second"] for r in sql_runs)
+        results.update({
+            "plain_loop_events_per_second": round(loop_rate), "flink_sql_events_per_second": round(sql_rate),
+            "job_to_plain_loop_ratio": round(job_rate / loop_rate, 3), "job_to_flink_sql_ratio": round(job_rate / sql_rate, 3),
+            "core_to_plain_loop_ratio": round(core_rate / loop_rate, 3),
+            "plain_loop_runs": loop_runs, "flink_sql_runs": sql_runs,
+        })
+    if live is not None:
+        results["live"] = live
     if quiet_runs:
         quiet_rate = median(r["events_per_second"] for r in quiet_runs)
         results.update({
@@ -267,6 +300,23 @@ def main(argv=None) -> int:
         ("event-to-decision latency p99", f"{results['latency_p99_ms']} ms"),
         ("job wall clock incl. JVM start and input scan", f"{results['job_wall_seconds']:.1f} s"),
     ]
+    if loop_runs:
+        rows += [
+            ("plain Python loop events/s (JSON decode, gap sessions)", f"{results['plain_loop_events_per_second']:,}"),
+            ("Flink SQL SESSION windows events/s (JVM, RocksDB)", f"{results['flink_sql_events_per_second']:,}"),
+            ("job / plain loop, job / Flink SQL", f"{results['job_to_plain_loop_ratio']:.2f} / {results['job_to_flink_sql_ratio']:.2f}"),
+            ("core / plain loop", f"{results['core_to_plain_loop_ratio']:.2f}"),
+        ]
+    if live is not None:
+        for path in ("at_least_once", "exactly_once"):
+            figures = live[path]
+            rows += [(f"live {live['rate']}/s, {path.replace('_', '-')}: p50 / p99 / max",
+                      f"{figures['latency_p50_ms']} / {figures['latency_p99_ms']} / {figures['latency_max_ms']} ms"),
+                     (f"live {path.replace('_', '-')}: decisions per signal produced", f"{figures['decisions_per_signal']}")]
+        quiet = live["at_least_once"]
+        rows += [("quiet stream: last session closed after the last signal",
+                  f"{quiet['quiet_last_transition_s']} s (gap {live['gap_s']} s)"),
+                 ("quiet stream: closed after falling due, max", f"{quiet['quiet_fired_after_due_max_s']} s")]
     if quiet_runs:
         rows += [
             ("job events/s with its metrics / without", f"{job_rate:,.0f} / {results['metrics_off_job_events_per_second']:,}"),

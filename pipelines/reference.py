@@ -3,7 +3,9 @@ are held to, and the pure core's benchmark.
 
 ReferenceRun plays signals through the same intake and the same two keyed roles as the Flink
 job's bounded runs: each item applies as it arrives, what the visitor role hands on reaches the
-customer role at once, and when the input ends every key's time moves to the end clock. The Flink
+customer role at once, and when the input ends every key's time moves to the end clock. Each
+key's state is kept in its wire form and decoded and encoded on every call, as the operators do
+with RocksDB, so that the core's benchmark pays what the job pays. The Flink
 job must produce the same journey log and the same decisions. replay_lines does, key by key, what
 the Beam replay does in parallel (journeys.replay), with each line's place in the input as its
 position.
@@ -26,6 +28,7 @@ from journeys.outputs import SortedOutputs, feature_row_record, sort_outputs
 from journeys.replay import replay_key
 from journeys.scoring import ModelSource
 from journeys.settings import JourneySettings
+from journeys.state import decode, encode
 from journeys.timers import END_OF_TIME, end_clock
 from pipelines.config import settings_policy
 
@@ -62,7 +65,7 @@ class ReferenceRun(RunOutputs):
                                  models, push_features=True)
         self.end_clock = end_clock
         self.now_ms = now_ms
-        self.states: dict[str, dict] = {role: {} for role in ROLES}
+        self.states: dict[str, dict[str, str]] = {role: {} for role in ROLES}  # role -> key -> state wire form
         self.feature_rows: dict[str, dict] = {}  # customer -> the last behavioural feature row
         self.lines_in = 0
 
@@ -83,13 +86,13 @@ class ReferenceRun(RunOutputs):
         for role in ROLES:
             states, keyed = self.states[role], self.roles[role]
             for key in list(states):
-                state, out, _, _ = keyed.on_timer(states[key], END_OF_TIME, self.end_clock)
+                state, out, _, _ = keyed.on_timer(decode(states[key]), END_OF_TIME, self.end_clock)
                 self._keep(role, key, state)
                 self._emit(sort_outputs(out))
         return self
 
     def _arrive(self, role: str, key: str, item: str) -> None:
-        state, out, _, _ = self.roles[role].on_signal(self.states[role].get(key), item)
+        state, out, _, _ = self.roles[role].on_signal(decode(self.states[role].get(key)), item)
         self._keep(role, key, state)
         self._emit(sort_outputs(out))
 
@@ -97,7 +100,11 @@ class ReferenceRun(RunOutputs):
         if state is None:
             self.states[role].pop(key, None)
         else:
-            self.states[role][key] = state
+            self.states[role][key] = encode(state)
+
+    def state_of(self, role: str, key: str):
+        """A key's state as the core sees it (None when it has none)."""
+        return decode(self.states[role].get(key))
 
     def _emit(self, outputs: SortedOutputs) -> None:
         self.take(outputs)

@@ -87,9 +87,9 @@ def job_records(out: Path, name: str) -> collections.Counter:
 
 
 def latest_feature_rows(out: Path, name: str) -> collections.Counter:
-    """The job pushes one feature row per operator call, and how many calls a run makes depends on
-    when Flink's periodic watermarks came: the rows vary from run to run, even of one checkout.
-    What the store keeps, each customer's latest row, does not."""
+    """Before issue 10 the job pushed one feature row per timer call, and how many calls a run made
+    depended on when Flink's periodic watermarks came, so those rows varied from run to run. What
+    the store keeps, each customer's latest row, does not, so that is what is compared."""
     latest: dict[str, tuple] = {}
     for text in job_records(out, name):
         row = json.loads(text)

@@ -236,7 +236,8 @@ null_values: ["", "NA"]
 """
 
 
-def run_import(tmp_path, content: str, fmt: str = "csv", time_format: str = "unix_seconds", extra: str = ""):
+def run_import(tmp_path, content: str, fmt: str = "csv", time_format: str = "unix_seconds", extra: str = "",
+               options: tuple[str, ...] = ()):
     source = tmp_path / f"clicks.{fmt}"
     source.write_text(content)
     mapping = tmp_path / "mapping.yaml"
@@ -244,7 +245,7 @@ def run_import(tmp_path, content: str, fmt: str = "csv", time_format: str = "uni
     out = tmp_path / "signals.jsonl"
     from pipelines.cli.main import main as journeys_cli
 
-    assert journeys_cli(["import", "--mapping", str(mapping), str(source), str(out)]) == 0
+    assert journeys_cli(["import", "--mapping", str(mapping), *options, str(source), str(out)]) == 0
     signals = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     dead = [orjson.loads(line) for line in (tmp_path / "signals.dead-letter.jsonl").read_bytes().splitlines()]
     return signals, dead

@@ -28,7 +28,7 @@ from journeys.assembly import build_intake, build_roles
 from journeys.contract import Rejection
 from journeys.keyed import CUSTOMER, VISITOR, item_time
 from journeys.ontology import Ontology
-from journeys.outputs import LogKind, feature_row_record, sort_outputs
+from journeys.outputs import ACCEPTED_KINDS, LogKind, feature_row_record, sort_outputs
 from journeys.policy import Policy
 from journeys.replay import replay_key
 from journeys.settings import JourneySettings
@@ -95,7 +95,7 @@ class ReplayKeys(beam.DoFn):
         self.policy = policy
         self.keys = Metrics.counter(NAMESPACE, f"{role}_keys")
         self.decided = Metrics.counter(NAMESPACE, "decisions")
-        self.applied = Metrics.counter(NAMESPACE, "signals_applied")
+        self.accepted = Metrics.counter(NAMESPACE, "signals_accepted")  # applied, late, or an outcome
         self.duplicates = Metrics.counter(NAMESPACE, "duplicates")
 
     def setup(self):
@@ -112,8 +112,8 @@ class ReplayKeys(beam.DoFn):
         outputs = sort_outputs(replayed.out)
         log, decisions = outputs.journey_log(), outputs.decision_log
         for record in log:
-            if record["kind"] == LogKind.SIGNAL:
-                self.applied.inc()
+            if record["kind"] in ACCEPTED_KINDS:
+                self.accepted.inc()
             elif record["kind"] == LogKind.DUPLICATE:
                 self.duplicates.inc()
             yield TaggedOutput(LOG, record)

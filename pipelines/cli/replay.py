@@ -96,10 +96,10 @@ def _summary(result, seconds: float, args, emit: list[str]) -> dict:
     # Accepted signals are counted where the core applied them, not where intake let them through,
     # so a record lost between the two shows.
     records_in, rejected = counters.get("records_in", 0), counters.get("rejected", 0)
-    applied, duplicates = counters.get("signals_applied", 0), counters.get("duplicates", 0)
+    accepted, duplicates = counters.get("signals_accepted", 0), counters.get("duplicates", 0)
     return {"input": args.input, "runner": args.runner, "emit": emit, "seconds": round(seconds, 2),
-            "records_in": records_in, "accepted": applied, "rejected": rejected, "duplicates": duplicates,
-            "balanced": records_in == applied + rejected + duplicates, "decisions": counters.get("decisions", 0),
+            "records_in": records_in, "accepted": accepted, "rejected": rejected, "duplicates": duplicates,
+            "balanced": records_in == accepted + rejected + duplicates, "decisions": counters.get("decisions", 0),
             "customer_keys": counters.get("customer_keys", 0), "visitor_keys": counters.get("visitor_keys", 0),
             "events_per_second": round(records_in / seconds) if seconds else None}
 

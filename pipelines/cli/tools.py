@@ -34,6 +34,10 @@ def add_commands(commands) -> None:
     importer = commands.add_parser("import", help="turn a third-party clickstream (CSV, TSV, JSON lines) into signals")
     importer.add_argument("--mapping", required=True, help="mapping YAML (see README, 'Bring your own data')")
     importer.add_argument("--dead-letter", help="where rows that cannot be mapped go (default: OUT with .dead-letter.jsonl)")
+    importer.add_argument("--sort", action="store_true",
+                          help="write the signals in event-time order (the file is read whole into memory)")
+    importer.add_argument("--conf", help="job configuration YAML whose lateness bound the order check uses "
+                                         "(default: the packaged one)")
     importer.add_argument("input", help="the clickstream file")
     importer.add_argument("out", help="the signals file to write (JSON lines)")
     importer.set_defaults(run=_import)
@@ -89,12 +93,20 @@ def _outputs(args) -> tuple[Path, Path]:
 def _import(args) -> int:
     from pipelines.tools.importer import Importer, load_mapping
 
+    from journeys.timeutil import format_duration
+    from pipelines.config import read_settings
+
+    bound = read_settings(args.conf).max_out_of_orderness_ms
     out, dead_letter = _outputs(args)
-    result = Importer(load_mapping(args.mapping)).run(args.input, out, dead_letter)
-    print(f"imported {result.rows:,} rows: {result.signals:,} signals -> {out}; "
-          f"{result.dead_letters:,} rows to {dead_letter}")
+    result = Importer(load_mapping(args.mapping)).run(args.input, out, dead_letter, sort=args.sort, bound_ms=bound)
+    print(f"imported {result.rows:,} rows: {result.signals:,} signals -> {out}"
+          f"{' (sorted by event time)' if result.sorted else ''}; {result.dead_letters:,} rows to {dead_letter}")
     for reason, count in sorted(result.reasons.items(), key=lambda item: -item[1]):
         print(f"  {reason}: {count:,}")
+    if result.behind:
+        print(f"warning: {result.behind:,} signals are more than the lateness bound ({format_duration(bound)}) behind "
+              "an earlier signal of the same visitor or customer: the job would report them late and not apply them. "
+              "To apply them in event-time order, import again with --sort (docs/time.md).", file=sys.stderr)
     return 0
 
 

@@ -92,11 +92,18 @@ class ProduceReport:
 
 
 def produce_signals(bootstrap: str, topic: str, lines: Iterable[bytes], encoding: str = "json",
-                    properties: dict[str, str] | None = None) -> ProduceReport:
-    """Send raw signal lines as they are (malformed ones too), keyed by customer or visitor and
-    stamped with their event time, as a well-behaved producer does. With encoding avro, signals
-    that decode are sent single-object encoded; lines that do not are sent as they are."""
+                    properties: dict[str, str] | None = None, key_by: str = "journey") -> ProduceReport:
+    """Send raw signal lines as they are (malformed ones too), keyed and stamped with their event
+    time, as a well-behaved producer does. With encoding avro, signals that decode are sent
+    single-object encoded; lines that do not are sent as they are.
+
+    key_by "journey": by the customer a visitor's device identifies as somewhere in the lines (else
+    by the signal's customer or visitor), so that each journey comes through one partition, in
+    order (docs/kafka.md, "Ordering"); "first-id": by the signal's customer, else its visitor."""
     from confluent_kafka import Producer
+
+    lines = list(lines)
+    owners = journey_owners(lines) if key_by == "journey" else {}
 
     producer = Producer(_client_config(bootstrap, properties) | {"enable.idempotence": True, "linger.ms": 20,
                                                                   "compression.type": "lz4"})
@@ -113,7 +120,7 @@ def produce_signals(bootstrap: str, topic: str, lines: Iterable[bytes], encoding
     decoder = SignalDecoder()
     latest = 1  # the lowest timestamp librdkafka keeps as given (0 means "now")
     for raw in lines:
-        key, timestamp, value = _message(raw, encoding, decoder)
+        key, timestamp, value = _message(raw, encoding, decoder, owners)
         # The record timestamp drives the partition's watermark in the job: a record without a
         # valid event time gets the latest valid one, so that it cannot move event time on.
         latest = max(latest, timestamp or 0)
@@ -132,13 +139,24 @@ def produce_signals(bootstrap: str, topic: str, lines: Iterable[bytes], encoding
     return report
 
 
-def _message(raw: bytes, encoding: str, decoder: "SignalDecoder") -> tuple[bytes | None, int | None, bytes]:
+def journey_owners(lines: Iterable[bytes]) -> dict[str, str]:
+    """anonymous id -> the customer it first identifies as, from the signals that carry both."""
+    decoder, owners = SignalDecoder(), {}
+    for raw in lines:
+        signal = decoder.decode_json(raw, int(time.time() * 1000))
+        if not isinstance(signal, Rejection) and signal["anonymous_id"] and signal["customer_id"]:
+            owners.setdefault(signal["anonymous_id"], signal["customer_id"])
+    return owners
+
+
+def _message(raw: bytes, encoding: str, decoder: "SignalDecoder",
+             owners: dict[str, str]) -> tuple[bytes | None, int | None, bytes]:
     """(key, timestamp, value) of a valid signal; (None, None, the line as it is) for anything else,
     which the job will reject to its dead letters."""
     signal = decoder.decode_json(raw, int(time.time() * 1000))
     if isinstance(signal, Rejection):
         return None, None, raw
-    key = signal["customer_id"] or signal["anonymous_id"]
+    key = signal["customer_id"] or owners.get(signal["anonymous_id"]) or signal["anonymous_id"]
     value = encode_avro(signal, signal["schema_version"]) if encoding == "avro" else raw
     return key.encode(), signal["event_time"], value
 
@@ -196,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     produce.add_argument("--topic", required=True)
     produce.add_argument("--format", choices=("json", "avro"), default="json")
     produce.add_argument("--report", help="also write the report (records, end offsets) to this JSON file")
+    produce.add_argument("--key-by", choices=("journey", "first-id"), default="journey",
+                         help="journey: each journey in one partition (a device by the customer it identifies as); "
+                              "first-id: by customer id, else anonymous id")
     produce.add_argument("file")
     consume = commands.add_parser("consume", help="print a topic's values, start to end, read_committed")
     consume.add_argument("--bootstrap", required=True)
@@ -212,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "produce":
         from pipelines.tools.files import read_lines
 
-        report = produce_signals(args.bootstrap, args.topic, read_lines(args.file), args.format)
+        report = produce_signals(args.bootstrap, args.topic, read_lines(args.file), args.format, key_by=args.key_by)
         if args.report:
             with open(args.report, "w") as sink:
                 json.dump({"records": report.records, "end_offsets": report.end_offsets}, sink)

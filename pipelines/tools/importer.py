@@ -152,6 +152,26 @@ class ImportResult:
     signals: int = 0
     dead_letters: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    behind: int = 0     # signals further back in time than the bound, behind their key's latest (in file order)
+    sorted: bool = False
+
+
+class OrderCheck:
+    """How many signals go back in time, within their key (the anonymous id, else the customer id),
+    by more than the bound: the job would find them late (docs/time.md)."""
+
+    def __init__(self, bound_ms: int):
+        self.bound_ms = bound_ms
+        self.latest: dict[str, int] = {}
+        self.behind = 0
+
+    def see(self, signal: dict) -> None:
+        key = signal["anonymous_id"] or signal["customer_id"]
+        at, latest = signal["event_time"], self.latest.get(key)
+        if latest is None or at > latest:
+            self.latest[key] = at
+        elif at < latest - self.bound_ms:
+            self.behind += 1
 
 
 class Importer:
@@ -232,8 +252,12 @@ class Importer:
         table = self.mapping.values.get(name.split(".")[0])
         return table.get(raw, raw) if table else raw
 
-    def run(self, in_path: str | Path, out_path: str | Path, dead_letter_path: str | Path) -> ImportResult:
-        result = ImportResult()
+    def run(self, in_path: str | Path, out_path: str | Path, dead_letter_path: str | Path, sort: bool = False,
+            bound_ms: int = 120_000) -> ImportResult:
+        """sort: write the signals in event-time order (stable, so ties keep the file's order).
+        bound_ms: the lateness bound the order check holds signals to, when not sorting."""
+        result = ImportResult(sorted=sort)
+        order, kept = OrderCheck(bound_ms), []
         now = int(time.time() * 1000)
         source_name = Path(in_path).name
         with open(in_path, encoding=self.mapping.encoding, errors="replace", newline="") as source, \
@@ -253,12 +277,19 @@ class Importer:
                         if isinstance(checked, Rejection):
                             reason, detail = checked.reason, checked.detail
                         else:
-                            out.write(encoded + b"\n")
+                            if sort:
+                                kept.append((checked["event_time"], encoded))
+                            else:
+                                order.see(checked)
+                                out.write(encoded + b"\n")
                             result.signals += 1
                             continue
                 result.dead_letters += 1
                 result.reasons[reason] = result.reasons.get(reason, 0) + 1
                 dead.write(orjson.dumps({"row": number, "reason": reason, "detail": detail, "original": text}) + b"\n")
+            kept.sort(key=_event_time_of)
+            out.writelines(encoded + b"\n" for _, encoded in kept)
+        result.behind = order.behind
         return result
 
 
@@ -278,6 +309,10 @@ def convert_avro_archive(in_path: str | Path, out_path: str | Path, dead_letter_
                 out.write(orjson.dumps(decoded) + b"\n")
                 result.signals += 1
     return result
+
+
+def _event_time_of(kept: tuple[int, bytes]) -> int:
+    return kept[0]
 
 
 def _as_csv(values: list[str], delimiter: str) -> str:

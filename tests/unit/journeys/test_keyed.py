@@ -60,7 +60,7 @@ def test_a_signal_behind_its_journey_within_the_bound_applies_with_its_own_event
     assert records(run, LogKind.LATE) == []
     [session] = records(run, LogKind.SESSION)
     assert (session["start"], session["end"], session["signals"]) == (BEGINNING, TWO_MINUTES_LATER, 3)
-    journey = run.states[CUSTOMER]["c-1"].journey
+    journey = run.state_of(CUSTOMER, "c-1").journey
     assert [t[0] for t in journey.touchpoints] == [BEGINNING, ONE_MINUTE_LATER, TWO_MINUTES_LATER]
     assert journey.last_activity == TWO_MINUTES_LATER and journey.activity.last_channel == "app"
 
@@ -264,3 +264,56 @@ def _roles(time_mode: str = "bounded"):
 def _item(signal, key=None, ingested_at=None):
     role = VISITOR if key is not None and key == signal["anonymous_id"] else CUSTOMER
     return intake_item(signal, role, key or signal["customer_id"] or signal["anonymous_id"], ingested_at)
+
+
+def _handoff_of(visitors, signals):
+    state, routed = None, []
+    for signal in signals:
+        state, out, _, _ = visitors.on_signal(state, _item(signal, key=signal["anonymous_id"]))
+        routed += [entry for entry in out if isinstance(entry, Routed)]
+    [handoff] = routed
+    return handoff.item
+
+
+def test_a_handoff_that_arrives_after_the_customers_own_signal_still_joins():
+    roles = _roles()
+    handoff = _handoff_of(roles[VISITOR], [a_signal("add_to_cart", BEGINNING, visitor="v-1"),
+                                           a_login("v-1", "c-3", ONE_MINUTE_LATER)])
+    own = _item(a_signal("email_open", TWO_MINUTES_LATER, customer="c-3", channel="email"))
+    customers = roles[CUSTOMER]
+    state, _, _, _ = customers.on_signal(None, own)
+    state, out, _, _ = customers.on_signal(state, handoff)
+    [stitch] = journey_records_in(out, LogKind.STITCH)
+    assert stitch["anonymous_id"] == "v-1"
+    journey = state.journey
+    assert journey.counts == {"email_open": 1, "add_to_cart": 1, "login": 1}
+    assert [t[0] for t in journey.touchpoints] == [BEGINNING, ONE_MINUTE_LATER, TWO_MINUTES_LATER]
+    # The defined difference: the customer's own signal started the journey later than the visitor's
+    # cart, so its initial stage is the latest evidence and stays (handoff first, it would be intent).
+    assert journey.stage == "discovery"
+
+
+def test_a_handoff_far_behind_the_customers_clock_joins_though_its_login_is_late():
+    roles = _roles()
+    handoff = _handoff_of(roles[VISITOR], [a_signal("add_to_cart", BEGINNING, visitor="v-1"),
+                                           a_login("v-1", "c-3", ONE_MINUTE_LATER)])
+    state, _, _, _ = roles[CUSTOMER].on_signal(None, _item(a_signal("email_open", AN_HOUR_LATER, customer="c-3",
+                                                                    channel="email")))
+    state, out, _, _ = roles[CUSTOMER].on_signal(state, handoff)
+    assert [r["kind"] for r in journey_records_in(out)] == [LogKind.STITCH, LogKind.LATE]
+    assert state.journey.counts == {"email_open": 1, "add_to_cart": 1}
+
+
+def test_a_live_key_carries_out_a_planned_follow_up_when_it_falls_due_in_silence():
+    from journeys.agents import FollowUp
+
+    customers = _roles(LIVE)[CUSTOMER]
+    state, _, _, _ = customers.on_signal(None, _item(a_signal("page_view", BEGINNING), ingested_at=BEGINNING))
+    plan = FollowUp("c-1:check@1", "conversion", TEN_MINUTES_LATER, "cart_reminder", "email", frozenset({"purchase"}),
+                    0.5, "a test plan")
+    state.journey.plans.append(plan.to_wire())
+    state, _, register, _ = customers.on_signal(state, _item(a_signal("page_view", ONE_MINUTE_LATER),
+                                                             ingested_at=ONE_MINUTE_LATER))
+    assert register == [TEN_MINUTES_LATER]  # earlier than the session's end: the timer moves earlier
+    _, out, _, _ = customers.on_timer(state, TEN_MINUTES_LATER, wall_time=True)
+    assert [d["trigger"] for d in (e.record for e in out if type(e).__name__ == "Decision")] == ["plan_due"]

@@ -79,3 +79,26 @@ def test_an_avro_archive_converts_to_json_lines_with_rejections_set_aside(tmp_pa
     [dead] = [orjson.loads(line) for line in (tmp_path / "signals.dead-letter.jsonl").read_bytes().splitlines()]
     assert dead["reason"] == "event_time_in_future"
     assert SignalDecoder().decode_avro(base64.b64decode(dead["original"]), 4102444800000)["event_id"] == signals[3]["event_id"]
+
+
+GROUPED_BY_USER = """id,user_id,item_id,category_id,behavior,ts,session_id
+1,u1,1,1,pv,1511544000,
+2,u1,1,1,pv,1511547600,
+3,u2,1,1,pv,1511540000,
+4,u2,1,1,buy,1511540400,
+"""
+
+
+def test_a_file_in_time_order_per_user_imports_without_a_warning(tmp_path, capsys):
+    signals, _ = run_import(tmp_path, GROUPED_BY_USER)
+    assert [s["customer_id"] for s in signals] == ["u1", "u1", "u2", "u2"]  # the file's order
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_user_going_back_in_time_beyond_the_bound_is_warned_about_and_sort_puts_it_right(tmp_path, capsys):
+    backwards = GROUPED_BY_USER + "5,u1,1,1,pv,1511540000,\n"
+    run_import(tmp_path, backwards)
+    assert "1 signals are more than the lateness bound (2m) behind" in capsys.readouterr().err
+    signals, _ = run_import(tmp_path, backwards, options=("--sort",))
+    assert [s["event_time"] for s in signals] == sorted(s["event_time"] for s in signals)
+    assert "warning" not in capsys.readouterr().err

@@ -1,0 +1,209 @@
+"""Live figures for `make bench`: the job reading Kafka without an end, signals produced at a steady
+rate and stamped with the wall clock.
+
+- Event-to-decision latency as a consumer sees it: on the at-least-once path (a decisions topic,
+  visible as soon as the job writes it) and on the exactly-once path (committed files, which
+  appear at each checkpoint; Tansu does not hide uncommitted Kafka records, so files show what a
+  read_committed consumer would wait for).
+- Decisions per signal produced, so that a run that decides nothing cannot look fast.
+- The quiet stream: after the last signal, how long until the last session closes, against when
+  it fell due (sessions.gap is short here, so the wait is seconds).
+"""
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+GAP_S = 5
+CHECKPOINT_INTERVAL = "2s"  # the recommended live interval (docs/kafka.md, "Two delivery paths")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def measure_live(work: Path, lines: list[bytes], rate: int, seconds: int) -> dict:
+    from scripts.local_broker import LocalBroker
+
+    broker = LocalBroker(work / "live-kafka").start()
+    try:
+        at_least_once = _live_run(broker.bootstrap_servers, work, lines, rate, seconds, "at-least-once")
+        exactly_once = _live_run(broker.bootstrap_servers, work, lines, rate, seconds, "exactly-once")
+    finally:
+        broker.stop()
+    return {"rate": rate, "seconds": seconds, "gap_s": GAP_S, "checkpoint_interval": CHECKPOINT_INTERVAL,
+            "at_least_once": at_least_once, "exactly_once": exactly_once}
+
+
+def _live_run(bootstrap: str, work: Path, lines: list[bytes], rate: int, seconds: int, guarantee: str) -> dict:
+    from pipelines.kafka.tools import create_topics
+
+    prefix = f"live-{guarantee}-{time.time_ns()}"
+    topics = {name: f"{prefix}-{name}" for name in ("signals", "decisions", "journeys", "dead-letter")}
+    create_topics(bootstrap, {topics["signals"]: 4, topics["decisions"]: 4, topics["journeys"]: 4, topics["dead-letter"]: 1})
+    out = work / prefix
+    out.mkdir(parents=True)
+    conf = out / "journeys.yaml"
+    conf.write_text(f"sessions:\n  gap: {GAP_S}s\n")
+    to_files = guarantee == "exactly-once"
+    decisions = (out / "decisions").as_uri() if to_files else f"kafka://{bootstrap}/{topics['decisions']}"
+    job = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "journey_job.py"),
+                            "--signals", f"kafka://{bootstrap}/{topics['signals']}", "--decisions", decisions,
+                            "--journeys", f"kafka://{bootstrap}/{topics['journeys']}",
+                            "--dead-letter", f"kafka://{bootstrap}/{topics['dead-letter']}",
+                            "--delivery-guarantee", guarantee, "--conf", str(conf), "--transactional-id-prefix", prefix,
+                            "--checkpoints", str(out / "checkpoints"), "-D", f"execution.checkpointing.interval={CHECKPOINT_INTERVAL}"],
+                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    seen = _Seen(bootstrap, [topics["journeys"]] + ([] if to_files else [topics["decisions"]]), out / "decisions")
+    try:
+        _produce(bootstrap, topics["signals"], [_stamped(lines[0], now_ms())])
+        seen.until(lambda: seen.journeys, 180, job)  # the job is up
+        produced = _steady(bootstrap, topics["signals"], lines, rate, seconds)
+        silence = time.time()
+        seen.until(lambda: time.time() > silence + GAP_S + 10, 60, job)
+    finally:
+        subprocess.run(["kill", "-9", f"-{job.pid}"], check=False)
+        job.wait(timeout=30)
+        seen.close()
+    return _figures(produced, seen, silence)
+
+
+def _figures(produced: dict[str, int], seen: "_Seen", silence: float) -> dict:
+    latencies = [received * 1000 - produced[record["event_id"]] for received, record in seen.decisions
+                 if record.get("event_id") in produced and record.get("trigger") != "plan_due"]
+    after_silence = [(received, record) for received, record in seen.journeys
+                     if record.get("kind") == "session" and not record["open"] and received >= silence]
+    fired_late = [received - (record["end"] / 1000 + GAP_S) for received, record in after_silence]
+    return {
+        "signals_produced": len(produced),
+        "decisions": len(seen.decisions),
+        "decisions_per_signal": round(len(seen.decisions) / len(produced), 3) if produced else 0,
+        "latency_p50_ms": _quantile(latencies, 0.5), "latency_p99_ms": _quantile(latencies, 0.99),
+        "latency_max_ms": round(max(latencies)) if latencies else None,
+        "quiet_sessions_closed": len(after_silence),
+        "quiet_last_transition_s": round(max(r for r, _ in after_silence) - silence, 2) if after_silence else None,
+        "quiet_fired_after_due_p99_s": round(_quantile(fired_late, 0.99, 1), 2) if fired_late else None,
+        "quiet_fired_after_due_max_s": round(max(fired_late), 2) if fired_late else None,
+    }
+
+
+def _quantile(values: list[float], q: float, digits: int = 0):
+    if not values:
+        return None
+    ordered = sorted(values)
+    value = ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return round(value, digits) if digits else round(value)
+
+
+def _stamped(raw: bytes, at: int) -> bytes:
+    signal = orjson.loads(raw)
+    signal["event_time"] = at
+    return orjson.dumps(signal)
+
+
+def _steady(bootstrap: str, topic: str, lines: list[bytes], rate: int, seconds: int) -> dict[str, int]:
+    """Valid signals at `rate` per second for `seconds`, each stamped with the wall clock when sent."""
+    from confluent_kafka import Producer
+
+    from pipelines.kafka.tools import journey_owners
+
+    valid = []
+    for raw in lines:
+        try:
+            signal = orjson.loads(raw)
+            if isinstance(signal, dict) and isinstance(signal.get("event_time"), int):
+                valid.append(signal)
+        except orjson.JSONDecodeError:
+            continue
+    owners = journey_owners(orjson.dumps(s) for s in valid)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "enable.idempotence": True})
+    produced: dict[str, int] = {}
+    started = time.time()
+    for n in range(rate * seconds):
+        signal = dict(valid[n % len(valid)])
+        due = started + n / rate
+        pause = due - time.time()
+        if pause > 0:
+            time.sleep(pause)
+        at = now_ms()
+        signal["event_time"] = at
+        signal["event_id"] = f"{signal['event_id']}-{n}"
+        key = signal.get("customer_id") or owners.get(signal.get("anonymous_id")) or signal.get("anonymous_id")
+        producer.produce(topic, value=orjson.dumps(signal), key=key.encode(), timestamp=at)
+        produced[signal["event_id"]] = at
+        producer.poll(0)
+    producer.flush(30)
+    return produced
+
+
+def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for value in values:
+        producer.produce(topic, value=value, key=b"warm-up", timestamp=now_ms())
+    producer.flush(30)
+
+
+class _Seen:
+    """What comes out of the job, each record with the wall-clock time it was seen, read in a thread."""
+
+    def __init__(self, bootstrap: str, topics: list[str], committed_files: Path):
+        from confluent_kafka import Consumer, TopicPartition
+
+        from pipelines.kafka.tools import check_topics
+
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"live-bench-{time.time_ns()}",
+                                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+        partitions = check_topics(bootstrap, topics)
+        self.consumer.assign([TopicPartition(topic, p, 0) for topic in topics for p in range(partitions[topic])])
+        self.journeys_topic = topics[0]
+        self.files, self.read_files = committed_files, set()
+        self.journeys: list[tuple[float, dict]] = []
+        self.decisions: list[tuple[float, dict]] = []
+        self.running = True
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while self.running:
+            message = self.consumer.poll(0.05)
+            now = time.time()
+            if message is not None and not message.error():
+                target = self.journeys if message.topic() == self.journeys_topic else self.decisions
+                target.append((now, orjson.loads(message.value())))
+            self._committed_files(now)
+
+    def _committed_files(self, now: float) -> None:
+        if not self.files.exists():
+            return
+        for path in self.files.rglob("*.jsonl"):
+            if path.name.startswith(".") or path in self.read_files:
+                continue
+            self.read_files.add(path)
+            self.decisions.extend((now, orjson.loads(text)) for text in path.read_bytes().splitlines() if text)
+
+    def until(self, done, timeout: float, job) -> None:
+        deadline = time.time() + timeout
+        while not done():
+            if job.poll() is not None:
+                raise SystemExit("the live job ended early")
+            if time.time() > deadline:
+                raise SystemExit(f"the live job did not get there within {timeout} s")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(timeout=5)
+        self.consumer.close()
+
+
+def median(values):
+    return statistics.median(values)
