@@ -22,7 +22,11 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 GAP_S = 5
-CHECKPOINT_INTERVAL = "2s"  # the recommended live interval (docs/kafka.md, "Two delivery paths")
+def checkpoint_interval() -> str:
+    """The interval a live run checkpoints at: flink-conf/live.yaml's (the driver applies it)."""
+    from pipelines.flink.env import load_flink_conf, load_live_conf
+
+    return (load_flink_conf() | load_live_conf())["execution.checkpointing.interval"]
 
 
 def now_ms() -> int:
@@ -38,7 +42,7 @@ def measure_live(work: Path, lines: list[bytes], rate: int, seconds: int) -> dic
         exactly_once = _live_run(broker.bootstrap_servers, work, lines, rate, seconds, "exactly-once")
     finally:
         broker.stop()
-    return {"rate": rate, "seconds": seconds, "gap_s": GAP_S, "checkpoint_interval": CHECKPOINT_INTERVAL,
+    return {"rate": rate, "seconds": seconds, "gap_s": GAP_S, "checkpoint_interval": checkpoint_interval(),
             "at_least_once": at_least_once, "exactly_once": exactly_once}
 
 
@@ -51,7 +55,7 @@ def _live_run(bootstrap: str, work: Path, lines: list[bytes], rate: int, seconds
     out = work / prefix
     out.mkdir(parents=True)
     conf = out / "journeys.yaml"
-    conf.write_text(f"sessions:\n  gap: {GAP_S}s\n")
+    conf.write_text((ROOT / "journeys" / "conf" / "journeys.yaml").read_text().replace("gap: 30m", f"gap: {GAP_S}s"))
     to_files = guarantee == "exactly-once"
     decisions = (out / "decisions").as_uri() if to_files else f"kafka://{bootstrap}/{topics['decisions']}"
     job = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "journey_job.py"),
@@ -59,7 +63,7 @@ def _live_run(bootstrap: str, work: Path, lines: list[bytes], rate: int, seconds
                             "--journeys", f"kafka://{bootstrap}/{topics['journeys']}",
                             "--dead-letter", f"kafka://{bootstrap}/{topics['dead-letter']}",
                             "--delivery-guarantee", guarantee, "--conf", str(conf), "--transactional-id-prefix", prefix,
-                            "--checkpoints", str(out / "checkpoints"), "-D", f"execution.checkpointing.interval={CHECKPOINT_INTERVAL}"],
+                            "--checkpoints", str(out / "checkpoints")],
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     seen = _Seen(bootstrap, [topics["journeys"]] + ([] if to_files else [topics["decisions"]]), out / "decisions")
     try:

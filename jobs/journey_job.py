@@ -28,7 +28,7 @@ from journeys.yamlconf import ConfigError  # noqa: E402
 from pipelines import PROJECT_ROOT  # noqa: E402
 from pipelines.addresses import AddressError, FileAddress, KafkaAddress, parse_address  # noqa: E402
 from pipelines.config import read_ontology, read_settings, settings_ontology, start_policy_text  # noqa: E402
-from pipelines.flink.env import DEFAULT_FLINK_CONF_DIR, load_flink_conf  # noqa: E402
+from pipelines.flink.env import DEFAULT_FLINK_CONF_DIR, load_flink_conf, load_live_conf  # noqa: E402
 from pipelines.kafka.settings import (KafkaSettings, check_transaction_timeout, load_properties_file,  # noqa: E402
                                       parse_property, parse_stop_offsets)
 from pipelines.quiet import hush_third_party_warnings  # noqa: E402
@@ -135,6 +135,8 @@ class Plan:
         if args.end_clock not in ("auto", "none"):
             parse_instant(args.end_clock)  # fail now, not after the input scan
         self.bounded = isinstance(self.signals, FileAddress) or self.kafka.stop_offsets is not None
+        if not self.bounded:
+            self.overrides = load_live_conf(args.flink_conf) | self.overrides  # -D options still win
         if args.summary and (not self.bounded or self.policy_updates is not None):
             raise ValueError("--summary needs a bounded run: a file, or Kafka with --stop-offsets, and no --policy-updates")
 

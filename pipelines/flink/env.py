@@ -45,6 +45,12 @@ def load_flink_conf(conf_dir: str | Path = DEFAULT_FLINK_CONF_DIR) -> dict[str, 
     return flat
 
 
+def load_live_conf(conf_dir: str | Path = DEFAULT_FLINK_CONF_DIR) -> dict[str, str]:
+    """live.yaml beside config.yaml, if there is one: what a live run sets on top of config.yaml."""
+    path = Path(conf_dir) / "live.yaml"
+    return {str(key): str(value) for key, value in (yaml.safe_load(path.read_text()) or {}).items()} if path.exists() else {}
+
+
 def python_metrics_enabled(conf_dir: str | Path, overrides: dict[str, str]) -> bool:
     """Flink's switch for the metrics of Python functions (`-D python.metric.enabled=false`)."""
     return (load_flink_conf(conf_dir) | overrides).get("python.metric.enabled", "true").strip().lower() != "false"

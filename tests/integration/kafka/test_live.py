@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import orjson
@@ -11,7 +12,7 @@ import pytest
 
 from journeys.outputs import LogKind
 from pipelines.kafka.tools import produce_signals
-from tests.harness import a_signal, line, start_driver
+from tests.harness import ROOT, a_signal, line, start_driver
 
 pytestmark = pytest.mark.flink
 
@@ -19,29 +20,39 @@ GAP_S = 3  # sessions.gap of this test's configuration
 
 
 class Watch:
-    """Every record of some topics, with the wall-clock time this consumer received it."""
+    """Every record of some topics, with the wall-clock time this consumer received it, read in a
+    thread of its own so that receiving goes on while the test produces."""
 
     def __init__(self, bootstrap: str, topics: list[str]):
         from confluent_kafka import Consumer, TopicPartition
 
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"live-watch-{time.time_ns()}",
-                                  "enable.auto.commit": False, "isolation.level": "read_committed"})
         from pipelines.kafka.tools import check_topics
 
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"live-watch-{time.time_ns()}",
+                                  "enable.auto.commit": False, "isolation.level": "read_committed"})
         partitions = check_topics(bootstrap, topics)
         self.consumer.assign([TopicPartition(topic, p, 0) for topic in topics for p in range(partitions[topic])])
         self.seen: list[tuple[float, str, dict]] = []
+        self.running = True
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
 
-    def until(self, done, timeout: float, job) -> None:
-        deadline = time.time() + timeout
-        while not done(self.seen):
-            assert job.poll() is None, job.stdout.read()[-3000:]
-            assert time.time() < deadline, f"not there after {timeout} s; seen {len(self.seen)} records"
-            message = self.consumer.poll(0.2)
+    def _read(self) -> None:
+        while self.running:
+            message = self.consumer.poll(0.05)
             if message is not None and not message.error():
                 self.seen.append((time.time(), message.topic(), orjson.loads(message.value())))
 
+    def until(self, done, timeout: float, job) -> None:
+        deadline = time.time() + timeout
+        while not done(list(self.seen)):
+            assert job.poll() is None, job.stdout.read()[-3000:]
+            assert time.time() < deadline, f"not there after {timeout} s; seen {len(self.seen)} records"
+            time.sleep(0.1)
+
     def close(self) -> None:
+        self.running = False
+        self.thread.join(timeout=5)
         self.consumer.close()
 
 
@@ -53,7 +64,7 @@ def test_decisions_leave_at_once_and_after_the_burst_every_session_closes_in_sil
                                                                                     tmp_path):
     bootstrap = kafka_broker.bootstrap_servers
     conf = tmp_path / "journeys.yaml"
-    conf.write_text(f"sessions:\n  gap: {GAP_S}s\n")
+    conf.write_text((ROOT / "journeys" / "conf" / "journeys.yaml").read_text().replace("gap: 30m", f"gap: {GAP_S}s"))
     address = lambda name: f"kafka://{bootstrap}/{fresh_topics[name]}"  # noqa: E731
     job = start_driver(["--signals", address("signals"), "--decisions", address("decisions"),
                         "--journeys", address("journeys"), "--dead-letter", address("dead-letter"),
@@ -68,21 +79,22 @@ def test_decisions_leave_at_once_and_after_the_burst_every_session_closes_in_sil
 
         customers = [f"live-{n}" for n in range(20)]
         visitors = [f"anon-live-{n}" for n in range(10)]
-        burst = []
-        for round_ in range(3):
-            for key in customers + visitors:
-                who = {"visitor": key} if key.startswith("anon") else {"customer": key}
-                burst.append(a_signal(("page_view", "product_view", "search")[round_], now_ms(), **who))
+        produced_at = {}
+        for round_ in range(3):  # a burst: three signals per journey, 0.3 s apart, sent as they happen
+            burst = [a_signal(("page_view", "product_view", "search")[round_], now_ms(),
+                              **({"visitor": key} if key.startswith("anon") else {"customer": key}))
+                     for key in customers + visitors]
+            produce_signals(bootstrap, fresh_topics["signals"], [line(s) for s in burst])
+            produced_at |= {s["event_id"]: s["event_time"] for s in burst}
             time.sleep(0.3)
-        produce_signals(bootstrap, fresh_topics["signals"], [line(s) for s in burst])
-        produced_at = {s["event_id"]: s["event_time"] for s in burst}
 
         def closed(seen):
             return {r["journey"] for _, _, r in seen if r.get("kind") == LogKind.SESSION and not r["open"]}
 
         watch.until(lambda seen: set(customers + visitors) <= closed(seen), 60, job)  # nothing else arrives
     finally:
-        os.killpg(job.pid, signal.SIGKILL)
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
         job.wait(timeout=30)
         watch.close()
 
@@ -98,4 +110,5 @@ def test_decisions_leave_at_once_and_after_the_burst_every_session_closes_in_sil
             first_decisions.setdefault(record["journey"], (received, record))
     assert len(first_decisions) >= len(customers + visitors) // 2  # the rest went to the control group, or nowhere
     latencies = [received - produced_at[record["event_id"]] / 1000 for received, record in first_decisions.values()]
-    assert max(latencies) < 2.0, f"event-to-decision took up to {max(latencies):.2f} s"
+    assert sorted(latencies)[len(latencies) // 2] < 1.0 and max(latencies) < 2.0, \
+        f"event-to-decision: median {sorted(latencies)[len(latencies) // 2]:.2f} s, up to {max(latencies):.2f} s"
