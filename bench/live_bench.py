@@ -11,6 +11,8 @@ rate and stamped with the wall clock.
 """
 from __future__ import annotations
 
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -73,7 +75,8 @@ def _live_run(bootstrap: str, work: Path, lines: list[bytes], rate: int, seconds
         silence = time.time()
         seen.until(lambda: time.time() > silence + GAP_S + 10, 60, job)
     finally:
-        subprocess.run(["kill", "-9", f"-{job.pid}"], check=False)
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
         job.wait(timeout=30)
         seen.close()
     return _figures(produced, seen, silence)
@@ -122,7 +125,8 @@ def _steady(bootstrap: str, topic: str, lines: list[bytes], rate: int, seconds: 
     for raw in lines:
         try:
             signal = orjson.loads(raw)
-            if isinstance(signal, dict) and isinstance(signal.get("event_time"), int):
+            if (isinstance(signal, dict) and isinstance(signal.get("event_time"), int)
+                    and isinstance(signal.get("customer_id") or signal.get("anonymous_id"), str)):
                 valid.append(signal)
         except orjson.JSONDecodeError:
             continue
