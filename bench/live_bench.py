@@ -16,7 +16,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -161,33 +160,23 @@ def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 class _Seen:
-    """What comes out of the job, each record with the wall-clock time it was seen, read in a thread."""
+    """What comes out of the job, each record with the wall-clock time it was seen: the topics'
+    records, and the lines of part files as the file sink commits them."""
 
     def __init__(self, bootstrap: str, topics: list[str], committed_files: Path):
-        from confluent_kafka import Consumer, TopicPartition
+        from pipelines.kafka.tools import TopicWatch
 
-        from pipelines.kafka.tools import check_topics
-
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"live-bench-{time.time_ns()}",
-                                  "enable.auto.commit": False, "isolation.level": "read_committed"})
-        partitions = check_topics(bootstrap, topics)
-        self.consumer.assign([TopicPartition(topic, p, 0) for topic in topics for p in range(partitions[topic])])
         self.journeys_topic = topics[0]
-        self.files, self.read_files = committed_files, set()
-        self.journeys: list[tuple[float, dict]] = []
-        self.decisions: list[tuple[float, dict]] = []
-        self.running = True
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
+        self.files, self.read_files, self.from_files = committed_files, set(), []
+        self.watch = TopicWatch(bootstrap, topics, also=self._committed_files)
 
-    def _read(self) -> None:
-        while self.running:
-            message = self.consumer.poll(0.05)
-            now = time.time()
-            if message is not None and not message.error():
-                target = self.journeys if message.topic() == self.journeys_topic else self.decisions
-                target.append((now, orjson.loads(message.value())))
-            self._committed_files(now)
+    @property
+    def journeys(self) -> list[tuple[float, dict]]:
+        return [(at, record) for at, topic, record in list(self.watch.seen) if topic == self.journeys_topic]
+
+    @property
+    def decisions(self) -> list[tuple[float, dict]]:
+        return [(at, record) for at, topic, record in list(self.watch.seen) if topic != self.journeys_topic] + self.from_files
 
     def _committed_files(self, now: float) -> None:
         if not self.files.exists():
@@ -196,7 +185,7 @@ class _Seen:
             if path.name.startswith(".") or path in self.read_files:
                 continue
             self.read_files.add(path)
-            self.decisions.extend((now, orjson.loads(text)) for text in path.read_bytes().splitlines() if text)
+            self.from_files.extend((now, orjson.loads(text)) for text in path.read_bytes().splitlines() if text)
 
     def until(self, done, timeout: float, job) -> None:
         deadline = time.time() + timeout
@@ -208,9 +197,7 @@ class _Seen:
             time.sleep(0.1)
 
     def close(self) -> None:
-        self.running = False
-        self.thread.join(timeout=5)
-        self.consumer.close()
+        self.watch.close()
 
 
 def median(values):

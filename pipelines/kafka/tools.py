@@ -11,6 +11,7 @@ import argparse
 import json
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -201,6 +202,41 @@ def read_topic(bootstrap: str, topic: str, properties: dict[str, str] | None = N
             yield message.key(), message.value()
     finally:
         consumer.close()
+
+
+class TopicWatch:
+    """Every record of some topics from their start, read_committed, each with the wall-clock time
+    this consumer received it: (received, topic, value as JSON). It reads in a thread of its own,
+    so that receiving goes on while the caller produces; `also` is called with the time on every
+    round of that thread (to read committed files beside the topics, say)."""
+
+    def __init__(self, bootstrap: str, topics: list[str], also=None, properties: dict[str, str] | None = None):
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.consumer = Consumer(_client_config(bootstrap, properties) | {
+            "group.id": f"journeys-watch-{time.time_ns()}", "enable.auto.commit": False,
+            "isolation.level": "read_committed"})
+        partitions = check_topics(bootstrap, topics, properties)
+        self.consumer.assign([TopicPartition(topic, p, 0) for topic in topics for p in range(partitions[topic])])
+        self.seen: list[tuple[float, str, dict]] = []
+        self._also = also
+        self._running = True
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while self._running:
+            message = self.consumer.poll(0.05)
+            now = time.time()
+            if message is not None and not message.error():
+                self.seen.append((now, message.topic(), json.loads(message.value())))
+            if self._also is not None:
+                self._also(now)
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(timeout=5)
+        self.consumer.close()
 
 
 def main(argv: list[str] | None = None) -> int:

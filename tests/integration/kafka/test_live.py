@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
-import orjson
 import pytest
 
 from journeys.outputs import LogKind
-from pipelines.kafka.tools import produce_signals
+from pipelines.kafka.tools import TopicWatch, produce_signals
 from tests.harness import ROOT, a_signal, line, start_driver
 
 pytestmark = pytest.mark.flink
@@ -19,41 +17,13 @@ pytestmark = pytest.mark.flink
 GAP_S = 3  # sessions.gap of this test's configuration
 
 
-class Watch:
-    """Every record of some topics, with the wall-clock time this consumer received it, read in a
-    thread of its own so that receiving goes on while the test produces."""
-
-    def __init__(self, bootstrap: str, topics: list[str]):
-        from confluent_kafka import Consumer, TopicPartition
-
-        from pipelines.kafka.tools import check_topics
-
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"live-watch-{time.time_ns()}",
-                                  "enable.auto.commit": False, "isolation.level": "read_committed"})
-        partitions = check_topics(bootstrap, topics)
-        self.consumer.assign([TopicPartition(topic, p, 0) for topic in topics for p in range(partitions[topic])])
-        self.seen: list[tuple[float, str, dict]] = []
-        self.running = True
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        while self.running:
-            message = self.consumer.poll(0.05)
-            if message is not None and not message.error():
-                self.seen.append((time.time(), message.topic(), orjson.loads(message.value())))
-
+class Watch(TopicWatch):
     def until(self, done, timeout: float, job) -> None:
         deadline = time.time() + timeout
         while not done(list(self.seen)):
             assert job.poll() is None, job.stdout.read()[-3000:]
             assert time.time() < deadline, f"not there after {timeout} s; seen {len(self.seen)} records"
             time.sleep(0.1)
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join(timeout=5)
-        self.consumer.close()
 
 
 def now_ms() -> int:
