@@ -17,6 +17,7 @@ from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, St
 from pyflink.datastream.time_domain import TimeDomain
 
 from journeys.assembly import build_intake, build_roles
+from journeys.intake import Taken
 from journeys.contract import DECISION_SCHEMA, Rejection, encode_record_avro
 from journeys.keyed import CUSTOMER, VISITOR, KeyCall, passes_through
 from journeys.ontology import Ontology
@@ -90,9 +91,41 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class LineIntake:
+    """Raw lines read by a task: intake, its counts, its progress line, and its dead letters."""
+
+    def __init__(self, settings: JourneySettings, encoding: str, dead_letters: OutputSpec, metrics: bool,
+                 progress_s: float | None):
+        self.settings, self.encoding, self.dead_letters = settings, encoding, dead_letters
+        self.metrics_enabled, self.progress_s = metrics, progress_s
+
+    def open(self, runtime_context: RuntimeContext, reader: str) -> None:
+        self.intake = build_intake(self.settings, self.encoding)
+        tasks = _subtask_count(runtime_context)
+        task = f" ({reader} {_subtask_index(runtime_context) + 1} of {tasks})" if tasks > 1 else ""
+        # The standard output: in a local run the TaskManager's standard error does not reach the terminal.
+        self.progress = Progress(f"journey_job{task}", self.progress_s, out=sys.stdout)
+        self.tag = OutputTag(OutputName.DEAD_LETTERS)
+        self.metrics = IntakeMetrics(journeys_group(runtime_context, self.metrics_enabled))
+
+    def take(self, line: str):
+        """The line as a Taken, or as (dead-letter tag, dead-letter value) when intake rejects it."""
+        self.progress.tick()
+        now = _now_ms()
+        taken = self.intake.take(line.encode(wire.RAW_LINE_CHARSET), now, now)
+        if isinstance(taken, Rejection):
+            self.metrics.rejected(taken.reason)
+            if self.dead_letters.encoding == "avro":
+                return self.tag, encode_record_avro(taken.to_record(), "dead_letter.v1").decode(wire.RAW_LINE_CHARSET)
+            return self.tag, taken.to_json()
+        self.metrics.taken()
+        return taken
+
+
 class ParseSignals(ProcessFunction):
     """Raw lines in; items for the journey operators out, each keyed by its first id (the anonymous
-    id, else the customer id), with a timestamp; rejections to the dead letters.
+    id, else the customer id), with a timestamp; rejections to the dead letters. (For JSON lines
+    read in order, the visitor operator takes the lines itself: see pipelines.flink.pipeline.)
 
     The timestamp is the signal's event time, or with positions, the record's place in what this
     task has read (its first record is 1): a bounded run at parallelism above 1 puts each
@@ -102,36 +135,19 @@ class ParseSignals(ProcessFunction):
                  metrics: bool = True, progress_s: float | None = None, positions: bool = False):
         """progress_s: say every so many seconds how many signals this task has read (None: never)."""
         self.positions = positions
-        self.metrics_enabled = metrics
-        self.progress_s = progress_s
-        self.settings = settings
-        self.encoding = encoding
-        self.dead_letters = dead_letters
+        self.lines = LineIntake(settings, encoding, dead_letters, metrics, progress_s)
 
     def open(self, runtime_context: RuntimeContext):
         hush_third_party_warnings()
-        self.intake = build_intake(self.settings, self.encoding)
-        tasks = _subtask_count(runtime_context)
-        task = f" (parser {_subtask_index(runtime_context) + 1} of {tasks})" if tasks > 1 else ""
-        # The standard output: in a local run the TaskManager's standard error does not reach the terminal.
-        self.progress = Progress(f"journey_job{task}", self.progress_s, out=sys.stdout)
-        self.dead_letter_tag = OutputTag("dead-letters")
-        self.metrics = IntakeMetrics(journeys_group(runtime_context, self.metrics_enabled))
+        self.lines.open(runtime_context, "parser")
         self.read = 0
 
     def process_element(self, line: str, ctx: ProcessFunction.Context):
-        self.progress.tick()
         self.read += 1
-        now = _now_ms()
-        taken = self.intake.take(line.encode(wire.RAW_LINE_CHARSET), now, now)
-        if isinstance(taken, Rejection):
-            self.metrics.rejected(taken.reason)
-            if self.dead_letters.encoding == "avro":
-                yield self.dead_letter_tag, encode_record_avro(taken.to_record(), "dead_letter.v1").decode(wire.RAW_LINE_CHARSET)
-            else:
-                yield self.dead_letter_tag, taken.to_json()
+        taken = self.lines.take(line)
+        if not isinstance(taken, Taken):
+            yield taken
             return
-        self.metrics.taken()
         _, key, item, event_time = taken
         yield Row(key, item), self.read if self.positions else event_time
 
@@ -158,8 +174,11 @@ class _JourneyOperator:
 
     def __init__(self, role: str, ontology: Ontology, settings: JourneySettings, end_clock: int | None,
                  outputs: dict[str, OutputSpec], policy: tuple[str, str], features: FeatureSettings | None = None,
-                 models: ModelServingSettings | None = None, metrics: bool = True, time_mode: str = BOUNDED):
+                 models: ModelServingSettings | None = None, metrics: bool = True, time_mode: str = BOUNDED,
+                 lines: LineIntake | None = None):
         """policy: (text, source) of the policy in force at start.
+        lines: the visitor operator takes raw lines (keyed by their first id in the JVM) and does
+        intake itself, with this, rather than items from ParseSignals.
         metrics: register the Flink metrics (pipelines.flink.metrics).
         time_mode: how the keys' time moves (journeys.timers): event-time timers at the end of a
         bounded input, or processing-time timers live."""
@@ -173,9 +192,12 @@ class _JourneyOperator:
         self.features = features if role == CUSTOMER else None  # visitors have no customer features
         self.models = models  # both roles decide, so both score
         self.time_mode = time_mode
+        self.lines = lines
 
     def open(self, runtime_context: RuntimeContext):
         hush_third_party_warnings()
+        if self.lines is not None:
+            self.lines.open(runtime_context, "reader")
         group = journeys_group(runtime_context, self.metrics_enabled)
         profiles, self.pusher = None, None
         if self.features is not None:
@@ -223,10 +245,20 @@ class _JourneyOperator:
         hush_third_party_warnings()  # again, after Feast's and MLflow's imports
 
     def process_element(self, item: str, ctx: KeyedProcessFunction.Context):
-        customer = passes_through(item) if self.role == VISITOR else None
-        if customer is not None:
-            yield self._passed_on(customer, item)
-            return
+        if self.lines is not None:  # a raw line: intake first
+            taken = self.lines.take(item)
+            if not isinstance(taken, Taken):
+                yield from self._dead_letter(*taken)
+                return
+            role, customer, item, _ = taken
+            if role == CUSTOMER:
+                yield self._passed_on(customer, item)
+                return
+        else:
+            customer = passes_through(item) if self.role == VISITOR else None
+            if customer is not None:
+                yield self._passed_on(customer, item)
+                return
         if self.in_read_order:
             position = ctx.timestamp()
             self.unordered.add(f"{position}{POSITION_SEPARATOR}{item}")
@@ -321,6 +353,10 @@ class _JourneyOperator:
     def _passed_on(key: str, item: str) -> Row:
         return Row(key, item)
 
+    @staticmethod
+    def _dead_letter(tag: OutputTag, value: str):
+        yield tag, value
+
     def _emit(self, outputs: SortedOutputs):
         for routed in outputs.routed:
             yield Row(routed.key, routed.item)
@@ -388,6 +424,10 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
     def _passed_on(key: str, item: str) -> Row:
         return Row("", key, item)
 
+    @staticmethod
+    def _dead_letter(tag: OutputTag, value: str):
+        yield Row(tag.tag_id, "", value)
+
     def _emit(self, outputs: SortedOutputs):
         for element in super()._emit(outputs):
             if isinstance(element, tuple):
@@ -427,5 +467,5 @@ class RouteOutputs(ProcessFunction):
         yield tag, (Row(key, value) if output in self.keyed else value)
 
 
-__all__ = ["ParseSignals", "MapJourneys", "MapJourneysWithPolicyUpdates", "RouteOutputs", "POLICY_STATE", "OutputSpec",
+__all__ = ["LineIntake", "ParseSignals", "MapJourneys", "MapJourneysWithPolicyUpdates", "RouteOutputs", "POLICY_STATE", "OutputSpec",
            "output_tag"]

@@ -1,20 +1,24 @@
 """The journey job as a function from streams to streams.
 
-    raw records ─▶ parse_signals ─┬─ items ─▶ map_visitor_journeys ─▶ map_customer_journeys
-                                  │           (keyed by anonymous_id,  (keyed by customer_id)
-                                  │            else customer_id)
-                                  └─ dead letters
-    Every item goes through the visitor operator first: a visitor's own signals apply there, its
+    raw JSON lines ─▶ first id (JVM) ─▶ map_visitor_journeys ─┬─▶ map_customer_journeys
+                                        (keyed by anonymous_id, │  (keyed by customer_id)
+                                         else customer_id;      └─ dead letters
+                                         intake here)
+    Every signal goes through the visitor operator first: a visitor's own signals apply there, its
     handoff and later signals go on to the customer operator, and a customer's own signals pass it
     unread. So each customer's items reach the customer operator in one ordered stream (at
     parallelism 1, exactly the source's order). Both journey operators emit journey log records,
     decisions and the decision log as side outputs. With a control stream of policy updates, it is
     broadcast to both journey operators.
 
-Timestamps, watermarks and keyBy are wired on the Java side (CustomTimestampAssigner and
-KeyByKeySelector from flink-python): PyFlink's own key_by and timestamp assigner would each add a
-separate Python operator to every record's path. Watermarks only end a bounded run here (see
-journeys.timers): no signal waits for one.
+Avro input, and bounded runs above parallelism 1, have a Python parser (parse_signals) ahead of the
+visitor operator instead: it decodes Avro, and stamps each item with its read position, by which
+the customer operator puts items from several visitor tasks back in order.
+
+Keys, timestamps and watermarks are wired on the Java side (JSON_VALUE, CustomTimestampAssigner
+and KeyByKeySelector from flink-python): PyFlink's own key_by and timestamp assigner would each add
+a separate Python operator to every record's path. Watermarks only end a bounded run (see
+journeys.timers), or order one above parallelism 1: no live signal waits for one.
 """
 from __future__ import annotations
 
@@ -32,8 +36,8 @@ from journeys.settings import JourneySettings
 from pipelines.config import settings_policy_text
 from pipelines.feast.store import FeatureSettings
 from pipelines.flink import wire
-from pipelines.flink.operators import (POLICY_STATE, MapJourneys, MapJourneysWithPolicyUpdates, OutputSpec, ParseSignals,
-                                       RouteOutputs, output_tag)
+from pipelines.flink.operators import (POLICY_STATE, LineIntake, MapJourneys, MapJourneysWithPolicyUpdates, OutputSpec,
+                                       ParseSignals, RouteOutputs, output_tag)
 from pipelines.mlflow.serving import ModelServingSettings
 
 
@@ -89,14 +93,23 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     """
     outputs = {name: (outputs or {}).get(name, OutputSpec()) for name in OUTPUT_NAMES}
     policy = policy or settings_policy_text(settings)
-    # A bounded run stamps each item with its place in what its parser read, and orders by that
-    # (journeys.timers); a live one keeps event time, and its watermarks only move legacy timers.
-    positions = time_mode == BOUNDED
-    parser = ParseSignals(settings, source.encoding, outputs[OutputName.DEAD_LETTERS], metrics, progress_s, positions)
-    parsed = (raw_lines.process(parser, output_type=wire.TIMESTAMPED_KEYED_ITEM)
-              .name("parse_signals").uid("parse-signals")
-              .set_parallelism(raw_lines._j_data_stream.getParallelism()))  # read order holds only on a forward edge
-    items = _event_time(parsed, settings, "positions" if positions else source.watermarks)
+    dead_letter_spec = outputs[OutputName.DEAD_LETTERS]
+    parallelism = raw_lines._j_data_stream.getExecutionEnvironment().getParallelism()
+    in_read_order = time_mode == BOUNDED and parallelism > 1
+    lines = None
+    if source.encoding == "json" and not in_read_order:
+        # The visitor operator takes the lines itself, keyed by their first id in the JVM: one
+        # Python operator fewer on every signal's path (docs/pyflink.md, "GIL").
+        lines = LineIntake(settings, source.encoding, dead_letter_spec, metrics, progress_s)
+        items = _keyed_by_first_id(raw_lines)
+    else:
+        # A bounded run above parallelism 1 stamps each item with its place in what its parser read,
+        # and orders by that (journeys.timers); Avro is decoded here too.
+        parser = ParseSignals(settings, source.encoding, dead_letter_spec, metrics, progress_s, in_read_order)
+        parsed = (raw_lines.process(parser, output_type=wire.TIMESTAMPED_KEYED_ITEM)
+                  .name("parse_signals").uid("parse-signals")
+                  .set_parallelism(raw_lines._j_data_stream.getParallelism()))  # read order holds only on a forward edge
+        items = _event_time(parsed, settings, "positions" if in_read_order else source.watermarks)
 
     journey_outputs = {name: outputs[name] for name in (OutputName.DECISIONS, OutputName.JOURNEYS, OutputName.LATE)}
     if decision_log:
@@ -115,7 +128,7 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
 
     visitors = journeys(_keyed(items),
                         operator(VISITOR, ontology, settings, end_clock, journey_outputs, policy, models=models,
-                                 metrics=metrics, time_mode=time_mode),
+                                 metrics=metrics, time_mode=time_mode, lines=lines),
                         wire.KEYED_ITEM, "visitor")
     customers = journeys(_keyed(visitors),
                          operator(CUSTOMER, ontology, settings, end_clock, customer_outputs, policy, features, models,
@@ -129,9 +142,28 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     dead_letters = output_tag(OutputName.DEAD_LETTERS, outputs[OutputName.DEAD_LETTERS])
     feature_rows_tag = output_tag(OutputName.FEATURE_ROWS, outputs[OutputName.FEATURE_ROWS])
     return JourneyStreams(decisions=both(OutputName.DECISIONS), journeys=both(OutputName.JOURNEYS),
-                          late=both(OutputName.LATE), dead_letters=parsed.get_side_output(dead_letters),
+                          late=both(OutputName.LATE),
+                          dead_letters=(visitors if lines is not None else parsed).get_side_output(dead_letters),
                           feature_rows=customers.get_side_output(feature_rows_tag) if feature_rows else None,
                           decision_log=both(OutputName.DECISION_LOG) if decision_log else None)
+
+
+def _keyed_by_first_id(raw_lines: DataStream) -> DataStream:
+    """Raw JSON lines in; Row(first id, line) out, the first id (the anonymous id, else the customer
+    id, else "") read in the JVM with Flink SQL's JSON_VALUE, at the source's parallelism so that
+    each task's lines stay in their order. Intake still judges every line in Python: a line that
+    is not JSON, or has no id, gets "" and intake rejects it."""
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    env = StreamExecutionEnvironment(raw_lines._j_data_stream.getExecutionEnvironment())
+    tables = StreamTableEnvironment.create(env)
+    tables.get_config().set("table.exec.resource.default-parallelism", str(raw_lines._j_data_stream.getParallelism()))
+    table = tables.from_data_stream(raw_lines)
+    keyed = tables.sql_query(
+        "SELECT COALESCE(NULLIF(JSON_VALUE(f0, '$.anonymous_id'), ''), NULLIF(JSON_VALUE(f0, '$.customer_id'), ''), '') "
+        f"AS first_id, f0 AS line FROM {table}")
+    return tables.to_append_stream(keyed, wire.KEYED_ITEM)  # a RowTypeInfo, as the Java key selector needs
 
 
 def _event_time(items: DataStream, settings: JourneySettings, watermarks: str) -> DataStream:
