@@ -33,6 +33,7 @@ class JourneySettings:
     policy_ref: str = "retail"        # the decision policy at start: a packaged name or a file
     latency_budget_ms: float = 50.0   # per decision; past it, decisions skip the models (fast path)
     outcome_window_ms: int = 7 * 24 * 3_600_000  # how long a decision waits for its outcomes
+    state_cache_keys: int = 20_000    # per journey task: the keys whose last written state it keeps in memory
 
 
 PACKAGED_SETTINGS = "journeys/conf/journeys.yaml"
@@ -93,10 +94,18 @@ def parse_settings(doc, source: str = "<config>") -> JourneySettings:
         policy_ref=str(section("decisions").get("policy", "retail")),
         latency_budget_ms=duration("decisions", "latency_budget", "50ms") / 1.0,
         outcome_window_ms=duration("decisions", "outcome_window", "7d"),
+        state_cache_keys=_count(section("state"), "cache_keys", 20_000),
     )
     if settings.session_gap_ms <= 0:
         raise ConfigError(f"{where(section('sessions'), 'gap')}: sessions.gap must be positive")
     return settings
+
+
+def _count(part: dict, key: str, default: int) -> int:
+    value = part.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where(part, key)}: {key} must be a whole number, 0 or more, not {value!r}")
+    return value
 
 
 def _probability(part: dict, key: str, default: float) -> float:

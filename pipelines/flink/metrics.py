@@ -11,20 +11,87 @@ Two PyFlink thread-mode facts shape this module:
   quantiles), made on the Java side of the metric group.
 - A Python gauge is called back from the reporter's thread. Values that change (the policy and
   champion versions) are set from the operator's own thread instead, on a settable Java gauge.
+- Every `counter.inc()` is a call into Java, and each such call hands over the GIL that all of a
+  TaskManager's Python operators share. So counters count in Python (CounterBatch) and reach Flink
+  together, at most FLUSH_S apart; the operator makes sure a batch is handed over in silence too.
 """
 from __future__ import annotations
+
+import time
 
 from journeys.features import FALLBACK
 from journeys.outputs import ACCEPTED_KINDS, LogKind, SortedOutputs
 
 GROUP = "journeys"
 HISTOGRAM_WINDOW = 10_000  # latest samples a histogram's quantiles are computed over
+FLUSH_S = 1.0  # the longest a count waits in Python before Flink sees it
 
 
-def journeys_group(runtime_context, enabled: bool = True):
+def journeys_group(runtime_context, enabled: bool = True, batch: "CounterBatch | None" = None):
     """The job's metric group, or one that registers nothing: PyFlink's thread mode ignores
-    `python.metric.enabled: false`, so the job honours it here."""
-    return runtime_context.get_metrics_group().add_group(GROUP) if enabled else NO_METRICS
+    `python.metric.enabled: false`, so the job honours it here. With a batch, the group's counters
+    count in Python until the batch is flushed."""
+    if not enabled:
+        return NO_METRICS
+    group = runtime_context.get_metrics_group().add_group(GROUP)
+    return group if batch is None else BatchedGroup(group, batch)
+
+
+class CounterBatch:
+    """The counts of one operator's counters not yet handed to Flink."""
+
+    def __init__(self):
+        self.counters: list[PendingCounter] = []
+        self.dirty = False  # some counter has counted since the last flush
+        self._flush_at = 0.0
+
+    def flush(self) -> None:
+        for counter in self.counters:
+            counter.hand_over()
+        self.dirty = False
+        self._flush_at = time.monotonic() + FLUSH_S
+
+    def flush_if_due(self) -> None:
+        if self.dirty and time.monotonic() >= self._flush_at:
+            self.flush()
+
+
+class PendingCounter:
+    """A Flink counter that counts in Python until its batch is flushed."""
+
+    __slots__ = ("_counter", "_batch", "_pending")
+
+    def __init__(self, counter, batch: CounterBatch):
+        self._counter, self._batch, self._pending = counter, batch, 0
+
+    def inc(self, by: int = 1) -> None:
+        self._pending += by
+        self._batch.dirty = True
+
+    def hand_over(self) -> None:
+        if self._pending:
+            self._counter.inc(self._pending)
+            self._pending = 0
+
+
+class BatchedGroup:
+    """A metric group whose counters join a CounterBatch; its other metrics are the group's own."""
+
+    def __init__(self, group, batch: CounterBatch):
+        self._group, self._batch = group, batch
+        self._metrics = getattr(group, "_metrics", None)  # the Java group, for Histogram
+
+    def add_group(self, name: str, extra: str | None = None) -> "BatchedGroup":
+        group = self._group.add_group(name) if extra is None else self._group.add_group(name, extra)
+        return BatchedGroup(group, self._batch)
+
+    def counter(self, name: str) -> PendingCounter:
+        counter = PendingCounter(self._group.counter(name), self._batch)
+        self._batch.counters.append(counter)
+        return counter
+
+    def distribution(self, name: str):
+        return self._group.distribution(name)
 
 
 class _NoMetrics:

@@ -2,6 +2,7 @@
 journeys.*, write state once, register the timers the core asks for, emit what it returns."""
 from __future__ import annotations
 
+import base64
 import os
 import sys
 import time
@@ -25,12 +26,13 @@ from journeys.outputs import JourneyLog, OutputName, SortedOutputs, feature_row_
 from journeys.policy import loads_policy
 from journeys.policy_updates import PolicyInForce
 from journeys.settings import JourneySettings
-from journeys.state import decode, encode
+from journeys.state import KEY, decode, encode, item_head
 from journeys.timers import BOUNDED, END_OF_TIME
 from pipelines.feast.store import FeatureSettings
 from pipelines.flink import wire
-from pipelines.flink.metrics import (DecisionMetrics, FeatureMetrics, IntakeMetrics, JourneyMetrics, ModelMetrics,
-                                     journeys_group)
+from pipelines.flink.state_cache import MISSING, RecentStates
+from pipelines.flink.metrics import (FLUSH_S, CounterBatch, DecisionMetrics, FeatureMetrics, IntakeMetrics,
+                                     JourneyMetrics, ModelMetrics, journeys_group)
 from pipelines.mlflow.serving import ModelServingSettings
 from pipelines.progress import Progress
 from pipelines.quiet import hush_third_party_warnings
@@ -99,14 +101,15 @@ class LineIntake:
         self.settings, self.encoding, self.dead_letters = settings, encoding, dead_letters
         self.metrics_enabled, self.progress_s = metrics, progress_s
 
-    def open(self, runtime_context: RuntimeContext, reader: str) -> None:
+    def open(self, runtime_context: RuntimeContext, reader: str, counts: CounterBatch | None = None) -> None:
+        """counts: the batch the intake counters join (None: they count straight into Flink)."""
         self.intake = build_intake(self.settings, self.encoding)
         tasks = _subtask_count(runtime_context)
         task = f" ({reader} {_subtask_index(runtime_context) + 1} of {tasks})" if tasks > 1 else ""
         # The standard output: in a local run the TaskManager's standard error does not reach the terminal.
         self.progress = Progress(f"journey_job{task}", self.progress_s, out=sys.stdout)
         self.tag = OutputTag(OutputName.DEAD_LETTERS)
-        self.metrics = IntakeMetrics(journeys_group(runtime_context, self.metrics_enabled))
+        self.metrics = IntakeMetrics(journeys_group(runtime_context, self.metrics_enabled, counts))
 
     def take(self, line: str):
         """The line as a Taken, or as (dead-letter tag, dead-letter value) when intake rejects it."""
@@ -139,17 +142,35 @@ class ParseSignals(ProcessFunction):
 
     def open(self, runtime_context: RuntimeContext):
         hush_third_party_warnings()
-        self.lines.open(runtime_context, "parser")
+        # Counts wait in Python only where the input is bounded (positions): this operator has no
+        # timer to hand them over in a live stream's silence.
+        self.counts = CounterBatch() if self.positions else None
+        self.lines.open(runtime_context, "parser", self.counts)
         self.read = 0
 
     def process_element(self, line: str, ctx: ProcessFunction.Context):
         self.read += 1
         taken = self.lines.take(line)
+        if self.counts is not None:
+            self.counts.flush_if_due()
         if not isinstance(taken, Taken):
             yield taken
             return
         _, key, item, event_time = taken
         yield Row(key, item), self.read if self.positions else event_time
+
+    def close(self):
+        if self.counts is not None:
+            self.counts.flush()
+
+
+KEY_TOKEN_SEPARATOR = " "  # between a raw line and its key token (base64 has no space; see key_token)
+
+
+def key_token(key: str) -> str:
+    """What a raw line's key comes as, after the line: Flink SQL's TO_BASE64 of the key, a form that
+    cannot contain the separator, so the line before it stays byte for byte what was read."""
+    return base64.b64encode(key.encode()).decode()
 
 
 POSITION_SEPARATOR = "\x1c"  # between a buffered item's read position and the item (JSON has it only escaped)
@@ -196,9 +217,11 @@ class _JourneyOperator:
 
     def open(self, runtime_context: RuntimeContext):
         hush_third_party_warnings()
+        self.counts = CounterBatch()
+        self.flush_tick: int | None = None  # the processing-time timer that hands the counts over in silence
         if self.lines is not None:
-            self.lines.open(runtime_context, "reader")
-        group = journeys_group(runtime_context, self.metrics_enabled)
+            self.lines.open(runtime_context, "reader", self.counts)
+        group = journeys_group(runtime_context, self.metrics_enabled, self.counts)
         profiles, self.pusher = None, None
         if self.features is not None:
             from pipelines.feast.store import FeastProfiles, FeastPusher, open_store
@@ -231,6 +254,7 @@ class _JourneyOperator:
             state_descriptor.enable_time_to_live(ttl)
             arrivals_descriptor.enable_time_to_live(ttl)
         self.state = runtime_context.get_state(state_descriptor)
+        self.recent = RecentStates(self.settings.state_cache_keys, self.settings.state_ttl_ms)
         self.earlier_arrivals = runtime_context.get_list_state(arrivals_descriptor)
         # A customer's items come from every visitor task: with more than one, a bounded run puts
         # them back in the order they were read (their timestamps are positions), which costs a
@@ -245,7 +269,19 @@ class _JourneyOperator:
         hush_third_party_warnings()  # again, after Feast's and MLflow's imports
 
     def process_element(self, item: str, ctx: KeyedProcessFunction.Context):
+        yield from self._element(item, ctx)
+        self._counted(ctx)
+
+    def _counted(self, ctx) -> None:
+        """Hand the counts over when they are due; live, make sure they are even if nothing else comes."""
+        self.counts.flush_if_due()
+        if self.counts.dirty and self.wall_timers and self.flush_tick is None:
+            self.flush_tick = _now_ms() + int(FLUSH_S * 1000)
+            ctx.timer_service().register_processing_time_timer(self.flush_tick)
+
+    def _element(self, item: str, ctx: KeyedProcessFunction.Context):
         if self.lines is not None:  # a raw line: intake first
+            item, _, key = item.rpartition(KEY_TOKEN_SEPARATOR)
             taken = self.lines.take(item)
             if not isinstance(taken, Taken):
                 yield from self._dead_letter(*taken)
@@ -259,21 +295,34 @@ class _JourneyOperator:
             if customer is not None:
                 yield self._passed_on(customer, item)
                 return
+            key = item_head(item)[KEY]  # an item's head names the key it was sent by
         if self.in_read_order:
             position = ctx.timestamp()
             self.unordered.add(f"{position}{POSITION_SEPARATOR}{item}")
             ctx.timer_service().register_event_time_timer(position)
             return
-        call = self.keyed.on_signal(decode(self.state.value()), item)
-        yield from self._after(call, ctx)
+        call = self.keyed.on_signal(self._read(key), item)
+        yield from self._after(key, call, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        yield from self._fired(timestamp, ctx)
+        self._counted(ctx)
+
+    def _fired(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         wall_time = ctx.time_domain() == TimeDomain.PROCESSING_TIME
-        state = decode(self.state.value())
+        key = ctx.get_current_key()
+        if self.lines is not None:
+            key = key_token(key)
+        state = self._read(key)
+        if wall_time and timestamp == self.flush_tick:
+            self.flush_tick = None
+            self.counts.flush()
+            if state is None or timestamp not in state.timers:  # only the counts' timer, not the key's own
+                return
         if self.in_read_order:
             call = self._in_read_order(state, ctx.timer_service().current_watermark())
             if timestamp < END_OF_TIME:
-                yield from self._after(call, ctx)
+                yield from self._after(key, call, ctx)
                 return
             state, ordered_out = call.state, call.out
         else:
@@ -281,7 +330,7 @@ class _JourneyOperator:
         if not wall_time and timestamp < END_OF_TIME:
             state = self._with_earlier_arrivals(state)
         call = self.keyed.on_timer(state, timestamp, self.end_clock, wall_time)
-        yield from self._after(call._replace(out=ordered_out + call.out), ctx)
+        yield from self._after(key, call._replace(out=ordered_out + call.out), ctx)
 
     def _in_read_order(self, state, watermark: int) -> KeyCall:
         """Apply the buffered items every visitor task has passed, in the order they were read."""
@@ -310,12 +359,19 @@ class _JourneyOperator:
             state.backlog.extend(arrivals)
         return state
 
-    def _after(self, call, ctx):
+    def _read(self, key: str):
+        encoded = self.recent.get(key)
+        return decode(self.state.value() if encoded is MISSING else encoded)
+
+    def _after(self, key: str, call, ctx):
         state, out, register, delete = call
-        if state is None:
+        if state is not None:
+            encoded = encode(state)
+            self.state.update(encoded)
+            self.recent.put(key, encoded)
+        elif self.recent.get(key) is not None:  # there may be a state to clear
             self.state.clear()
-        else:
-            self.state.update(encode(state))
+            self.recent.put(key, None)
         if register or delete:
             timer_service = ctx.timer_service()
             if self.wall_timers:
@@ -343,6 +399,7 @@ class _JourneyOperator:
         yield from self._emit(outputs)
 
     def close(self):
+        self.counts.flush()
         if self.pusher is not None:
             self.pusher.flush()
             self.feature_metrics.update()
@@ -416,6 +473,7 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
         if result.accepted:
             ctx.get_broadcast_state(POLICY_STATE).put(CURRENT_POLICY, line)
         self.decision_metrics.updated(result)
+        self.counts.flush()  # rare, and watched for
         if self.first_task:
             record = result.to_record() | {"journey": "", "operator": self.role, "at": _now_ms()}
             yield from self._emit(sort_outputs([JourneyLog(record)]))

@@ -36,7 +36,7 @@ from journeys.settings import JourneySettings
 from pipelines.config import settings_policy_text
 from pipelines.feast.store import FeatureSettings
 from pipelines.flink import wire
-from pipelines.flink.operators import (POLICY_STATE, LineIntake, MapJourneys, MapJourneysWithPolicyUpdates, OutputSpec,
+from pipelines.flink.operators import (KEY_TOKEN_SEPARATOR, POLICY_STATE, LineIntake, MapJourneys, MapJourneysWithPolicyUpdates, OutputSpec,
                                        ParseSignals, RouteOutputs, output_tag)
 from pipelines.mlflow.serving import ModelServingSettings
 
@@ -149,7 +149,7 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
 
 
 def _keyed_by_first_id(raw_lines: DataStream) -> DataStream:
-    """Raw JSON lines in; Row(first id, line) out, the first id (the anonymous id, else the customer
+    """Raw JSON lines in; Row(first id, line and key token) out, the first id (the anonymous id, else the customer
     id, else "") read in the JVM with Flink SQL's JSON_VALUE, at the source's parallelism so that
     each task's lines stay in their order. Intake still judges every line in Python: a line that
     is not JSON, or has no id, gets "" and intake rejects it."""
@@ -160,9 +160,14 @@ def _keyed_by_first_id(raw_lines: DataStream) -> DataStream:
     tables = StreamTableEnvironment.create(env)
     tables.get_config().set("table.exec.resource.default-parallelism", str(raw_lines._j_data_stream.getParallelism()))
     table = tables.from_data_stream(raw_lines)
+    # The line goes on with its key token after it (pipelines.flink.operators.key_token), by which
+    # the operator keeps the states it wrote without asking Java for the key.
     keyed = tables.sql_query(
-        "SELECT COALESCE(NULLIF(JSON_VALUE(f0, '$.anonymous_id'), ''), NULLIF(JSON_VALUE(f0, '$.customer_id'), ''), '') "
-        f"AS first_id, f0 AS line FROM {table}")
+        f"SELECT first_id, CONCAT(line, '{KEY_TOKEN_SEPARATOR}', TO_BASE64(first_id)) AS line FROM ("
+        "SELECT COALESCE(NULLIF(JSON_VALUE(text, '$.anonymous_id'), ''), NULLIF(JSON_VALUE(text, '$.customer_id'), ''), '') "
+        "AS first_id, line FROM ("
+        # JSON as intake reads it, UTF-8: an id written raw and the same id written as \u escapes are one key
+        f"SELECT DECODE(ENCODE(f0, '{wire.RAW_LINE_CHARSET}'), 'UTF-8') AS text, f0 AS line FROM {table}))")
     return tables.to_append_stream(keyed, wire.KEYED_ITEM)  # a RowTypeInfo, as the Java key selector needs
 
 
