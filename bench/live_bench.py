@@ -23,6 +23,9 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 GAP_S = 5
+FETCH_WAIT_MS = 10
+
+
 def checkpoint_interval() -> str:
     """The interval a live run checkpoints at: flink-conf/live.yaml's (the driver applies it)."""
     from pipelines.flink.env import load_flink_conf, load_live_conf
@@ -64,7 +67,11 @@ def _live_run(bootstrap: str, work: Path, lines: list[bytes], rate: int, seconds
                             "--journeys", f"kafka://{bootstrap}/{topics['journeys']}",
                             "--dead-letter", f"kafka://{bootstrap}/{topics['dead-letter']}",
                             "--delivery-guarantee", guarantee, "--conf", str(conf), "--transactional-id-prefix", prefix,
-                            "--checkpoints", str(out / "checkpoints")],
+                            "--checkpoints", str(out / "checkpoints"),
+                            # Tansu answers a waiting fetch only when its wait is over, not when records
+                            # arrive (docs/kafka.md, "The local broker"): without this, the source's
+                            # fetches would add up to the Java client's 500 ms to every signal.
+                            "--kafka-property", f"fetch.max.wait.ms={FETCH_WAIT_MS}"],
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     seen = _Seen(bootstrap, [topics["journeys"]] + ([] if to_files else [topics["decisions"]]), out / "decisions")
     try:
@@ -120,15 +127,12 @@ def _steady(bootstrap: str, topic: str, lines: list[bytes], rate: int, seconds: 
 
     from pipelines.kafka.tools import journey_owners
 
-    valid = []
-    for raw in lines:
-        try:
-            signal = orjson.loads(raw)
-            if (isinstance(signal, dict) and isinstance(signal.get("event_time"), int)
-                    and isinstance(signal.get("customer_id") or signal.get("anonymous_id"), str)):
-                valid.append(signal)
-        except orjson.JSONDecodeError:
-            continue
+    from journeys.contract import Rejection, SignalDecoder
+    from journeys.settings import packaged_settings
+
+    decoder, now = SignalDecoder(packaged_settings().intake), now_ms()
+    # What intake accepts, as it was written: the simulation's malformed lines would only be dead letters.
+    valid = [orjson.loads(raw) for raw in lines if not isinstance(decoder.decode_json(raw, now), Rejection)]
     owners = journey_owners(orjson.dumps(s) for s in valid)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "enable.idempotence": True})
     produced: dict[str, int] = {}

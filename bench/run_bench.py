@@ -1,7 +1,8 @@
 """make bench: throughput and latency of the journey job against the pure core and two peers (a
 plain Python loop and Flink SQL session windows, bench/peers.py), on the same signals, from a file
 and from Kafka to Kafka (on a local Tansu broker); live latency and the quiet stream
-(bench/live_bench.py); the job with Feast features on and off; Feast online lookup latency on sqlite and Redis (bench/feature_bench.py); the job with the
+(bench/live_bench.py); the job on a cluster of two one-slot TaskManagers, the journey roles
+sharing one Python interpreter or each with its own (bench/cluster_bench.py); the job with Feast features on and off; Feast online lookup latency on sqlite and Redis (bench/feature_bench.py); the job with the
 MLflow stage models on and off, and the inference cost per decision (bench/model_bench.py); and
 the Beam replay of the same signals on the DirectRunner, in one process and in two.
 
@@ -132,6 +133,8 @@ def main(argv=None) -> int:
                         help="skip the figure of the job without its Flink metrics")
     parser.add_argument("--no-peers", dest="peers", action="store_false", help="skip the plain-loop and Flink SQL peers")
     parser.add_argument("--no-live", dest="live", action="store_false", help="skip the live latency and quiet-stream figures")
+    parser.add_argument("--no-cluster", dest="cluster", action="store_false",
+                        help="skip the figures of the job on a two-TaskManager cluster")
     parser.add_argument("--live-rate", type=int, default=1000, help="signals per second of the live figures")
     parser.add_argument("--live-seconds", type=int, default=60, help="how long the live figures produce signals")
     args = parser.parse_args(argv)
@@ -220,6 +223,15 @@ def main(argv=None) -> int:
                   f"p99 {figures['latency_p99_ms']} ms, max {figures['latency_max_ms']} ms; "
                   f"{figures['decisions_per_signal']} decisions per signal", flush=True)
 
+    cluster = None
+    if args.cluster:
+        from cluster_bench import measure_cluster
+
+        def said(variant, run):
+            print(f"  cluster, roles {variant}: job {run['events_per_second']:,.0f} events/s", flush=True)
+
+        cluster = measure_cluster(work, signals, args.runs, said)
+
     job_rate = median(r["events_per_second"] for r in job_runs)
     core_rate = median(r["events_per_second"] for r in core_runs)
     results = {
@@ -249,6 +261,14 @@ def main(argv=None) -> int:
         })
     if live is not None:
         results["live"] = live
+    if cluster is not None:
+        shared, apart = (median(r["events_per_second"] for r in cluster[v]) for v in ("shared", "per-role"))
+        results.update({
+            "cluster_shared_events_per_second": round(shared), "cluster_per_role_events_per_second": round(apart),
+            "cluster_per_role_to_shared_ratio": round(apart / shared, 3),
+            "cluster_per_role_to_core_ratio": round(apart / core_rate, 3),
+            "cluster_runs": cluster,
+        })
     if quiet_runs:
         quiet_rate = median(r["events_per_second"] for r in quiet_runs)
         results.update({
@@ -317,6 +337,13 @@ def main(argv=None) -> int:
         rows += [("quiet stream: last session closed after the last signal",
                   f"{quiet['quiet_last_transition_s']} s (gap {live['gap_s']} s)"),
                  ("quiet stream: closed after falling due, max", f"{quiet['quiet_fired_after_due_max_s']} s")]
+    if cluster is not None:
+        rows += [
+            ("cluster of 2 one-slot TaskManagers: roles sharing one / each in its own",
+             f"{results['cluster_shared_events_per_second']:,} / {results['cluster_per_role_events_per_second']:,}"),
+            ("cluster: roles apart / sharing, roles apart / core",
+             f"{results['cluster_per_role_to_shared_ratio']:.2f} / {results['cluster_per_role_to_core_ratio']:.2f}"),
+        ]
     if quiet_runs:
         rows += [
             ("job events/s with its metrics / without", f"{job_rate:,.0f} / {results['metrics_off_job_events_per_second']:,}"),

@@ -38,6 +38,7 @@ OUTPUT_ARGUMENTS = {OutputName.DECISIONS: "decisions", OutputName.JOURNEYS: "jou
                     OutputName.DEAD_LETTERS: "dead_letter", OutputName.LATE: "late",
                     OutputName.FEATURE_ROWS: "feature_rows", OutputName.DECISION_LOG: "decision_log"}
 SINK_NAMES = {OutputName.DEAD_LETTERS: "dead-letter"}
+SLOT_SHARING = ("shared", "per-role")
 NO_AVRO_SCHEMA = (OutputName.JOURNEYS, OutputName.LATE, OutputName.FEATURE_ROWS, OutputName.DECISION_LOG)
 
 
@@ -69,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="event time at which time stops when a bounded input ends: auto (the latest accepted "
                              "event time minus the out-of-orderness bound), none, epoch millis or ISO-8601")
     parser.add_argument("--job-name", default="journey-job")
+    parser.add_argument("--slot-sharing", default="shared", choices=SLOT_SHARING,
+                        help="per-role: the customer operator in a slot-sharing group of its own, so that on a cluster "
+                             "of one-slot TaskManagers each journey role has a Python interpreter of its own")
     parser.add_argument("--progress", type=float, metavar="SECONDS",
                         help="say every so many seconds how many signals the job has read, and how fast")
     parser.add_argument("-D", dest="flink_options", action="append", default=[], metavar="KEY=VALUE",
@@ -205,8 +209,9 @@ def _build(env, plan: Plan, end_clock: int | None, args: argparse.Namespace) -> 
                                      decision_log=OutputName.DECISION_LOG in outputs, policy=plan.policy,
                                      policy_updates=control, progress_s=args.progress,
                                      time_mode=BOUNDED if plan.bounded else LIVE,
-                                     metrics=python_metrics_enabled(args.flink_conf, plan.overrides))
-    sinks = Sinks(env, plan.kafka)
+                                     metrics=python_metrics_enabled(args.flink_conf, plan.overrides),
+                                     roles_apart=args.slot_sharing == "per-role")
+    sinks = Sinks(env, plan.kafka, roll_at_checkpoints=not plan.bounded)
 
     def sink(stream, name: str) -> None:
         sinks.add(stream, outputs[name], SINK_NAMES.get(name, name), specs[name].keyed)

@@ -41,6 +41,9 @@ from pipelines.flink.operators import (KEY_TOKEN_SEPARATOR, POLICY_STATE, LineIn
 from pipelines.mlflow.serving import ModelServingSettings
 
 
+CUSTOMER_SLOTS = "customers"  # the customer operator's slot-sharing group, with roles_apart
+
+
 @dataclass(frozen=True)
 class InputShape:
     """encoding: json or avro. watermarks: "intake" derives them from event times in the order the
@@ -71,7 +74,8 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
                            models: ModelServingSettings | None = None, decision_log: bool = False,
                            policy: tuple[str, str] | None = None,
                            policy_updates: DataStream | None = None, metrics: bool = True,
-                           progress_s: float | None = None, time_mode: str = BOUNDED) -> JourneyStreams:
+                           progress_s: float | None = None, time_mode: str = BOUNDED,
+                           roles_apart: bool = False) -> JourneyStreams:
     """Wire the job onto a stream of raw input records (STRING, ISO-8859-1 characters for bytes).
 
     end_clock: for a bounded input, the event time at which time stops when the input ends (see
@@ -90,6 +94,9 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     time_mode: how the keys' time moves (journeys.timers): BOUNDED for a bounded input (time-driven
     events wait for the key's next signal or the end of input), LIVE for a live one (they happen
     when due, by the wall clock, in silence too).
+    roles_apart: the customer operator in a slot-sharing group of its own (CUSTOMER_SLOTS). Every
+    Python operator of a TaskManager shares one interpreter and its GIL; on a cluster of one-slot
+    TaskManagers this gives each journey role a TaskManager, and an interpreter, of its own.
     """
     outputs = {name: (outputs or {}).get(name, OutputSpec()) for name in OUTPUT_NAMES}
     policy = policy or settings_policy_text(settings)
@@ -119,21 +126,25 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     control = policy_updates.broadcast(POLICY_STATE) if policy_updates is not None else None
 
     def journeys(keyed, function, output_type, role):
+        apart = roles_apart and role == CUSTOMER
         if control is None:
-            return keyed.process(function, output_type=output_type).name(f"map_{role}_journeys").uid(f"map-{role}-journeys")
+            mapped = keyed.process(function, output_type=output_type).name(f"map_{role}_journeys").uid(f"map-{role}-journeys")
+            return mapped.slot_sharing_group(CUSTOMER_SLOTS) if apart else mapped
         mapped = (keyed.connect(control).process(function, output_type=wire.ROUTED)
                   .name(f"map_{role}_journeys").uid(f"map-{role}-journeys"))
+        if apart:
+            mapped = mapped.slot_sharing_group(CUSTOMER_SLOTS)  # its router follows it there
         return (mapped.process(RouteOutputs(function.outputs), output_type=output_type)
                 .name(f"route_{role}_outputs").uid(f"route-{role}-outputs"))
 
     visitors = journeys(_keyed(items),
                         operator(VISITOR, ontology, settings, end_clock, journey_outputs, policy, models=models,
                                  metrics=metrics, time_mode=time_mode, lines=lines),
-                        wire.KEYED_ITEM, "visitor")
+                        wire.KEYED_ITEM, VISITOR)
     customers = journeys(_keyed(visitors),
                          operator(CUSTOMER, ontology, settings, end_clock, customer_outputs, policy, features, models,
                                   metrics, time_mode),
-                         wire.RECORD, "customer")
+                         wire.RECORD, CUSTOMER)
 
     def both(name):
         tag = output_tag(name, outputs[name])

@@ -215,7 +215,10 @@ class TopicWatch:
 
         self.consumer = Consumer(_client_config(bootstrap, properties) | {
             "group.id": f"journeys-watch-{time.time_ns()}", "enable.auto.commit": False,
-            "isolation.level": "read_committed"})
+            "isolation.level": "read_committed",
+            # A broker that does not answer a waiting fetch when records arrive (Tansu) would
+            # otherwise hold each one up to librdkafka's 500 ms: this watcher times what it sees.
+            "fetch.wait.max.ms": 10})
         partitions = check_topics(bootstrap, topics, properties)
         self.consumer.assign([TopicPartition(topic, p, 0) for topic in topics for p in range(partitions[topic])])
         self.seen: list[tuple[float, str, dict]] = []

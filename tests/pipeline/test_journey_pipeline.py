@@ -107,3 +107,22 @@ def test_one_task_sets_aside_raw_lines_byte_for_byte(odd_ids, tmp_path):
     dead_letters = run_pipeline(odd_ids, reference.end_clock, "dead_letters", tmp_path, parallelism=1)
     assert any(base64.b64decode(d["original"]).endswith(b"not json  ") for d in dead_letters)
     assert canonical(dead_letters) == canonical(reference.dead_letters)
+
+
+def test_roles_apart_put_the_customer_operator_alone_in_its_slot_sharing_group(tmp_path):
+    from pyflink.common import Types
+
+    from pipelines.flink.env import create_environment
+    from pipelines.flink.pipeline import CUSTOMER_SLOTS, build_journey_pipeline
+
+    def groups(roles_apart: bool) -> dict[str, str]:
+        env = create_environment(overrides={"execution.checkpointing.dir": tmp_path.as_uri()})
+        raw = env.from_collection(["{}"], type_info=Types.STRING())
+        streams = build_journey_pipeline(raw, packaged_ontology(), packaged_settings(), roles_apart=roles_apart)
+        streams.decisions.print()
+        graph = env._j_stream_execution_environment.getStreamGraph(False)
+        return {node.getOperatorName(): node.getSlotSharingGroup() for node in graph.getStreamNodes().toArray()}
+
+    apart, shared = groups(True), groups(False)
+    assert apart["map_customer_journeys"] == CUSTOMER_SLOTS
+    assert apart["map_visitor_journeys"] == shared["map_visitor_journeys"] == shared["map_customer_journeys"] != CUSTOMER_SLOTS

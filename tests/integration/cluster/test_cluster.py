@@ -124,18 +124,22 @@ def decision_ids(bootstrap: str, topic: str) -> set[str]:
     return {orjson.loads(value)["decision_id"] for _, value in read_topic(bootstrap, topic)}
 
 
-def test_a_kafka_job_submitted_to_the_cluster_delivers_its_decisions(cluster, kafka_broker, fresh_topics, tmp_path):
+@pytest.mark.parametrize("slot_sharing", ["shared", "per-role"])
+def test_a_kafka_job_submitted_to_the_cluster_delivers_its_decisions(slot_sharing, cluster, kafka_broker, fresh_topics,
+                                                                     tmp_path):
     signals = tmp_path / "signals.jsonl"
     write_simulation(SimulationSpec(customers=200, days=10, seed=41, late_rate=0.0), signals)
     bootstrap = kafka_broker.bootstrap_servers
     report = produce_signals(bootstrap, fresh_topics["signals"], read_lines(signals))
+    job_name = f"journey-job-{slot_sharing}"
     submitted = cluster.submit(kafka_arguments(bootstrap, fresh_topics, report.stop_offsets(), tmp_path / "summary.json",
-                                               "--checkpoints", str(tmp_path / "checkpoints")))
+                                               "--checkpoints", str(tmp_path / "checkpoints"),
+                                               "--slot-sharing", slot_sharing, "--job-name", job_name))
     output, _ = submitted.communicate(timeout=300)
     assert submitted.returncode == 0, output[-4000:]
     assert decision_ids(bootstrap, fresh_topics["decisions"]) == reference_decision_ids(signals)
-    [job] = [j for j in cluster.get("/jobs/overview")["jobs"] if j["state"] == "FINISHED"][-1:]
-    assert job["name"] == "journey-job"
+    [job] = [j for j in cluster.get("/jobs/overview")["jobs"] if j["name"] == job_name]
+    assert job["state"] == "FINISHED"
 
 
 def test_a_taskmanager_killed_mid_stream_loses_no_decision(cluster, kafka_broker, fresh_topics, tmp_path):

@@ -88,3 +88,48 @@ def _event_time(raw: bytes) -> int:
     except (orjson.JSONDecodeError, AttributeError):
         return 0
     return value if isinstance(value, int) else 0
+
+
+def clickstream_grouped_by_user(users: int = 40, sessions: int = 4, clicks: int = 6) -> str:
+    """A clickstream export the way they usually come: each user's rows together, in time order;
+    every user has `sessions` bursts of `clicks` a minute apart, three hours apart."""
+    from tests.harness import BEGINNING, HOUR, MINUTE
+
+    rows = ["user_id,item_id,category_id,behavior,ts,session_id"]
+    for user in range(1, users + 1):
+        for burst in range(sessions):
+            for click in range(clicks):
+                at = BEGINNING + user * MINUTE + burst * 3 * HOUR + click * MINUTE
+                behavior = "cart" if click == clicks - 1 else "pv"
+                visit = f"v{user}-{burst}" if user % 2 else ""  # half of them browse with a visitor id
+                rows.append(f"{user},{100 + click},7,{behavior},{at // 1000},{visit}")
+    return "\n".join(rows) + "\n"
+
+
+@pytest.mark.flink
+def test_an_export_grouped_by_user_through_import_and_the_job_gives_the_replays_sessions(tmp_path):
+    """Each user's rows together, in time order: imported as they are, and run at parallelism 1,
+    where the visitor operator reads the lines itself."""
+    from jobs.journey_job import main as run_job
+    from pipelines.beam.rows import session_row
+    from pipelines.reports.summary import read_records
+    from tests.harness import job_arguments, run_import
+
+    users, sessions = 40, 4
+    imported, rejected = run_import(tmp_path, clickstream_grouped_by_user(users, sessions))
+    assert len(imported) == users * sessions * 6 and not rejected
+    signals = tmp_path / "signals.jsonl"
+    assert run_job(job_arguments(signals, tmp_path / "stream")) == 0
+    stream_sessions = [row for r in read_records(tmp_path / "stream" / "journeys") if (row := session_row(r))]
+    assert not [r for r in read_records(tmp_path / "stream" / "journeys") if r["kind"] == LogKind.LATE]
+    end_clock = json.loads((tmp_path / "stream" / "summary.json").read_text())["end_clock"]
+    completed = subprocess.run([str(Path(sys.executable).parent / "journeys"), "replay", "--input", str(signals),
+                                "--output", str(tmp_path / "replay"), "--end-clock", str(end_clock)],
+                               capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    replayed = pq.read_table(tmp_path / "replay" / "sessions").to_pylist()
+    for session in replayed:
+        session["event_types"] = dict(session["event_types"])
+    assert len(stream_sessions) == users * sessions  # every burst is a session: none lost to lateness
+    assert sorted(json.dumps(r, sort_keys=True) for r in stream_sessions) == \
+        sorted(json.dumps(r, sort_keys=True) for r in replayed)
