@@ -72,11 +72,13 @@ def intake_item(signal: dict, role: str, key: str, ingested_at: int | None) -> s
     return make_item([signal["event_time"], signal["event_id"], kind, False, ingested_at, key], signal)
 
 
-def passes_through(item: str) -> str | None:
+def passes_through(item: str, head: list | None = None) -> str | None:
     """The customer an item reaching the visitor role only passes on to, unchanged, or None: an
     engine that sends every item through the visitor role first, to keep each customer's items in
-    one ordered stream, hands these on without reading the visitor's state."""
-    head = item_head(item)
+    one ordered stream, hands these on without reading the visitor's state. head: the item's
+    head, where the caller has read it already."""
+    if head is None:
+        head = item_head(item)
     return head[KEY] if head[KIND] == DIRECT else None
 
 
@@ -103,8 +105,10 @@ class KeyedJourneys:
         self._identify = transitions.ontology.identify_signals
 
     # -- what an operator calls ----------------------------------------------------------------
-    def on_signal(self, state: KeyState | None, item: str) -> KeyCall:
-        head = item_head(item)
+    def on_signal(self, state: KeyState | None, item: str, head: list | None = None) -> KeyCall:
+        """head: the item's head, where the caller has read it already (item_head)."""
+        if head is None:
+            head = item_head(item)
         if state is None:
             state = KeyState(head[KEY])
         out: list = []

@@ -290,18 +290,20 @@ class _JourneyOperator:
             if role == CUSTOMER:
                 yield self._passed_on(customer, item)
                 return
+            head = None
         else:
-            customer = passes_through(item) if self.role == VISITOR else None
+            head = item_head(item)
+            customer = passes_through(item, head) if self.role == VISITOR else None
             if customer is not None:
                 yield self._passed_on(customer, item)
                 return
-            key = item_head(item)[KEY]  # an item's head names the key it was sent by
+            key = head[KEY]  # an item's head names the key it was sent by
         if self.in_read_order:
             position = ctx.timestamp()
             self.unordered.add(f"{position}{POSITION_SEPARATOR}{item}")
             ctx.timer_service().register_event_time_timer(position)
             return
-        call = self.keyed.on_signal(self._read(key), item)
+        call = self.keyed.on_signal(self._read(key), item, head)
         yield from self._after(key, call, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
@@ -525,5 +527,5 @@ class RouteOutputs(ProcessFunction):
         yield tag, (Row(key, value) if output in self.keyed else value)
 
 
-__all__ = ["LineIntake", "ParseSignals", "MapJourneys", "MapJourneysWithPolicyUpdates", "RouteOutputs", "POLICY_STATE", "OutputSpec",
-           "output_tag"]
+__all__ = ["LineIntake", "ParseSignals", "MapJourneys", "MapJourneysWithPolicyUpdates", "RouteOutputs", "POLICY_STATE",
+           "OutputSpec", "output_tag"]

@@ -36,8 +36,8 @@ from journeys.settings import JourneySettings
 from pipelines.config import settings_policy_text
 from pipelines.feast.store import FeatureSettings
 from pipelines.flink import wire
-from pipelines.flink.operators import (KEY_TOKEN_SEPARATOR, POLICY_STATE, LineIntake, MapJourneys, MapJourneysWithPolicyUpdates, OutputSpec,
-                                       ParseSignals, RouteOutputs, output_tag)
+from pipelines.flink.operators import (KEY_TOKEN_SEPARATOR, POLICY_STATE, LineIntake, MapJourneys,
+                                       MapJourneysWithPolicyUpdates, OutputSpec, ParseSignals, RouteOutputs, output_tag)
 from pipelines.mlflow.serving import ModelServingSettings
 
 
@@ -160,8 +160,8 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
 
 
 def _keyed_by_first_id(raw_lines: DataStream) -> DataStream:
-    """Raw JSON lines in; Row(first id, line and key token) out, the first id (the anonymous id, else the customer
-    id, else "") read in the JVM with Flink SQL's JSON_VALUE, at the source's parallelism so that
+    """Raw JSON lines in; Row(first id, line and key token) out, the first id (the anonymous id,
+    else the customer id, else "") read in the JVM with Flink SQL's JSON_VALUE, at the source's parallelism so that
     each task's lines stay in their order. Intake still judges every line in Python: a line that
     is not JSON, or has no id, gets "" and intake rejects it."""
     from pyflink.datastream import StreamExecutionEnvironment

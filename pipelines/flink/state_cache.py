@@ -23,15 +23,12 @@ class RecentStates:
         self.max_keys = max_keys
         self.max_age_s = ttl_ms / 2000 if ttl_ms > 0 else float("inf")
         self._entries: dict[str, tuple[str | None, float]] = {}
-        self.hits = self.misses = 0
 
     def get(self, key: str):
         """The state last written for key (None: cleared), or MISSING when it must be read."""
         entry = self._entries.get(key)
         if entry is None or time.monotonic() - entry[1] >= self.max_age_s:
-            self.misses += 1
             return MISSING
-        self.hits += 1
         return entry[0]
 
     def put(self, key: str, encoded: str | None) -> None:

@@ -255,6 +255,23 @@ def test_a_customers_own_signal_passes_through_the_visitor_role_unread():
     assert passes_through(own) == "c-1" and passes_through(anonymous) is None
 
 
+def test_an_operator_that_has_read_the_head_already_gets_the_same_call():
+    from journeys.outputs import Decision
+    from journeys.state import encode, item_head
+
+    def ids(out):
+        return [(type(o).__name__, getattr(o, "record", {}).get("decision_id")) for o in out]
+
+    customers = _roles()[CUSTOMER]
+    item = _item(a_signal("add_to_cart", BEGINNING, customer="c-1", cart_value="40"))
+    head = item_head(item)
+    own = intake_item(a_signal("email_open", BEGINNING, channel="email"), CUSTOMER, "c-1", None)
+    read_once, read_twice = customers.on_signal(None, item, head), customers.on_signal(None, item)
+    assert encode(read_once.state) == encode(read_twice.state)
+    assert ids(read_once.out) == ids(read_twice.out) and any(isinstance(o, Decision) for o in read_once.out)
+    assert passes_through(own, item_head(own)) == "c-1"
+
+
 def _roles(time_mode: str = "bounded"):
     from journeys.ontology import packaged_ontology
     from journeys.settings import packaged_settings
