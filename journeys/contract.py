@@ -17,6 +17,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -28,7 +30,7 @@ import orjson
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from journeys.privacy import Masker
-from journeys.timeutil import MINUTE, format_duration, iso, parse_duration, parse_instant
+from journeys.timeutil import MINUTE, format_duration, iso, parse_duration, parse_instant, zone
 
 SUPPORTED_SIGNAL_VERSIONS = (1, 2)
 CURRENT_SIGNAL_VERSION = 2
@@ -55,7 +57,17 @@ REJECTION_REASONS = (
     "too_many_attributes",
     "event_time_in_future",
     "event_time_too_old",
+    "unknown_timezone",
+    "invalid_number",
+    "internal_error",
 )
+
+# Attributes the core reads as numbers. Each must be a plain decimal (no NaN, no infinity, no
+# digit groups) of at most MAX_NUMBER in size, or the signal is rejected: a non-finite amount
+# would sit in the journey's state and break every later sum.
+NUMERIC_ATTRIBUTES = ("cart_value",)
+MAX_NUMBER = 1e12
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _PYTHON_TYPES = {"string": str, "enum": str, "long": int, "int": int, "map": dict}
@@ -119,6 +131,12 @@ class Rejection:
         return orjson.dumps(self.to_record()).decode()
 
 
+def internal_error(raw: bytes, error: Exception) -> Rejection:
+    """A record that made intake raise: a dead letter like any other. The detail names only the
+    exception's class, since its message may quote the record."""
+    return Rejection("internal_error", f"intake raised {type(error).__name__}", raw)
+
+
 class _Invalid(Exception):
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
@@ -173,6 +191,12 @@ class SignalDecoder:
 
     # -- JSON lines -------------------------------------------------------------------------
     def decode_json(self, raw: bytes, now_ms: int) -> dict | Rejection:
+        try:
+            return self._decode_json(raw, now_ms)
+        except Exception as error:  # noqa: BLE001 - whatever one record does, it becomes a rejection
+            return internal_error(raw, error)
+
+    def _decode_json(self, raw: bytes, now_ms: int) -> dict | Rejection:
         if len(raw) > self.limits.max_record_bytes:
             return Rejection("record_too_large", f"{len(raw)} bytes; the limit is {self.limits.max_record_bytes}", raw)
         if not raw.strip():
@@ -196,6 +220,12 @@ class SignalDecoder:
     # -- Avro --------------------------------------------------------------------------------
     def decode_avro(self, raw: bytes, now_ms: int) -> dict | Rejection:
         """One Avro single-object-encoded signal (magic C3 01, schema fingerprint, body)."""
+        try:
+            return self._decode_avro(raw, now_ms)
+        except Exception as error:  # noqa: BLE001 - whatever one record does, it becomes a rejection
+            return internal_error(raw, error)
+
+    def _decode_avro(self, raw: bytes, now_ms: int) -> dict | Rejection:
         if len(raw) > self.limits.max_record_bytes:
             return Rejection("record_too_large", f"{len(raw)} bytes; the limit is {self.limits.max_record_bytes}", raw)
         if len(raw) < 10 or raw[:2] != AVRO_SINGLE_OBJECT_MAGIC:
@@ -285,6 +315,12 @@ class SignalDecoder:
         for key, value in attributes.items():
             if len(value) > limits.max_attribute_value_length:
                 raise _Invalid("field_too_long", f"attributes.{key} has {len(value)} characters")
+        for name in NUMERIC_ATTRIBUTES:
+            number = attributes.get(name)
+            if number and not _a_number(number):
+                raise _Invalid("invalid_number", f"attributes.{name} is not a decimal number of at most {MAX_NUMBER:g} in size")
+        if signal["timezone"] and zone(signal["timezone"]) is None:  # "" says nothing, as it always has
+            raise _Invalid("unknown_timezone", f"timezone is not an IANA time zone ({len(signal['timezone'])} characters)")
         event_time = signal["event_time"]
         if event_time > now_ms + limits.max_future_skew_ms:
             raise _Invalid("event_time_in_future", f"event_time {event_time} ({iso(event_time)}) is more than "
@@ -292,6 +328,10 @@ class SignalDecoder:
         if event_time < limits.min_event_time_ms:
             raise _Invalid("event_time_too_old", f"event_time {event_time} ({iso(event_time)}) is before "
                                                  f"{iso(limits.min_event_time_ms)}: seconds where milliseconds belong?")
+
+
+def _a_number(text: str) -> bool:
+    return _DECIMAL.fullmatch(text) is not None and abs(float(text)) <= MAX_NUMBER
 
 
 _ONE_MS = datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=timezone.utc) - _EPOCH

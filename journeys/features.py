@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
@@ -80,7 +81,14 @@ class Activity:
 
     @classmethod
     def from_wire(cls, wire: list | None) -> "Activity":
-        return cls(*wire) if wire else cls()
+        if not wire:
+            return cls()
+        hours, cart_value, last_channel, contacts = wire
+        # Refuse a cart value that is not a finite number: a build before intake checked numbers
+        # stored NaN, which the JSON codec writes as null, and every later sum would raise.
+        if type(cart_value) not in (int, float) or not math.isfinite(cart_value):
+            cart_value = 0.0
+        return cls(hours, cart_value, last_channel, contacts)
 
 
 HOUR = 3_600_000
@@ -116,6 +124,8 @@ def record_activity(activity: Activity, at: int, channel: str, event_type: str, 
         try:
             amount = float(attributes.get("cart_value", 0) or 0)
         except ValueError:
+            amount = 0.0
+        if not math.isfinite(amount):  # intake rejects these; a replayed archive may predate that
             amount = 0.0
         activity.cart_value = round(activity.cart_value + amount if event_type != "remove_from_cart"
                                     else max(0.0, activity.cart_value - amount), 2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from journeys.contract import Rejection, SignalDecoder
+from journeys.contract import Rejection, SignalDecoder, internal_error
 from journeys.keyed import intake_item, route
 
 
@@ -33,10 +33,13 @@ class Intake:
         self._decode = decoder.decode_avro if encoding == "avro" else decoder.decode_json
 
     def take(self, raw: bytes, now_ms: int, ingested_at: int | None = None) -> Rejection | Taken:
-        decoded = self._decode(raw, now_ms)
-        if isinstance(decoded, Rejection):
-            return decoded
-        return self.take_signal(decoded, ingested_at)
+        try:
+            decoded = self._decode(raw, now_ms)
+            if isinstance(decoded, Rejection):
+                return decoded
+            return self.take_signal(decoded, ingested_at)
+        except Exception as error:  # noqa: BLE001 - no record may stop the job, whatever it makes intake do
+            return internal_error(raw, error)
 
     def take_signal(self, signal: dict, ingested_at: int | None = None) -> Taken:
         at = signal["event_time"]

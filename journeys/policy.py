@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Mapping
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from journeys.timeutil import parse_duration
+from journeys.timeutil import parse_duration, zone
 from journeys.yamlconf import NO_ENVIRONMENT, ConfigError, Located, loads_yaml, where
 
 ANY_CHANNEL = "any"
@@ -209,10 +208,8 @@ class Policy:
 
 
 def _zone(name: str):
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return timezone.utc
+    # Intake takes only known zones; a state written before it checked may still hold another.
+    return zone(name) or timezone.utc
 
 
 # -- loading -----------------------------------------------------------------------------------------

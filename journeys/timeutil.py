@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 SECOND = 1000
 MINUTE = 60 * SECOND
@@ -53,4 +55,24 @@ def parse_instant(value: str | int) -> int:
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """The instant as ISO-8601 UTC; for one outside years 1 to 9999, which datetime cannot hold,
+    a text that says so (it describes rejected input, so it must not raise on it)."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    except (ValueError, OverflowError, OSError):
+        return "outside years 1 to 9999"
+
+
+MAX_ZONE_NAME = 64  # the longest IANA name is about 30 characters
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> tzinfo | None:
+    """The IANA time zone of that name, or None. Any name at all may come in a signal: a long one
+    makes ZoneInfo raise OSError (file name too long), a directory IsADirectoryError, and so on."""
+    if not name or len(name) > MAX_ZONE_NAME:
+        return None
+    try:
+        return ZoneInfo(name)
+    except Exception:  # noqa: BLE001 - whatever the lookup raises, the name is not a zone
+        return None

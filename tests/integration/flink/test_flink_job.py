@@ -82,6 +82,25 @@ def test_malformed_records_reach_the_dead_letter_output_with_reason_and_exact_by
     assert (summary["events_in"], summary["accepted"], summary["rejected"]) == (26, 20, 6)
 
 
+def test_records_that_once_stopped_the_job_for_good_become_dead_letters_and_the_job_goes_on(tmp_path):
+    good = [a_signal("add_to_cart", BEGINNING + i * 1000, customer=f"c-{i % 3}", cart_value="10") for i in range(12)]
+    hostile = [line(good[0] | {"event_id": "h-1", "event_time": 253402300800000}),       # after year 9999
+               line(good[0] | {"event_id": "h-2", "event_time": -99999999999999999}),    # before year 1
+               line(good[0] | {"event_id": "h-3", "timezone": "A" * 300}),               # too long for a file name
+               line(good[0] | {"event_id": "h-4", "attributes": {"cart_value": "nan"}}),  # would poison c-0's state
+               line(good[0] | {"event_id": "h-5", "attributes": {"cart_value": "1e999"}})]
+    signals = tmp_path / "signals.jsonl"
+    signals.write_bytes(b"\n".join([line(s) for s in good[:6]] + hostile + [line(s) for s in good[6:]]) + b"\n")
+    out = tmp_path / "out"
+    assert run_job(job_arguments(signals, out)) == 0
+    dead = job_output(out)["dead-letter"]
+    assert sorted(base64.b64decode(d["original"]) for d in dead) == sorted(hostile)
+    assert sorted(d["reason"] for d in dead) == ["event_time_in_future", "event_time_too_old", "invalid_number",
+                                                 "invalid_number", "unknown_timezone"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["events_in"], summary["accepted"], summary["rejected"]) == (17, 12, 5)
+
+
 def test_late_signals_go_to_their_own_output_when_one_is_given(simulated, tmp_path):
     out = tmp_path / "out"
     assert run_job(job_arguments(simulated, out, "--late", (out / "late").as_uri())) == 0
