@@ -60,6 +60,9 @@ REJECTION_REASONS = (
     "unknown_timezone",
     "invalid_number",
     "internal_error",
+    "duplicate_key",
+    "invalid_identifier",
+    "trailing_bytes",
 )
 
 # Attributes the core reads as numbers. Each must be a plain decimal (no NaN, no infinity, no
@@ -67,6 +70,11 @@ REJECTION_REASONS = (
 # would sit in the journey's state and break every later sum.
 NUMERIC_ATTRIBUTES = ("cart_value",)
 MAX_NUMBER = 1e12
+IDENTIFIERS = ("event_id", "customer_id", "anonymous_id")
+# Every key in JSON text is a string followed by a colon; string values holding '":' only make this
+# count too high, which sends the record to the exact (slower) duplicate check.
+_KEY_ENDS = re.compile(rb'"\s*:')
+_GAP_BEFORE_COLON = re.compile(rb'"\s+:')
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -100,6 +108,7 @@ class IntakeLimits:
     max_event_type_length: int = 64
     max_attributes: int = 64
     max_attribute_value_length: int = 2048
+    max_attribute_key_length: int = 128
 
     @classmethod
     def from_config(cls, section: dict) -> "IntakeLimits":
@@ -212,6 +221,7 @@ class SignalDecoder:
         if type(obj) is not dict:
             return Rejection("not_an_object", f"a JSON {type(obj).__name__}, not an object", raw)
         try:
+            _no_duplicate_keys(raw, obj)
             return self._normalize(obj, now_ms)
         except _Invalid as invalid:
             event_id = obj.get("event_id")
@@ -233,10 +243,13 @@ class SignalDecoder:
         version = self._writer_by_fingerprint.get(raw[2:10])
         if version is None:
             return Rejection("unknown_schema_fingerprint", f"schema fingerprint {raw[2:10].hex()} is not signal v1 or v2", raw)
+        body = io.BytesIO(raw[10:])
         try:
-            record = fastavro.schemaless_reader(io.BytesIO(raw[10:]), signal_schema(version), signal_schema(2))
+            record = fastavro.schemaless_reader(body, signal_schema(version), signal_schema(2))
         except Exception as error:  # fastavro raises many types for truncated or corrupt bodies
-            return Rejection("invalid_avro", f"cannot read the body as signal v{version}: {error}", raw)
+            return Rejection("invalid_avro", f"cannot read the body as signal v{version}: {type(error).__name__}", raw)
+        if body.tell() != len(raw) - 10:
+            return Rejection("trailing_bytes", f"{len(raw) - 10 - body.tell()} bytes after the signal's body", raw)
         return self.decode_avro_record(record, raw, now_ms)
 
     def decode_avro_record(self, record: dict, original: bytes, now_ms: int) -> dict | Rejection:
@@ -307,12 +320,21 @@ class SignalDecoder:
                 signal[name] = None
             elif value is not None and len(value) > limits.max_id_length:
                 raise _Invalid("field_too_long", f"{name} has {len(value)} characters; the limit is {limits.max_id_length}")
+        for name in IDENTIFIERS:
+            value = signal[name]
+            # Unrelated customers must not merge: no blank ids, and none told apart only by
+            # characters nobody sees (control, zero-width and other format characters, NUL).
+            if value is not None and (not value.isprintable() or value.isspace()):
+                raise _Invalid("invalid_identifier", f"{name} is blank or holds control or invisible characters")
         if signal["customer_id"] is None and signal["anonymous_id"] is None:
             raise _Invalid("missing_identity", "a signal needs customer_id, anonymous_id or both")
         attributes = signal["attributes"]
         if len(attributes) > limits.max_attributes:
             raise _Invalid("too_many_attributes", f"{len(attributes)} attributes; the limit is {limits.max_attributes}")
         for key, value in attributes.items():
+            if len(key) > limits.max_attribute_key_length:
+                raise _Invalid("field_too_long", f"an attribute name has {len(key)} characters; the limit is "
+                                                 f"{limits.max_attribute_key_length}")
             if len(value) > limits.max_attribute_value_length:
                 raise _Invalid("field_too_long", f"attributes.{key} has {len(value)} characters")
         for name in NUMERIC_ATTRIBUTES:
@@ -328,6 +350,34 @@ class SignalDecoder:
         if event_time < limits.min_event_time_ms:
             raise _Invalid("event_time_too_old", f"event_time {event_time} ({iso(event_time)}) is before "
                                                  f"{iso(limits.min_event_time_ms)}: seconds where milliseconds belong?")
+
+
+def _no_duplicate_keys(raw: bytes, obj: dict) -> None:
+    """orjson keeps the last of two equal keys; the contract allows one. The count of key ends is
+    never below the keys in the text, so when it matches the keys decoded, there is no repeat."""
+    attributes = obj.get("attributes")
+    decoded = len(obj) + (len(attributes) if type(attributes) is dict else 0)
+    keys = raw.count(b'":')
+    if keys == decoded and (raw.count(b":") == keys or _GAP_BEFORE_COLON.search(raw) is None):
+        return  # every key is directly followed by its colon, so the plain count counted them all
+    if len(_KEY_ENDS.findall(raw)) == decoded:
+        return
+    json.loads(raw, object_pairs_hook=_unique_pairs)
+
+
+def _unique_pairs(pairs: list) -> dict:
+    decoded = dict(pairs)
+    if len(decoded) != len(pairs):
+        seen = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        # A key outside the contract could be anything a person typed: name only the contract's own.
+        what = repeated if repeated in _CONTRACT_FIELDS else f"a key of {len(repeated)} characters"
+        raise _Invalid("duplicate_key", f"{what} appears twice in one object")
+    return decoded
+
+
+_CONTRACT_FIELDS = frozenset({"event_id", "event_time", "channel", "event_type", "customer_id", "anonymous_id",
+                              "session_hint", "attributes", "schema_version", "timezone"})
 
 
 def _a_number(text: str) -> bool:

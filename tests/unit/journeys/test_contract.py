@@ -107,7 +107,8 @@ def test_every_reason_is_produced_by_some_input():
               as_json(a_signal(), customer_id=None, anonymous_id=None), as_json(a_signal(), event_time=NOW * 2),
               as_json(a_signal(), event_time=5), as_json(a_signal(), attributes={str(i): "" for i in range(99)}),
               b"x" * 70_000, b"\x00" * 12, b"\xc3\x01" + b"\x00" * 12, as_json(a_signal(), timezone="Nowhere"),
-              as_json(a_signal(), attributes={"cart_value": "inf"})]
+              as_json(a_signal(), attributes={"cart_value": "inf"}), as_json(a_signal())[:-1] + b',"event_id":"x"}',
+              as_json(a_signal(), customer_id=" "), encode_avro(a_signal()) + b"\x00"]
     for raw in inputs:
         result = decoder.decode_json(raw, NOW) if not raw.startswith((b"\x00", b"\xc3")) else decoder.decode_avro(raw, NOW)
         seen.add(result.reason)
@@ -232,3 +233,41 @@ def test_an_exception_inside_intake_becomes_an_internal_error_that_names_only_it
     result = SignalDecoder(masker=_BrokenMasker(PrivacySettings("test-key"))).decode_json(raw, NOW)
     assert isinstance(result, Rejection) and result.original == raw
     assert (result.reason, result.detail) == ("internal_error", "intake raised RecursionError")
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"event_id":"e-1","customer_id":"c-1","customer_id":"c-2"}',
+    b'{"event_id":"e-1","customer\\u005fid":"c-1","customer_id":"c-2"}',   # the same key, escaped
+    b'{"event_id":"e-1", "attributes": {"sku": "a", "sku" : "b"}}',
+])
+def test_a_key_given_twice_in_one_object_is_rejected_rather_than_the_last_one_winning(raw):
+    signal = orjson.loads(as_json(a_signal(event_id="e-1")))
+    text = raw[:-1] + b"," + orjson.dumps({k: v for k, v in signal.items() if k not in orjson.loads(raw)})[1:]
+    result = rejection(text)
+    assert result.reason == "duplicate_key"
+    assert "c-2" not in result.detail and "sku" not in result.detail
+
+
+def test_a_value_that_only_looks_like_a_key_is_not_a_duplicate():
+    signal = a_signal(page='{"customer_id": "c-9"}', note='"event_id": x')
+    assert decoder.decode_json(as_json(signal), NOW) == signal
+
+
+@pytest.mark.parametrize("field, value", [
+    ("customer_id", " "), ("customer_id", "\t\n"), ("anonymous_id", "\u3000"), ("customer_id", "c-1\u200b"),
+    ("customer_id", "\ufeffc-1"), ("anonymous_id", "v\u00001"), ("event_id", "e\x07"), ("customer_id", "c\u2028-1"),
+])
+def test_an_identifier_that_is_blank_or_carries_invisible_or_control_characters_is_rejected(field, value):
+    result = rejection(as_json(a_signal(visitor="v-1"), **{field: value}))
+    assert result.reason == "invalid_identifier"
+
+
+def test_an_attribute_name_longer_than_the_limit_is_rejected():
+    result = rejection(as_json(a_signal(**{"k" * 60_000: "v"})))
+    assert result.reason == "field_too_long" and "60000" in result.detail
+
+
+def test_an_avro_message_with_bytes_after_its_body_is_rejected():
+    raw = encode_avro(a_signal()) + b"\x02xx"
+    result = decoder.decode_avro(raw, NOW)
+    assert (result.reason, result.original) == ("trailing_bytes", raw)
