@@ -129,6 +129,9 @@ class Plan:
                 check_transaction_timeout(self.kafka, load_flink_conf(args.flink_conf) | self.overrides)
         if isinstance(self.signals, FileAddress) and not self.signals.path.exists():
             raise AddressError(f"{args.signals}: no such file or directory")
+        if args.restore and not (Path(args.restore) / "_metadata").is_file():
+            raise AddressError(f"--restore {args.restore}: not a retained checkpoint or savepoint (a chk-N or "
+                               f"savepoint directory with a _metadata file)")
         models = _models_at_start(args, self.settings)  # its registry read runs beside the feature store's check
         self.features = _feature_settings(args, self.settings)
         self.models = None

@@ -30,6 +30,7 @@ import orjson
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from journeys.privacy import Masker
+from journeys.yamlconf import ConfigError, where
 from journeys.timeutil import MINUTE, format_duration, iso, parse_duration, parse_instant, zone
 
 SUPPORTED_SIGNAL_VERSIONS = (1, 2)
@@ -112,12 +113,22 @@ class IntakeLimits:
 
     @classmethod
     def from_config(cls, section: dict) -> "IntakeLimits":
-        return cls(
-            max_record_bytes=int(section.get("max_record_bytes", cls.max_record_bytes)),
-            max_future_skew_ms=parse_duration(section.get("max_future_skew", "5m")),
-            min_event_time_ms=parse_instant(section.get("min_event_time", "2000-01-01T00:00:00Z")),
-            max_attributes=int(section.get("max_attributes", cls.max_attributes)),
-        )
+        def size(key: str) -> int:
+            value = section.get(key, getattr(cls, key))
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{where(section, key)}: intake.{key} must be a whole number above 0, not {value!r}")
+            return value
+
+        def checked(key: str, parse, default):
+            try:
+                return parse(section.get(key, default))
+            except ValueError as error:
+                raise ConfigError(f"{where(section, key)}: intake.{key}: {error}") from None
+
+        return cls(max_record_bytes=size("max_record_bytes"),
+                   max_future_skew_ms=checked("max_future_skew", parse_duration, "5m"),
+                   min_event_time_ms=checked("min_event_time", parse_instant, "2000-01-01T00:00:00Z"),
+                   max_attributes=size("max_attributes"))
 
 
 @dataclass(frozen=True)

@@ -73,16 +73,16 @@ def parse_settings(doc, source: str = "<config>") -> JourneySettings:
             scan_values=tuple(privacy.get("scan_values", ("email", "card"))),
             scan_exempt=frozenset(privacy.get("scan_exempt") or ()),
         )
-        intake = IntakeLimits.from_config(section("intake"))
     except ValueError as error:
         raise ConfigError(f"{source}: {error}") from None
+    intake = IntakeLimits.from_config(section("intake"))  # its errors name the file, line and key
     settings = JourneySettings(
         max_out_of_orderness_ms=duration("event_time", "max_out_of_orderness", "2m"),
         idle_source_timeout_ms=duration("event_time", "idle_source_timeout", "1m"),
         session_gap_ms=duration("sessions", "gap", "30m"),
         dedupe_horizon_ms=duration("dedupe", "horizon", "1h"),
-        dedupe_max_ids=int(section("dedupe").get("max_ids", 64)),
-        touchpoints=int(section("journey").get("touchpoints", 10)),
+        dedupe_max_ids=_count(section("dedupe"), "max_ids", 64, "dedupe"),
+        touchpoints=_count(section("journey"), "touchpoints", 10, "journey"),
         state_ttl_ms=duration("state", "ttl", "400d"),
         intake=intake,
         privacy=privacy_settings,
@@ -94,17 +94,17 @@ def parse_settings(doc, source: str = "<config>") -> JourneySettings:
         policy_ref=str(section("decisions").get("policy", "retail")),
         latency_budget_ms=duration("decisions", "latency_budget", "50ms") / 1.0,
         outcome_window_ms=duration("decisions", "outcome_window", "7d"),
-        state_cache_keys=_count(section("state"), "cache_keys", 20_000),
+        state_cache_keys=_count(section("state"), "cache_keys", 20_000, "state"),
     )
     if settings.session_gap_ms <= 0:
         raise ConfigError(f"{where(section('sessions'), 'gap')}: sessions.gap must be positive")
     return settings
 
 
-def _count(part: dict, key: str, default: int) -> int:
+def _count(part: dict, key: str, default: int, section_name: str) -> int:
     value = part.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{where(part, key)}: {key} must be a whole number, 0 or more, not {value!r}")
+        raise ConfigError(f"{where(part, key)}: {section_name}.{key} must be a whole number, 0 or more, not {value!r}")
     return value
 
 

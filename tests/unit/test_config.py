@@ -30,3 +30,12 @@ def test_the_core_given_no_environment_refuses_a_placeholder_without_a_default(m
 def test_a_missing_file_is_a_configuration_error_that_names_it(tmp_path):
     with pytest.raises(ConfigError, match="cannot read .*nothing.yaml"):
         read_policy(tmp_path / "nothing.yaml")
+
+
+@pytest.mark.parametrize("section, key, value", [("dedupe", "max_ids", "lots"), ("journey", "touchpoints", "-3"),
+                                                 ("intake", "max_record_bytes", "'64k'"), ("intake", "max_future_skew", "soon")])
+def test_a_bad_number_in_the_job_configuration_names_the_file_the_line_and_the_key(tmp_path, section, key, value):
+    conf = tmp_path / "journeys.yaml"
+    conf.write_text(f"privacy:\n  hash_key: test-key\n{section}:\n  {key}: {value}\n")
+    with pytest.raises(ConfigError, match=rf"journeys.yaml line 4: {section}\.{key}"):
+        read_settings(str(conf))

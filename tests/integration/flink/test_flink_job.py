@@ -101,6 +101,13 @@ def test_records_that_once_stopped_the_job_for_good_become_dead_letters_and_the_
     assert (summary["events_in"], summary["accepted"], summary["rejected"]) == (17, 12, 5)
 
 
+def test_a_restore_from_a_path_that_holds_no_checkpoint_stops_before_flink_starts_and_says_why(simulated, tmp_path,
+                                                                                                   capsys):
+    assert run_job(job_arguments(simulated, tmp_path / "out", "--restore", str(tmp_path / "no-such-chk"))) == 2
+    said = capsys.readouterr().err
+    assert "--restore" in said and "not a retained checkpoint or savepoint" in said and "Exception" not in said
+
+
 def test_late_signals_go_to_their_own_output_when_one_is_given(simulated, tmp_path):
     out = tmp_path / "out"
     assert run_job(job_arguments(simulated, out, "--late", (out / "late").as_uri())) == 0
