@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from journeys.scoring import MODEL_KINDS
 from journeys.timeutil import parse_duration
@@ -21,6 +23,7 @@ class ModelServingSettings:
 
     @classmethod
     def from_config(cls, registry_uri: str, section: dict) -> "ModelServingSettings":
+        check_registry_uri(registry_uri)
         registered = section.get("registered", {kind: kind for kind in MODEL_KINDS})
         if not isinstance(registered, dict) or not registered:
             raise ValueError("models.registered must map model kinds to registered model names")
@@ -43,6 +46,21 @@ class ModelServingSettings:
         doc = json.loads(text)
         doc["registered"] = tuple(tuple(pair) for pair in doc["registered"])
         return cls(**doc)
+
+
+def check_registry_uri(uri: str) -> None:
+    """Refuse at start what no poll could ever read: a registry in plain files. MLflow 3.17's file
+    store is in maintenance mode and raises a notice about that on first use, which would otherwise
+    stand as the reason for a path that does not even exist."""
+    scheme, separator, rest = uri.partition("://")
+    if separator and scheme != "file":
+        return  # sqlite:///..., http(s)://..., databricks and the like: polls say if they cannot be read
+    path = Path(unquote(urlparse(uri).path) if separator else uri)
+    if not path.exists():
+        raise ValueError(f"--model-registry {uri}: no such directory")
+    raise ValueError(f"--model-registry {uri}: a registry in plain files is not served (MLflow's file store is in "
+                     f"maintenance mode); use sqlite:///PATH/mlflow.db or an http(s):// tracking server, and "
+                     f"`mlflow migrate-filestore` to move this one")
 
 
 def short_error(error: Exception) -> str:

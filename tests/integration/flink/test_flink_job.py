@@ -108,6 +108,16 @@ def test_a_restore_from_a_path_that_holds_no_checkpoint_stops_before_flink_start
     assert "--restore" in said and "not a retained checkpoint or savepoint" in said and "Exception" not in said
 
 
+@pytest.mark.parametrize("registry, said", [("file:///no/such", "file:///no/such: no such directory"),
+                                             ("{tmp}", "a registry in plain files is not served")])
+def test_a_model_registry_in_plain_files_stops_the_driver_with_its_own_reason(simulated, tmp_path, capsys, registry,
+                                                                              said):
+    arguments = job_arguments(simulated, tmp_path / "out", "--model-registry", registry.format(tmp=tmp_path))
+    assert run_job(arguments) == 2
+    error = capsys.readouterr().err
+    assert said in error and "maintenance mode and will not receive" not in error
+
+
 def test_late_signals_go_to_their_own_output_when_one_is_given(simulated, tmp_path):
     out = tmp_path / "out"
     assert run_job(job_arguments(simulated, out, "--late", (out / "late").as_uri())) == 0

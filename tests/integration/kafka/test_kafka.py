@@ -15,7 +15,7 @@ import pytest
 from jobs.journey_job import main as run_job
 from journeys.contract import DECISION_SCHEMA, decode_record_avro
 from pipelines.kafka.settings import KafkaSettings, load_properties_file
-from pipelines.kafka.tools import librdkafka_properties, produce_signals, read_topic
+from pipelines.kafka.tools import create_topics, librdkafka_properties, produce_signals, read_topic
 from pipelines.reports.summary import read_records
 from pipelines.tools.files import read_lines
 from pipelines.tools.simulate import SimulationSpec, write_simulation
@@ -90,6 +90,33 @@ def test_at_least_once_delivery_keeps_every_decision(kafka_broker, fresh_topics,
     assert run_job(arguments) == 0
     ids = {orjson.loads(value)["decision_id"] for value in topic_values(bootstrap, fresh_topics["decisions"])}
     assert ids == {d["decision_id"] for d in read_records(file_run / "decisions")}
+
+
+def test_every_output_on_kafka_carries_what_the_same_output_in_files_carries(kafka_broker, fresh_topics, signals_file,
+                                                                             tmp_path):
+    bootstrap = kafka_broker.bootstrap_servers
+    create_topics(bootstrap, {f"{fresh_topics['signals']}-{name}": 2 for name in ("decision-log", "feature-rows")})
+    extra = {name: f"{fresh_topics['signals']}-{name}" for name in ("decision-log", "feature-rows")}
+    files = tmp_path / "files"
+    assert run_job(job_arguments(signals_file, files, "--late", (files / "late").as_uri(),
+                                 "--decision-log", (files / "decision-log").as_uri(),
+                                 "--feature-rows", (files / "feature-rows").as_uri())) == 0
+    report = produce_signals(bootstrap, fresh_topics["signals"], read_lines(signals_file))
+    assert run_job(kafka_arguments(bootstrap, fresh_topics, report.stop_offsets(), tmp_path / "s.json",
+                                   *(option for name, topic in extra.items()
+                                     for option in (f"--{name}", f"kafka://{bootstrap}/{topic}")))) == 0
+
+    def on_kafka(topic):
+        return [orjson.loads(value) for value in topic_values(bootstrap, topic)]
+
+    def ids(records, field):
+        return sorted(record[field] for record in records)
+
+    assert ids(on_kafka(extra["decision-log"]), "decision_id") == ids(read_records(files / "decision-log"), "decision_id")
+    assert len(on_kafka(extra["feature-rows"])) == len(list(read_records(files / "feature-rows"))) > 0
+    assert ids(on_kafka(fresh_topics["decisions"]), "decision_id") == ids(read_records(files / "decisions"), "decision_id")
+    assert len(on_kafka(fresh_topics["journeys"])) == len(list(read_records(files / "journeys")))
+    assert len(on_kafka(fresh_topics["dead-letter"])) == len(list(read_records(files / "dead-letter"))) > 0
 
 
 @pytest.mark.parametrize("case, change, message", [
