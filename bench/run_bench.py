@@ -173,6 +173,12 @@ def main(argv=None) -> int:
               f"p99 {inference['inference_p99_us_per_decision']} us (both champions); pyfunc predict "
               f"{inference['pyfunc_one_row_ms']} ms on one row", flush=True)
 
+    from intake_bench import measure_hostile_intake
+
+    intake = measure_hostile_intake()
+    print(f"  intake of a 64 KB record: plain {intake['plain_64kb_ms']} ms, slowest hostile "
+          f"{intake['slowest_hostile_64kb_ms']} ms ({intake['slowest_hostile']})", flush=True)
+
     core_runs, job_runs, kafka_runs, feature_runs, replay_runs, replay2_runs = [], [], [], [], [], []
     model_runs, quiet_runs, loop_runs, sql_runs = [], [], [], []
     for attempt in range(args.runs):
@@ -250,6 +256,7 @@ def main(argv=None) -> int:
         "target_events_per_second": 10_000,
         "job_runs": job_runs,
         "core_runs": core_runs,
+        "intake_64kb": intake,
     }
     if loop_runs:
         loop_rate = median(r["events_per_second"] for r in loop_runs)
@@ -320,6 +327,8 @@ def main(argv=None) -> int:
         ("event-to-decision latency p50", f"{results['latency_p50_ms']} ms"),
         ("event-to-decision latency p99", f"{results['latency_p99_ms']} ms"),
         ("job wall clock incl. JVM start and input scan", f"{results['job_wall_seconds']:.1f} s"),
+        ("intake, 64 KB record: plain / slowest hostile (budget 5 ms)",
+         f"{intake['plain_64kb_ms']} / {intake['slowest_hostile_64kb_ms']} ms"),
     ]
     if loop_runs:
         rows += [

@@ -118,6 +118,30 @@ def test_a_model_registry_in_plain_files_stops_the_driver_with_its_own_reason(si
     assert said in error and "maintenance mode and will not receive" not in error
 
 
+def test_three_thousand_hostile_lines_among_simulated_signals_leave_the_job_running_and_the_counts_adding_up(
+        simulated, tmp_path):
+    import random
+
+    from pipelines.tools.hostile import hostile_lines
+
+    lines = simulated.read_bytes().splitlines()
+    rng = random.Random(11)
+    for _, hostile in hostile_lines(3_000, seed=7, at=BEGINNING):
+        lines.insert(rng.randint(0, len(lines)), hostile)
+    signals = tmp_path / "signals.jsonl"
+    signals.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out"
+    assert run_job(job_arguments(signals, out)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    expected = reference_output(signals, summary["end_clock"])
+    produced = job_output(out)
+    assert canonical(produced["dead-letter"]) == canonical(expected.dead_letters)
+    assert "internal_error" not in summary["rejected_by_reason"]
+    assert canonical(produced["decisions"]) == canonical(expected.decisions)
+    assert summary["events_in"] == len(lines) == summary["accepted"] + summary["rejected"] + summary["duplicates"]
+    assert summary["balanced"] is True
+
+
 def test_late_signals_go_to_their_own_output_when_one_is_given(simulated, tmp_path):
     out = tmp_path / "out"
     assert run_job(job_arguments(simulated, out, "--late", (out / "late").as_uri())) == 0
