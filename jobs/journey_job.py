@@ -109,6 +109,8 @@ class Plan:
 
     def __init__(self, args: argparse.Namespace):
         self.settings = read_settings(args.conf)
+        if self.settings.privacy.key_warning():
+            print(f"journey_job: {self.settings.privacy.key_warning()}", file=sys.stderr)
         self.ontology = read_ontology(args.ontology) if args.ontology else settings_ontology(self.settings)
         self.signals = parse_address(args.signals)
         self.outputs = {name: parse_address(getattr(args, argument))

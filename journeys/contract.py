@@ -235,8 +235,7 @@ class SignalDecoder:
             _no_duplicate_keys(raw, obj)
             return self._normalize(obj, now_ms)
         except _Invalid as invalid:
-            event_id = obj.get("event_id")
-            return Rejection(invalid.reason, invalid.detail, raw, event_id if type(event_id) is str else None)
+            return Rejection(invalid.reason, invalid.detail, raw, self._shown_event_id(obj.get("event_id")))
 
     # -- Avro --------------------------------------------------------------------------------
     def decode_avro(self, raw: bytes, now_ms: int) -> dict | Rejection:
@@ -271,7 +270,17 @@ class SignalDecoder:
         try:
             return self._normalize(record, now_ms)
         except _Invalid as invalid:
-            return Rejection(invalid.reason, invalid.detail, original, record.get("event_id"))
+            return Rejection(invalid.reason, invalid.detail, original, self._shown_event_id(record.get("event_id")))
+
+    def _shown_event_id(self, value) -> str | None:
+        """A rejected record's event id, for finding it again, where it is a plain id: not one
+        that is too long, holds invisible characters, or holds what the privacy scan would mask.
+        The original bytes keep it either way."""
+        if type(value) is not str or not 0 < len(value) <= self.limits.max_id_length or not value.isprintable():
+            return None
+        if self.masker is not None and self.masker.mask_attributes({"event_id": value})["event_id"] != value:
+            return None
+        return value
 
     def read_avro_container(self, source: BinaryIO, now_ms: int) -> Iterator[dict | Rejection]:
         """Every signal in an Avro object container file written with signal schema v1 or v2."""
@@ -300,11 +309,11 @@ class SignalDecoder:
             elif type(value) is not kind:
                 raise _Invalid("wrong_type", f"{name} must be {_EXPECTED[kind]}, got {type(value).__name__}")
             elif symbols is not None and value not in symbols:
-                raise _Invalid(f"unknown_{name}", f"{name} {value!r} is not one of {sorted(symbols)}")
+                raise _Invalid(f"unknown_{name}", f"{name} is not one of {sorted(symbols)}")  # the value may be anything
             elif kind is dict:
                 for key, item in value.items():
                     if type(item) is not str:
-                        raise _Invalid("wrong_type", f"{name}.{key} must be a string, got {type(item).__name__}")
+                        raise _Invalid("wrong_type", f"{name} values must be strings, got {type(item).__name__}")
             signal[name] = value
         if version != CURRENT_SIGNAL_VERSION:
             for name, default in self._v2_defaults.items():
@@ -347,7 +356,8 @@ class SignalDecoder:
                 raise _Invalid("field_too_long", f"an attribute name has {len(key)} characters; the limit is "
                                                  f"{limits.max_attribute_key_length}")
             if len(value) > limits.max_attribute_value_length:
-                raise _Invalid("field_too_long", f"attributes.{key} has {len(value)} characters")
+                raise _Invalid("field_too_long", f"an attribute value has {len(value)} characters; the limit is "
+                                                 f"{limits.max_attribute_value_length}")
         for name in NUMERIC_ATTRIBUTES:
             number = attributes.get(name)
             if number and not _a_number(number):

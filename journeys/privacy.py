@@ -41,6 +41,9 @@ class _TooMany(Exception):
     pass
 
 
+DEVELOPMENT_HASH_KEY = "dev-only-hash-key"  # the packaged configuration's default: known to everyone
+
+
 @dataclass(frozen=True)
 class PrivacySettings:
     hash_key: str
@@ -57,6 +60,14 @@ class PrivacySettings:
                 raise ValueError(f"privacy.scan_values: unknown detector {detector!r}; use any of {', '.join(DETECTORS)}")
         if not self.hash_key:
             raise ValueError("privacy.hash_key is empty: set it (or the environment variable it names)")
+
+    def key_warning(self) -> str | None:
+        """What to say at start when the hash key is the one everybody knows."""
+        if self.hash_key != DEVELOPMENT_HASH_KEY:
+            return None
+        return ("WARNING: privacy.hash_key is the development key, which is public: anyone can reverse the "
+                "hashed e-mail addresses and ids of this run by hashing guesses. Set JOURNEYS_HASH_KEY (or "
+                "privacy.hash_key in your journeys.yaml) to a secret of 32 random bytes or more (docs/contract.md).")
 
 
 def luhn_valid(digits: str) -> bool:

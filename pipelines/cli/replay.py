@@ -49,6 +49,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if unknown or not emit:
         raise ValueError(f"--emit: unknown table {unknown[0] if unknown else '(none)'}; choose from {', '.join(EMITS)}")
     settings = read_settings(args.conf)
+    if settings.privacy.key_warning():
+        print(f"journeys replay: {settings.privacy.key_warning()}", file=sys.stderr)
     ontology = read_ontology(args.ontology) if args.ontology else settings_ontology(settings)
     profiles = None
     if args.profiles:

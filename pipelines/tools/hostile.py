@@ -18,6 +18,9 @@ PERSONAL_DATA = ("ann.smith@example.com", "ann.smith%40example.com", "ann.smith�
                  "4111  1111  1111  1111", "4111 - 1111 - 1111 - 1111", "４１１１１１１１１１１１１１１１",
                  "/cart?email=ann.smith@example.com&step=2")
 
+# What attribute values usually hold, digits and punctuation included: the yardstick for the others.
+PLAIN_TEXT = "Order 12345 of 2026-03-02: 3 items, 59.90 EUR, see /orders/12345?tab=items " * 30
+
 # Attribute values that make a backtracking scanner read a text once per start.
 HOSTILE_VALUES = {
     "a run of address characters before an @": "a" * 2039 + "@",

@@ -142,6 +142,19 @@ def test_three_thousand_hostile_lines_among_simulated_signals_leave_the_job_runn
     assert summary["balanced"] is True
 
 
+@pytest.mark.parametrize("key, warned", [(None, True), ("a-secret-of-this-deployment", False)])
+def test_the_driver_warns_at_start_while_the_public_development_hash_key_is_in_force(tmp_path, capsys, monkeypatch,
+                                                                                     key, warned):
+    if key is None:
+        monkeypatch.delenv("JOURNEYS_HASH_KEY", raising=False)
+    else:
+        monkeypatch.setenv("JOURNEYS_HASH_KEY", key)
+    assert run_job(job_arguments(tmp_path / "no-such-input.jsonl", tmp_path / "out")) == 2  # stops before Flink
+    said = capsys.readouterr().err
+    assert ("privacy.hash_key is the development key" in said) is warned
+    assert ("Set JOURNEYS_HASH_KEY" in said) is warned  # and says what to do
+
+
 def test_late_signals_go_to_their_own_output_when_one_is_given(simulated, tmp_path):
     out = tmp_path / "out"
     assert run_job(job_arguments(simulated, out, "--late", (out / "late").as_uri())) == 0

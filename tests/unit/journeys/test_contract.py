@@ -271,3 +271,25 @@ def test_an_avro_message_with_bytes_after_its_body_is_rejected():
     raw = encode_avro(a_signal()) + b"\x02xx"
     result = decoder.decode_avro(raw, NOW)
     assert (result.reason, result.original) == ("trailing_bytes", raw)
+
+
+MASKING = SignalDecoder(masker=Masker(PrivacySettings("test-key")))
+
+
+@pytest.mark.parametrize("changes", [
+    {"event_id": "ann.smith@example.com", "channel": "fax"},
+    {"event_id": "e-1", "channel": "ann.smith@example.com"},
+    {"event_id": "e-1", "attributes": {"ann.smith@example.com": "x" * 3000}},
+    {"event_id": "e-1", "attributes": {"ann.smith@example.com": 5}},
+    {"event_id": "4111 1111 1111 1111", "customer_id": None, "anonymous_id": None},
+])
+def test_a_dead_letter_adds_no_personal_data_to_the_bytes_it_keeps(changes):
+    raw = as_json(a_signal(), **changes)
+    result = MASKING.decode_json(raw, NOW)
+    assert isinstance(result, Rejection) and result.original == raw
+    planted = [value for value in ("ann.smith@example.com", "4111 1111 1111 1111") if value.encode() in raw]
+    assert not any(value in result.detail or value == result.event_id for value in planted)
+
+
+def test_a_dead_letter_names_a_plain_event_id():
+    assert MASKING.decode_json(as_json(a_signal(event_id="e-77"), channel="fax"), NOW).event_id == "e-77"
