@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 TREATMENTS = ("hash", "mask", "redact", "keep")
@@ -27,8 +28,15 @@ _DOMAIN = re.compile(r"[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # The repetitions are bounded, so each start costs a few dozen steps at most. Each pattern opens
 # with the characters a finding starts with, and looks behind only after them: the regex engine
 # then skips to those characters at C speed instead of trying every position of a text.
-_CARD_LIKE = re.compile(r"\d(?<!\d\d)(?:[ -]?\d){12,18}(?!\d)")  # 13 to 19 digits, single spaces or dashes
-_PHONE = re.compile(r"[+\d](?<!\w[+\d])(?:(?<=\+)\d|(?<=\d))[\d ()-]{6,17}\d(?![\w])")
+# A card number: 13 to 19 digits, grouped by one or two spaces, or a dash, dot or slash with a
+# space on either side or none.
+_CARD_LIKE = re.compile(r"\d(?<!\d\d)(?:(?: {1,2}| ?[-./] ?)?\d){12,18}(?!\d)")
+# A phone number written as one: with a leading +, with an area code in parentheses, or as
+# 3-3-4 digits with spaces, dots or dashes. Bare digit runs (order numbers) and dates are not.
+_PHONE = re.compile(r"[+(\d](?<!\w[+(\d])(?:(?<=\+)\d[\d ()./-]{6,17}\d|(?<=\()\d{2,5}\)[ .-]?\d{2,4}[ .-]?\d{3,4}"
+                    r"|(?<=\d)\d\d[ .-]\d{3}[ .-]\d{4})(?![\w])")
+_URL_ENCODED_AT = re.compile(r"%40", re.IGNORECASE)
+_NOT_DIGITS = re.compile(r"\D")
 # Findings one value may hold before it is redacted whole: a free text with more personal data
 # than this is not worth keeping, and the bound keeps a hostile record's cost bounded too.
 MAX_FINDINGS = 8
@@ -48,7 +56,7 @@ DEVELOPMENT_HASH_KEY = "dev-only-hash-key"  # the packaged configuration's defau
 class PrivacySettings:
     hash_key: str
     attributes: dict[str, str] = field(default_factory=dict)
-    scan_values: tuple[str, ...] = ("email", "card")
+    scan_values: tuple[str, ...] = ("email", "card", "phone")
     scan_exempt: frozenset[str] = frozenset()
 
     def __post_init__(self):
@@ -113,8 +121,14 @@ class Masker:
         if treatment is not None:
             return self._apply(treatment, value)
         if name.lower() in self._exempt:
-            return value
+            return self._scan_query(value) if "?" in value else value
         return self._scan(value)
+
+    def _scan_query(self, value: str) -> str:
+        """An exempt value's URL query and fragment are scanned all the same: ?email=... is common."""
+        path, _, query = value.partition("?")
+        scanned = self._scan(query)
+        return value if scanned is query else f"{path}?{scanned}"
 
     def _apply(self, treatment: str, value: str) -> str:
         if treatment == "hash":
@@ -126,8 +140,13 @@ class Masker:
         return value
 
     def _scan(self, value: str) -> str:
+        """The value with what the detectors find treated; the value itself when they find nothing.
+        They read it as NFKC (fullwidth ＠ and digits as their ASCII forms) with %40 as @."""
+        text = value if value.isascii() else unicodedata.normalize("NFKC", value)
+        if "%" in text:
+            text = _URL_ENCODED_AT.sub("@", text)
         try:
-            result = value
+            result = text
             if self._scan_email and "@" in result:
                 result = self._hash_emails(result)
             if self._scan_card and len(result) >= 13:
@@ -136,7 +155,7 @@ class Masker:
                 result = _bounded_sub(_PHONE, lambda m: self._apply("mask", m.group(0)), result)
         except _TooMany:
             return REDACTED
-        return value if result == value else result
+        return value if result == text else result
 
     def _hash_emails(self, text: str) -> str:
         """Each address hashed, as the pattern local@domain.tld read left to right would find them."""
@@ -174,5 +193,5 @@ def _bounded_sub(pattern: re.Pattern, replace, text: str) -> str:
 
 
 def _card_or_keep(match: re.Match) -> str:
-    digits = match.group(0).replace(" ", "").replace("-", "")
+    digits = _NOT_DIGITS.sub("", match.group(0))
     return CARD_REDACTED if luhn_valid(digits) else match.group(0)
