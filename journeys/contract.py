@@ -64,6 +64,7 @@ REJECTION_REASONS = (
     "duplicate_key",
     "invalid_identifier",
     "trailing_bytes",
+    "invalid_event_type",
 )
 
 # Attributes the core reads as numbers. Each must be a plain decimal (no NaN, no infinity, no
@@ -72,6 +73,9 @@ REJECTION_REASONS = (
 NUMERIC_ATTRIBUTES = ("cart_value",)
 MAX_NUMBER = 1e12
 IDENTIFIERS = ("event_id", "customer_id", "anonymous_id")
+# An event type is a name: letters, digits, spaces and _ . : / - (page_view, Page View, cart:add).
+_EVENT_TYPE = re.compile(r"[\w .:/-]+")
+_EVENT_TYPES_CHECKED = 4096  # names remembered as good; a producer sends a few dozen
 # Every key in JSON text is a string followed by a colon; string values holding '":' only make this
 # count too high, which sends the record to the exact (slower) duplicate check.
 _KEY_ENDS = re.compile(rb'"\s*:')
@@ -208,6 +212,7 @@ class SignalDecoder:
             schema_fingerprint(f"signal.v{version}"): version for version in SUPPORTED_SIGNAL_VERSIONS
         }
         self.channels = next(s.symbols for s in self._specs[2] if s.name == "channel")
+        self._good_event_types: set[str] = set()
 
     # -- JSON lines -------------------------------------------------------------------------
     def decode_json(self, raw: bytes, now_ms: int) -> dict | Rejection:
@@ -272,6 +277,16 @@ class SignalDecoder:
         except _Invalid as invalid:
             return Rejection(invalid.reason, invalid.detail, original, self._shown_event_id(record.get("event_id")))
 
+    def _check_event_type(self, event_type: str) -> None:
+        """An event type reaches the journey log and the summary, so it must be a name, and one
+        in which the privacy scan finds nothing (no phone number sent as an event type)."""
+        if _EVENT_TYPE.fullmatch(event_type) is None or event_type.isspace():
+            raise _Invalid("invalid_event_type", "event_type may hold only letters, digits, spaces and _ . : / -")
+        if self.masker is not None and self.masker.mask_attributes({"event_type": event_type})["event_type"] != event_type:
+            raise _Invalid("invalid_event_type", "event_type holds what the privacy scan masks")
+        if len(self._good_event_types) < _EVENT_TYPES_CHECKED:
+            self._good_event_types.add(event_type)
+
     def _shown_event_id(self, value) -> str | None:
         """A rejected record's event id, for finding it again, where it is a plain id: not one
         that is too long, holds invisible characters, or holds what the privacy scan would mask.
@@ -334,6 +349,8 @@ class SignalDecoder:
             raise _Invalid("empty_field", "event_type is empty")
         if len(signal["event_type"]) > limits.max_event_type_length:
             raise _Invalid("field_too_long", f"event_type has {len(signal['event_type'])} characters")
+        if signal["event_type"] not in self._good_event_types:
+            self._check_event_type(signal["event_type"])
         for name in ("customer_id", "anonymous_id", "session_hint"):
             value = signal[name]
             if value == "":

@@ -112,12 +112,14 @@ class Transitions:
                       ingested_at: int | None, out: list) -> None:
         at, event_type, event_id = signal["event_time"], signal["event_type"], signal["event_id"]
         decide = self.decision_point.decide
+        # Text for people names only signals of the ontology: anything else is whatever was sent.
+        named = event_type if event_type in self.ontology.signals else "a signal the ontology does not map"
         if started and moved_by is None:
             decide(journey, "journey_started", event_id, at, "first_signal",
-                   f"a new journey in {journey.stage} on {event_type}", ingested_at, out)
+                   f"a new journey in {journey.stage} on {named}", ingested_at, out)
         if moved_by is not None:
             plans.cancel_reached(journey, journey.stage, at, out)
-            reason = f"entered {journey.stage} from {previous} on {event_type} (rule {moved_by})"
+            reason = f"entered {journey.stage} from {previous} on {named} (rule {moved_by})"
             decide(journey, "stage_entered", event_id, at, moved_by, reason, ingested_at, out)
         if event_type in self.ontology.escalation_types:
             self._escalate(journey, event_type, event_id, at, ingested_at, out)

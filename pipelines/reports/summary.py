@@ -116,7 +116,9 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
                      "by_type": dict(Counter(o["event_type"] for o in log.outcomes).most_common())},
         "feature_lookups": _feature_lookups(acted),
         "model_usage": _model_usage(acted),
-        "unmapped_signals": dict(log.unmapped.most_common()),
+        # Counts only: a type the ontology does not know is whatever a producer sent, and a
+        # summary is read by people (the journey log marks each such signal "unmapped").
+        "unmapped_signals": {"signals": sum(log.unmapped.values()), "types": len(log.unmapped)},
         "stage_accuracy": round(log.matched / log.compared, 4) if log.compared else None,
         "stage_accuracy_by_true_stage": {stage: round(hit / total, 4) for stage, (total, hit) in sorted(log.per_stage.items())},
         "signals_with_truth": log.compared,
@@ -270,8 +272,10 @@ def _model_rows(rows: _Rows, summary: dict) -> None:
 
 
 def _accuracy_rows(rows: _Rows, summary: dict) -> None:
-    if summary["unmapped_signals"]:
-        rows.row("signals the ontology does not map", ", ".join(f"{k}: {v}" for k, v in summary["unmapped_signals"].items()))
+    unmapped = summary["unmapped_signals"]
+    if unmapped["signals"]:
+        rows.row("signals the ontology does not map", f"{unmapped['signals']:,} of {unmapped['types']:,} types "
+                                                      "(marked unmapped in the journey log)")
     if summary["stage_accuracy"] is not None:
         rows.row("stage accuracy vs ground truth", f"{summary['stage_accuracy']:.1%} of {summary['signals_with_truth']:,} signals")
         for stage, share in summary["stage_accuracy_by_true_stage"].items():

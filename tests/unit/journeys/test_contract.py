@@ -108,7 +108,8 @@ def test_every_reason_is_produced_by_some_input():
               as_json(a_signal(), event_time=5), as_json(a_signal(), attributes={str(i): "" for i in range(99)}),
               b"x" * 70_000, b"\x00" * 12, b"\xc3\x01" + b"\x00" * 12, as_json(a_signal(), timezone="Nowhere"),
               as_json(a_signal(), attributes={"cart_value": "inf"}), as_json(a_signal())[:-1] + b',"event_id":"x"}',
-              as_json(a_signal(), customer_id=" "), encode_avro(a_signal()) + b"\x00"]
+              as_json(a_signal(), customer_id=" "), encode_avro(a_signal()) + b"\x00",
+              as_json(a_signal(), event_type="(555) 123-4567")]
     for raw in inputs:
         result = decoder.decode_json(raw, NOW) if not raw.startswith((b"\x00", b"\xc3")) else decoder.decode_avro(raw, NOW)
         seen.add(result.reason)
@@ -293,3 +294,16 @@ def test_a_dead_letter_adds_no_personal_data_to_the_bytes_it_keeps(changes):
 
 def test_a_dead_letter_names_a_plain_event_id():
     assert MASKING.decode_json(as_json(a_signal(event_id="e-77"), channel="fax"), NOW).event_id == "e-77"
+
+
+@pytest.mark.parametrize("event_type", ["(555) 123-4567", "555 123 4567", "ann.smith@example.com", "4111 1111 1111 1111",
+                                        "a\tb", "   ", "<script>", "50%"])
+def test_an_event_type_that_is_not_a_name_or_holds_personal_data_is_rejected(event_type):
+    result = MASKING.decode_json(as_json(a_signal(), event_type=event_type), NOW)
+    assert isinstance(result, Rejection) and result.reason == "invalid_event_type"
+    assert event_type not in result.detail
+
+
+@pytest.mark.parametrize("event_type", ["page_view", "Page View", "cart:add", "checkout.completed", "événement", "v2/login"])
+def test_event_types_that_are_names_are_taken(event_type):
+    assert MASKING.decode_json(as_json(a_signal(), event_type=event_type), NOW)["event_type"] == event_type

@@ -173,6 +173,12 @@ def test_signals_the_ontology_does_not_know_are_kept_but_move_no_one(transitions
     assert journey.stage == "discovery" and journey.counts == {"wishlist_add": 1}
 
 
+def test_text_for_people_names_no_signal_the_ontology_does_not_know(transitions):
+    _, outputs = apply_all(transitions, [a_signal("Call 555 123 4567", BEGINNING)])
+    [decision] = decisions_in(outputs, acted_only=False)
+    assert "555" not in decision["justification"] and "does not map" in decision["justification"]
+
+
 def test_state_stays_bounded_however_many_signals_arrive(transitions):
     signals = [a_signal("page_view", BEGINNING + i * MINUTE) for i in range(500)]
     journey, _ = apply_all(transitions, signals)

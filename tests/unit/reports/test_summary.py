@@ -49,3 +49,11 @@ def test_the_summary_adds_up_and_scores_stages_against_the_truth():
 def test_a_summary_with_a_lost_record_does_not_add_up():
     run = play([a_signal("page_view", BEGINNING)])
     assert summarize(run.lines_in + 1, run.journey_records, run.decisions, run.dead_letters)["balanced"] is False
+
+
+def test_the_summary_counts_signals_the_ontology_does_not_map_without_naming_them():
+    run = play([a_signal("wishlist_add", BEGINNING), a_signal("Call 555 0100", BEGINNING + 1),
+                a_signal("wishlist_add", BEGINNING + 2)])
+    summary = summarize(run.lines_in, run.journey_records, run.decisions, run.dead_letters)
+    assert summary["unmapped_signals"] == {"signals": 3, "types": 2}
+    assert "wishlist_add" not in str(summary) and "0100" not in str(summary)
