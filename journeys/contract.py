@@ -73,6 +73,7 @@ REJECTION_REASONS = (
 NUMERIC_ATTRIBUTES = ("cart_value",)
 MAX_NUMBER = 1e12
 IDENTIFIERS = ("event_id", "customer_id", "anonymous_id")
+_PSEUDONYMIZED = ("event_id", "customer_id", "anonymous_id", "session_hint")
 # An event type is a name: letters, digits, spaces and _ . : / - (page_view, Page View, cart:add).
 _EVENT_TYPE = re.compile(r"[\w .:/-]+")
 _EVENT_TYPES_CHECKED = 4096  # names remembered as good; a producer sends a few dozen
@@ -365,6 +366,13 @@ class SignalDecoder:
                 raise _Invalid("invalid_identifier", f"{name} is blank or holds control or invisible characters")
         if signal["customer_id"] is None and signal["anonymous_id"] is None:
             raise _Invalid("missing_identity", "a signal needs customer_id, anonymous_id or both")
+        if self.masker is not None and self.masker.pseudonymize_ids:
+            # An e-mail address or phone number used as an id would become a state key, a Kafka
+            # key and a Feast entity; its keyed pseudonym does all that as well.
+            pseudonym = self.masker.pseudonym
+            for name in _PSEUDONYMIZED:
+                if signal[name] is not None:
+                    signal[name] = pseudonym(signal[name])
         attributes = signal["attributes"]
         if len(attributes) > limits.max_attributes:
             raise _Invalid("too_many_attributes", f"{len(attributes)} attributes; the limit is {limits.max_attributes}")

@@ -40,6 +40,7 @@ _NOT_DIGITS = re.compile(r"\D")
 # Findings one value may hold before it is redacted whole: a free text with more personal data
 # than this is not worth keeping, and the bound keeps a hostile record's cost bounded too.
 MAX_FINDINGS = 8
+_PSEUDONYMS_KEPT = 65_536  # identifiers judged, kept so that a customer's next signal is judged at once
 MAX_AT_SIGNS = 32  # "@" read in one value, e-mail or not, for the same reason
 REDACTED = "[redacted]"
 CARD_REDACTED = "[card]"
@@ -58,6 +59,7 @@ class PrivacySettings:
     attributes: dict[str, str] = field(default_factory=dict)
     scan_values: tuple[str, ...] = ("email", "card", "phone")
     scan_exempt: frozenset[str] = frozenset()
+    pseudonymize_ids: bool = True  # ids in which the scan finds personal data become id tokens
 
     def __post_init__(self):
         for name, treatment in self.attributes.items():
@@ -98,10 +100,27 @@ class Masker:
         self._scan_email = "email" in settings.scan_values
         self._scan_card = "card" in settings.scan_values
         self._scan_phone = "phone" in settings.scan_values
+        self.pseudonymize_ids = settings.pseudonymize_ids
+        self._pseudonyms: dict[str, str] = {}
 
     def token(self, value: str) -> str:
         digest = hmac.new(self._key, value.strip().lower().encode(), hashlib.sha256).hexdigest()
         return "h:" + digest[:20]
+
+    def id_token(self, value: str) -> str:
+        """An identifier's pseudonym: keyed like token(), but of the exact id, since ids are told
+        apart by case (two visitors "Ann@x.com" and "ann@x.com" stay two)."""
+        return "p:" + hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()[:24]
+
+    def pseudonym(self, identifier: str) -> str:
+        """The identifier itself, or its id token where the scan finds personal data in it."""
+        known = self._pseudonyms.get(identifier)
+        if known is None:
+            known = self.id_token(identifier) if self._scan(identifier) != identifier else identifier
+            if len(self._pseudonyms) >= _PSEUDONYMS_KEPT:
+                self._pseudonyms.clear()
+            self._pseudonyms[identifier] = known
+        return known
 
     def mask_attributes(self, attributes: dict[str, str]) -> dict[str, str]:
         """A copy of attributes with sensitive values treated; the input is not changed."""

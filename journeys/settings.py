@@ -70,8 +70,9 @@ def parse_settings(doc, source: str = "<config>") -> JourneySettings:
         privacy_settings = PrivacySettings(
             hash_key=str(privacy.get("hash_key", "")),
             attributes={str(k): str(v) for k, v in (privacy.get("attributes") or {}).items()},
-            scan_values=tuple(privacy.get("scan_values", ("email", "card"))),
+            scan_values=tuple(privacy.get("scan_values", ("email", "card", "phone"))),
             scan_exempt=frozenset(privacy.get("scan_exempt") or ()),
+            pseudonymize_ids=_flag(privacy, "pseudonymize_ids", True),
         )
     except ValueError as error:
         raise ConfigError(f"{source}: {error}") from None
@@ -99,6 +100,13 @@ def parse_settings(doc, source: str = "<config>") -> JourneySettings:
     if settings.session_gap_ms <= 0:
         raise ConfigError(f"{where(section('sessions'), 'gap')}: sessions.gap must be positive")
     return settings
+
+
+def _flag(part: dict, key: str, default: bool) -> bool:
+    value = part.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where(part, key)}: privacy.{key} must be true or false, not {value!r}")
+    return value
 
 
 def _count(part: dict, key: str, default: int, section_name: str) -> int:

@@ -155,6 +155,37 @@ def test_the_driver_warns_at_start_while_the_public_development_hash_key_is_in_f
     assert ("Set JOURNEYS_HASH_KEY" in said) is warned  # and says what to do
 
 
+def test_personal_data_planted_in_every_field_reaches_no_output_but_the_dead_letters(simulated, tmp_path, capsys):
+    import unicodedata
+
+    from pipelines.tools.hostile import PERSONAL_DATA
+
+    planted = []
+    for n, value in enumerate(PERSONAL_DATA):
+        at = BEGINNING + n * 60_000
+        planted += [a_signal("add_to_cart", at, customer=value, note=f"mail me: {value}"),
+                    a_signal("page_view", at + 1, visitor=value, page=f"/p?contact={value}"),
+                    a_signal("login", at + 2, visitor=value, customer=f"c-pii-{n}", session_hint=value),
+                    a_signal("page_view", at + 3, customer=f"c-pii-{n}", event_id=value),
+                    a_signal(value, at + 4, customer=f"c-pii-{n}"),
+                    a_signal("page_view", at + 5, customer=f"c-pii-{n}") | {"timezone": value}]
+    signals = tmp_path / "signals.jsonl"
+    signals.write_bytes(simulated.read_bytes() + b"\n".join(line(s) for s in planted) + b"\n")
+    out = tmp_path / "out"
+    assert run_job(job_arguments(signals, out, "--decision-log", (out / "decision-log").as_uri())) == 0
+    said = capsys.readouterr()
+
+    forms = {form for value in PERSONAL_DATA
+             for form in (value, unicodedata.normalize("NFKC", value), value.replace("%40", "@"))}
+    forms |= {"".join(ch for ch in form if ch.isdigit()) for form in forms if sum(ch.isdigit() for ch in form) >= 10}
+    texts = {path.relative_to(out).as_posix(): path.read_text(errors="replace") for path in out.rglob("*")
+             if path.is_file() and "dead-letter" not in path.parts and "checkpoints" not in path.parts}
+    texts["the driver's output"] = said.out + said.err
+    found = [(where, form) for where, text in texts.items() for form in forms if form in text]
+    assert found == []
+    assert len(job_output(out)["dead-letter"]) >= 2 * len(PERSONAL_DATA)  # event types and time zones
+
+
 def test_late_signals_go_to_their_own_output_when_one_is_given(simulated, tmp_path):
     out = tmp_path / "out"
     assert run_job(job_arguments(simulated, out, "--late", (out / "late").as_uri())) == 0

@@ -1,7 +1,8 @@
-"""The scan for personal data in attribute values: what it finds, and what a hostile value costs."""
+"""The scan for personal data in attribute values and ids: what it finds, and what a hostile value costs."""
 import re
 import time
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -80,3 +81,23 @@ def test_no_hostile_64_kb_record_costs_intake_much_more_than_a_plain_one():
     plain = decode_seconds(decoder, a_record_of(PLAIN_TEXT, a_signal()))
     slowest, name = max((decode_seconds(decoder, a_record_of(value, a_signal())), name) for name, value in HOSTILE_VALUES.items())
     assert slowest <= 10 * plain, f"{name}: {slowest * 1000:.2f} ms against {plain * 1000:.2f} ms for a plain record"
+
+
+@pytest.mark.parametrize("identifier", ["ann.smith@example.com", "ann.smith%40example.com", "(555) 123-4567",
+                                        "+1 555 123 4567", "4111 1111 1111 1111"])
+def test_an_identifier_holding_personal_data_becomes_the_same_keyed_pseudonym_wherever_it_comes(identifier):
+    decoder = SignalDecoder(masker=Masker(EVERY_DETECTOR))
+    first = decoder.decode_json(orjson.dumps(a_signal(customer=identifier, visitor=identifier)), NOW)
+    again = decoder.decode_json(orjson.dumps(a_signal(customer=identifier)), NOW)
+    assert first["customer_id"] == first["anonymous_id"] == again["customer_id"] == masker.id_token(identifier)
+    assert identifier not in orjson.dumps(first).decode()
+
+
+def test_pseudonyms_tell_ids_apart_by_case_and_leave_plain_ids_as_they_are():
+    assert masker.pseudonym("Ann@Example.com") != masker.pseudonym("ann@example.com")
+    assert masker.pseudonym("c-1042") == "c-1042" and masker.pseudonym("cookie-7f3a9") == "cookie-7f3a9"
+
+
+def test_pseudonymizing_ids_can_be_switched_off():
+    keeping = SignalDecoder(masker=Masker(PrivacySettings("test-key", pseudonymize_ids=False)))
+    assert keeping.decode_json(orjson.dumps(a_signal(customer="ann@example.com")), NOW)["customer_id"] == "ann@example.com"
