@@ -29,8 +29,9 @@ _DOMAIN = re.compile(r"[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # with the characters a finding starts with, and looks behind only after them: the regex engine
 # then skips to those characters at C speed instead of trying every position of a text.
 # A card number: 13 to 19 digits, grouped by one or two spaces, or a dash, dot or slash with a
-# space on either side or none.
-_CARD_LIKE = re.compile(r"\d(?<!\d\d)(?:(?: {1,2}| ?[-./] ?)?\d){12,18}(?!\d)")
+# space on either side or none, and standing apart from letters and digits (a UUID's digit
+# groups, e62434e4-9e02-1747-4474-4835223bf49b, are not a card).
+_CARD_LIKE = re.compile(r"\d(?<!\w\d)(?:(?: {1,2}| ?[-./] ?)?\d){12,18}(?!\w)")
 # A phone number written as one: with a leading +, with an area code in parentheses, or as
 # 3-3-4 digits with spaces, dots or dashes. Bare digit runs (order numbers) and dates are not.
 _PHONE = re.compile(r"[+(\d](?<!\w[+(\d])(?:(?<=\+)\d[\d ()./-]{6,17}\d|(?<=\()\d{2,5}\)[ .-]?\d{2,4}[ .-]?\d{3,4}"

@@ -42,7 +42,7 @@ def test_a_phone_number_in_free_text_is_masked_to_its_last_two_digits(written):
 
 
 @pytest.mark.parametrize("value", ["on 2026-03-02 at 09:00", "order 12345678", "price 59.90 EUR", "id 1234567890123456",
-                                   "v2.1.30", "room 101"])
+                                   "v2.1.30", "room 101", "e62434e4-9e02-1747-4474-4835223bf49b"])
 def test_dates_prices_versions_and_ids_that_fail_the_luhn_check_are_left_alone(value):
     assert masker.mask_attributes({"note": value}) == {"note": value}
 
