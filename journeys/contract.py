@@ -73,7 +73,7 @@ REJECTION_REASONS = (
 NUMERIC_ATTRIBUTES = ("cart_value",)
 MAX_NUMBER = 1e12
 IDENTIFIERS = ("event_id", "customer_id", "anonymous_id")
-_PSEUDONYMIZED = ("event_id", "customer_id", "anonymous_id", "session_hint")
+_IDS = ("event_id", "customer_id", "anonymous_id", "session_hint")  # all pseudonymized; the first three checked
 # An event type is a name: letters, digits, spaces and _ . : / - (page_view, Page View, cart:add).
 _EVENT_TYPE = re.compile(r"[\w .:/-]+")
 _EVENT_TYPES_CHECKED = 4096  # names remembered as good; a producer sends a few dozen
@@ -352,27 +352,28 @@ class SignalDecoder:
             raise _Invalid("field_too_long", f"event_type has {len(signal['event_type'])} characters")
         if signal["event_type"] not in self._good_event_types:
             self._check_event_type(signal["event_type"])
-        for name in ("customer_id", "anonymous_id", "session_hint"):
+        masker = self.masker
+        pseudonyms = masker.pseudonyms if masker is not None and masker.pseudonymize_ids else None
+        for name in _IDS:
             value = signal[name]
-            if value == "":
+            if value is None:
+                continue
+            if value == "" and name != "event_id":
                 signal[name] = None
-            elif value is not None and len(value) > limits.max_id_length:
+                continue
+            if len(value) > limits.max_id_length:
                 raise _Invalid("field_too_long", f"{name} has {len(value)} characters; the limit is {limits.max_id_length}")
-        for name in IDENTIFIERS:
-            value = signal[name]
             # Unrelated customers must not merge: no blank ids, and none told apart only by
             # characters nobody sees (control, zero-width and other format characters, NUL).
-            if value is not None and (not value.isprintable() or value.isspace()):
+            if name in IDENTIFIERS and (not value.isprintable() or value.isspace()):
                 raise _Invalid("invalid_identifier", f"{name} is blank or holds control or invisible characters")
+            if pseudonyms is not None:
+                # An e-mail address or phone number used as an id would become a state key, a
+                # Kafka key and a Feast entity; its keyed pseudonym does all that as well.
+                known = pseudonyms.get(value)
+                signal[name] = known if known is not None else masker.pseudonym(value)
         if signal["customer_id"] is None and signal["anonymous_id"] is None:
             raise _Invalid("missing_identity", "a signal needs customer_id, anonymous_id or both")
-        if self.masker is not None and self.masker.pseudonymize_ids:
-            # An e-mail address or phone number used as an id would become a state key, a Kafka
-            # key and a Feast entity; its keyed pseudonym does all that as well.
-            pseudonym = self.masker.pseudonym
-            for name in _PSEUDONYMIZED:
-                if signal[name] is not None:
-                    signal[name] = pseudonym(signal[name])
         attributes = signal["attributes"]
         if len(attributes) > limits.max_attributes:
             raise _Invalid("too_many_attributes", f"{len(attributes)} attributes; the limit is {limits.max_attributes}")
@@ -401,10 +402,17 @@ class SignalDecoder:
 def _no_duplicate_keys(raw: bytes, obj: dict) -> None:
     """orjson keeps the last of two equal keys; the contract allows one. The count of key ends is
     never below the keys in the text, so when it matches the keys decoded, there is no repeat."""
-    attributes = obj.get("attributes")
-    decoded = len(obj) + (len(attributes) if type(attributes) is dict else 0)
+    # The keys of the object and of the objects in it (attributes, and such unknown fields as a
+    # simulator's truth); anything deeper takes the exact check.
+    decoded = len(obj)
+    for value in obj.values():
+        if type(value) is dict:
+            decoded += len(value)
+    colons = raw.count(b":")
+    if colons == decoded:
+        return  # every colon ends a key, and there are no more keys than decoded
     keys = raw.count(b'":')
-    if keys == decoded and (raw.count(b":") == keys or _GAP_BEFORE_COLON.search(raw) is None):
+    if keys == decoded and (colons == keys or _GAP_BEFORE_COLON.search(raw) is None):
         return  # every key is directly followed by its colon, so the plain count counted them all
     if len(_KEY_ENDS.findall(raw)) == decoded:
         return

@@ -38,6 +38,8 @@ _PHONE = re.compile(r"[+(\d](?<!\w[+(\d])(?:(?<=\+)\d[\d ()./-]{6,17}\d|(?<=\()\
                     r"|(?<=\d)\d\d[ .-]\d{3}[ .-]\d{4})(?![\w])")
 _URL_ENCODED_AT = re.compile(r"%40", re.IGNORECASE)
 _NOT_DIGITS = re.compile(r"\D")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_PERSONAL_HINT = re.compile(r"[^@%+(]*[@%+(]|(?:\D*\d){10}")
 # Findings one value may hold before it is redacted whole: a free text with more personal data
 # than this is not worth keeping, and the bound keeps a hostile record's cost bounded too.
 MAX_FINDINGS = 8
@@ -102,7 +104,7 @@ class Masker:
         self._scan_card = "card" in settings.scan_values
         self._scan_phone = "phone" in settings.scan_values
         self.pseudonymize_ids = settings.pseudonymize_ids
-        self._pseudonyms: dict[str, str] = {}
+        self.pseudonyms: dict[str, str] = {}  # id -> itself or its pseudonym, for the ids judged lately
 
     def token(self, value: str) -> str:
         digest = hmac.new(self._key, value.strip().lower().encode(), hashlib.sha256).hexdigest()
@@ -115,12 +117,13 @@ class Masker:
 
     def pseudonym(self, identifier: str) -> str:
         """The identifier itself, or its id token where the scan finds personal data in it."""
-        known = self._pseudonyms.get(identifier)
+        known = self.pseudonyms.get(identifier)
         if known is None:
-            known = self.id_token(identifier) if self._scan(identifier) != identifier else identifier
-            if len(self._pseudonyms) >= _PSEUDONYMS_KEPT:
-                self._pseudonyms.clear()
-            self._pseudonyms[identifier] = known
+            personal = _could_be_personal(identifier) and self._scan(identifier) != identifier
+            known = self.id_token(identifier) if personal else identifier
+            if len(self.pseudonyms) >= _PSEUDONYMS_KEPT:
+                self.pseudonyms.clear()
+            self.pseudonyms[identifier] = known
         return known
 
     def mask_attributes(self, attributes: dict[str, str]) -> dict[str, str]:
@@ -200,6 +203,15 @@ class Masker:
                     continue
             at = text.find("@", at + 1)
         return "".join(parts) + text[done:] if parts else text
+
+
+def _could_be_personal(identifier: str) -> bool:
+    """Whether the scan could find anything in an id at all: event ids are new on every signal, so
+    most are judged here, without the detectors. A UUID never holds personal data; an ASCII id
+    needs an @, %, + or ( or ten digits for any detector to fire."""
+    if _UUID.fullmatch(identifier):
+        return False
+    return not identifier.isascii() or _PERSONAL_HINT.match(identifier) is not None
 
 
 def _bounded_sub(pattern: re.Pattern, replace, text: str) -> str:
