@@ -43,6 +43,7 @@ class DecisionPoint:
         self.outcome_window_ms = settings.outcome_window_ms
         self.contact_memory_ms = max([cap.window_ms for cap in policy.policy.caps] + [7 * DAY])
         self._model_cost_ms = 0.0  # a running estimate of one model call, for the budget
+        self._models_warm = False  # the first call loads and warms up: it says nothing of the next
 
     def decide(self, journey: Journey, trigger: str, event_id: str | None, at: int, rule_id: str, why: str,
                ingested_at: int | None, out: list, trigger_key: str | None = None,
@@ -96,12 +97,17 @@ class DecisionPoint:
         if self.budget_ms and spent_ms + self._model_cost_ms > self.budget_ms:
             notes.append(f"Fast path: {spent_ms:.0f} ms spent on features, a model call would exceed the "
                          f"{self.budget_ms:g} ms budget; decided on rules alone.")
+            # Skipped calls measure nothing, so the estimate fades and a call is tried again: one
+            # slow call must not keep a task on rules alone for good.
+            self._model_cost_ms *= 0.8
             return NOT_SCORED, True
         before = self.clock()
         scored = score_decision({"stage": journey.stage, "trigger": trigger, "features": features},
                                 self.models.active(), self.override_confidence)
         if scored.models or scored.shadow:
-            self._model_cost_ms = 0.8 * self._model_cost_ms + 0.2 * (self.clock() - before) * 1000
+            if self._models_warm:
+                self._model_cost_ms = 0.8 * self._model_cost_ms + 0.2 * (self.clock() - before) * 1000
+            self._models_warm = True
         notes.extend(scored.notes)
         return scored, False
 

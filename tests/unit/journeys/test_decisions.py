@@ -3,6 +3,8 @@ are carried out by event time or cancelled at their goal, outcomes join their de
 control group gets nothing (and is logged), and the latency budget sets the fast path."""
 from __future__ import annotations
 
+import pytest
+
 from journeys.ontology import packaged_ontology
 from journeys.outputs import LogKind
 from journeys.policy import loads_policy
@@ -130,3 +132,28 @@ def test_within_the_budget_the_model_scores_and_its_propensity_arbitrates():
 
     [decision] = decisions_in(out)
     assert not decision["fast_path"] and decision["candidates"][0]["factors"]["propensity"] == 0.9
+
+
+class ModelCallClock:
+    """A clock that reads as a model call taking `first` ms the first time and 1 ms after."""
+
+    def __init__(self, scorer, first: float):
+        self.now, self.scorer, self.first, self.calls_seen = 0.0, scorer, first, 0
+
+    def __call__(self) -> float:
+        if len(self.scorer.batches) > self.calls_seen:  # a model call happened since the last reading
+            self.now += (self.first if self.calls_seen == 0 else 1) / 1000
+            self.calls_seen = len(self.scorer.batches)
+        return self.now
+
+
+@pytest.mark.parametrize("first_call_ms", [300, 30])
+def test_one_slow_model_call_does_not_keep_the_task_on_rules_alone(first_call_ms):
+    scorer = propensity(0.9)
+    model = a_model(clock=ModelCallClock(scorer, first_call_ms), models=Fixed(ActiveModels(champions=(scorer,))))
+    fast = []
+    for n in range(12):  # a customer each: every one is a decision point of the same task
+        customer = f"c-{n}"
+        _, out = model.apply(None, a_signal("add_to_cart", BEGINNING, customer=customer, cart_value=40), customer, False)
+        fast += [decision["fast_path"] for decision in decisions_in(out, acted_only=False)]
+    assert len(fast) >= 12 and not fast[-1] and fast.count(True) <= 3
