@@ -115,11 +115,15 @@ class Masker:
         apart by case (two visitors "Ann@x.com" and "ann@x.com" stay two)."""
         return "p:" + hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()[:24]
 
+    def finds(self, text: str) -> bool:
+        """Whether the detectors find personal data in the text (whatever treatments are configured by name)."""
+        return self._scan(text) != text
+
     def pseudonym(self, identifier: str) -> str:
         """The identifier itself, or its id token where the scan finds personal data in it."""
         known = self.pseudonyms.get(identifier)
         if known is None:
-            personal = _could_be_personal(identifier) and self._scan(identifier) != identifier
+            personal = _could_be_personal(identifier) and self.finds(identifier)
             known = self.id_token(identifier) if personal else identifier
             if len(self.pseudonyms) >= _PSEUDONYMS_KEPT:
                 self.pseudonyms.clear()

@@ -307,3 +307,10 @@ def test_an_event_type_that_is_not_a_name_or_holds_personal_data_is_rejected(eve
 @pytest.mark.parametrize("event_type", ["page_view", "Page View", "cart:add", "checkout.completed", "événement", "v2/login"])
 def test_event_types_that_are_names_are_taken(event_type):
     assert MASKING.decode_json(as_json(a_signal(), event_type=event_type), NOW)["event_type"] == event_type
+
+
+def test_a_treatment_configured_for_a_name_is_not_taken_for_personal_data_in_event_ids_and_types():
+    treating = SignalDecoder(masker=Masker(PrivacySettings("test-key", attributes={"event_id": "hash",
+                                                                                    "event_type": "redact"})))
+    assert treating.decode_json(as_json(a_signal(event_id="e-78"), channel="fax"), NOW).event_id == "e-78"
+    assert treating.decode_json(as_json(a_signal(event_type="page_view")), NOW)["event_type"] == "page_view"
