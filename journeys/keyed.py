@@ -182,6 +182,8 @@ class KeyedJourneys:
     def _applied(self, state: KeyState, head: list, out: list) -> None:
         at = head[AT]
         state.seen[head[EVENT_ID]] = at
+        if state.first_seen is None or at < state.first_seen:
+            state.first_seen = at
         if state.clock is None or at >= state.clock:
             state.clock = at
             if head[INGESTED_AT] is not None:

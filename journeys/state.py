@@ -8,7 +8,8 @@ awaiting outcomes, responses) are optional, so journeys written before them read
 
 A key's state has three parts:
 - its bookkeeping: the event ids seen lately, the clock up to which the key has come, its one
-  registered timer, and its lag behind the wall clock (journeys.keyed);
+  registered timer, its lag behind the wall clock, and the earliest event time it has applied
+  (journeys.keyed);
 - the journey itself (None once a journey closes);
 - for an anonymous id, its links to customers once the visitor has identified.
 
@@ -36,7 +37,7 @@ import orjson
 
 from journeys.features import Activity
 
-WIRE_VERSION = 2
+WIRE_VERSION = 3
 SECTION = "\x1e"
 ITEM_SEPARATOR = "\x1d"
 HEAD_SEPARATOR = "\x1f"
@@ -134,11 +135,11 @@ _UNREAD = object()
 class KeyState:
     """One key's state. The journey is decoded from the wire only when something reads it."""
 
-    __slots__ = ("key", "seen", "clock", "timers", "ended", "links", "link_activity", "lag", "backlog",
+    __slots__ = ("key", "seen", "clock", "timers", "ended", "links", "link_activity", "lag", "first_seen", "backlog",
                  "_journey", "_journey_text")
 
     def __init__(self, key: str, seen=None, clock=None, timers=None, ended=False, links=None, link_activity=None,
-                 lag=None, backlog=None, journey: Journey | None = None, journey_text: str | None = None):
+                 lag=None, first_seen=None, backlog=None, journey: Journey | None = None, journey_text: str | None = None):
         self.key = key
         self.seen: dict[str, int] = seen if seen is not None else {}  # event id -> event time, for dedup
         self.clock: int | None = clock          # the latest event time the key has come to
@@ -147,6 +148,9 @@ class KeyState:
         self.links: list[list] = links if links is not None else []  # anonymous ids only: [event_time, customer_id]
         self.link_activity: int | None = link_activity  # last signal forwarded through the links
         self.lag: int | None = lag              # wall clock minus event time, at its newest signal
+        # The earliest event time the key has applied, across its journeys: which of two identities
+        # of one person was seen first. Version 2 states knew it only for the journey they held.
+        self.first_seen: int | None = first_seen
         self.backlog: list[str] = backlog if backlog is not None else []  # items a version-1 state buffered
         self._journey = _UNREAD if journey_text else journey
         self._journey_text = journey_text
@@ -177,7 +181,7 @@ class KeyState:
 def encode(state: KeyState) -> str:
     meta = orjson.dumps({
         "v": WIRE_VERSION, "k": state.key, "sn": state.seen, "c": state.clock, "t": state.timers, "e": state.ended,
-        "l": state.links, "lx": state.link_activity, "g": state.lag,
+        "l": state.links, "lx": state.link_activity, "g": state.lag, "fs": state.first_seen,
     }).decode()
     return meta + SECTION + state.journey_wire() + SECTION + ITEM_SEPARATOR.join(state.backlog)
 
@@ -189,13 +193,13 @@ def decode(text: str | None) -> KeyState | None:
     journey_text, _, items_text = rest.partition(SECTION)
     meta = orjson.loads(meta_text)
     if meta.get("v") != WIRE_VERSION:
-        meta = _upgrade(meta, meta.get("v"))
+        meta = _upgrade(meta, meta.get("v"), journey_text)
     backlog = items_text.split(ITEM_SEPARATOR) if items_text else []
-    return KeyState(meta["k"], meta["sn"], meta["c"], meta["t"], meta["e"], meta["l"], meta["lx"], meta.get("g"),
-                    backlog, journey_text=journey_text or None)
+    return KeyState(meta["k"], meta["sn"], meta["c"], meta["t"], meta["e"], meta["l"], meta["lx"], meta["g"],
+                    meta["fs"], backlog, journey_text=journey_text or None)
 
 
-def _upgrade(meta: dict, version) -> dict:
+def _upgrade(meta: dict, version, journey_text: str) -> dict:
     """Each version after the first adds one step here that turns the previous version into the
     next, so every state ever written can still be read."""
     if version == 1:
@@ -203,6 +207,12 @@ def _upgrade(meta: dict, version) -> dict:
         # section) and knew no lag; the buffered items stay in the items section as the backlog.
         meta = {key: value for key, value in meta.items() if key != "p"} | {"v": 2, "g": None}
         version = 2
+    if version == 2:
+        # Version 2 kept no first sight of the key: the journey it holds began it, or its clock
+        # (a visitor that has handed its journey on) is the earliest time known.
+        first_seen = orjson.loads(journey_text)["fs"] if journey_text else meta["c"]
+        meta = meta | {"v": 3, "fs": first_seen}
+        version = 3
     if version != WIRE_VERSION:
         raise ValueError(f"journey state wire version {version!r} is not known to this release (it reads up to {WIRE_VERSION})")
     return meta

@@ -20,6 +20,7 @@ OTHER_TOOLS = {
     "--runner", "--direct_num_workers", "--direct_running_mode", "--flink_master", "--setup_file",  # Beam, passed through
     "--backend-store-uri", "--artifacts-destination",  # mlflow server
     "--no-deps",  # pip
+    "--savepoint",  # flink stop --savepointPath (the check reads options up to the first capital)
 }
 
 

@@ -2,6 +2,7 @@
 import random
 import time
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -11,11 +12,11 @@ from journeys.assembly import build_roles
 from journeys.keyed import CUSTOMER, VISITOR, intake_item, passes_through
 from journeys.outputs import LogKind, Routed
 from journeys.policy import packaged_policy
-from journeys.state import SECTION, KeyState, decode, encode
+from journeys.state import SECTION, WIRE_VERSION, KeyState, decode, encode
 from journeys.timers import END_OF_TIME, LIVE
 from journeys.timeutil import MINUTE, SECOND
 from tests.harness import (A_DAY_LATER, A_MONTH_LATER, AN_HOUR_LATER, BEGINNING, FAR_LATER, ONE_MINUTE_LATER,
-                           TEN_MINUTES_LATER, TWO_HOURS_LATER, TWO_MINUTES_LATER, a_login, a_signal,
+                           TEN_MINUTES_LATER, TEN_SECONDS_LATER, TWO_HOURS_LATER, TWO_MINUTES_LATER, a_login, a_signal,
                            journey_records_in, play, records, stages_of)
 
 BOUND = 2 * MINUTE  # event_time.max_out_of_orderness in the default configuration
@@ -226,8 +227,37 @@ def test_a_version_1_state_keeps_what_it_buffered_and_applies_it_at_its_next_cal
     assert state.backlog == []
 
 
+def test_a_key_remembers_the_earliest_signal_it_applied_even_one_that_came_out_of_order():
+    customers = _roles()[CUSTOMER]
+    state, _, _, _ = customers.on_signal(None, _item(a_signal("page_view", ONE_MINUTE_LATER)))
+    state, _, _, _ = customers.on_signal(state, _item(a_signal("page_view", TEN_SECONDS_LATER)))
+    assert decode(encode(state)).first_seen == TEN_SECONDS_LATER
+
+
+def _as_version_2(state: KeyState) -> str:
+    """The state as a version-2 release wrote it: the same sections, no first sight of the key."""
+    meta, journey, items = encode(state).split(SECTION)
+    wire = orjson.loads(meta)
+    del wire["fs"]
+    return orjson.dumps(wire | {"v": 2}).decode() + SECTION + journey + SECTION + items
+
+
+def test_a_version_2_state_takes_the_start_of_its_journey_as_the_keys_first_sight():
+    customers = _roles()[CUSTOMER]
+    state, _, _, _ = customers.on_signal(None, _item(a_signal("page_view", BEGINNING)))
+    state, _, _, _ = customers.on_signal(state, _item(a_signal("add_to_cart", ONE_MINUTE_LATER)))
+    upgraded = decode(_as_version_2(state))
+    assert upgraded.first_seen == BEGINNING
+    assert encode(upgraded) == encode(state)  # nothing else changes, and it is written as the new version
+
+
+def test_a_version_2_visitor_that_handed_its_journey_on_takes_its_clock_as_its_first_sight():
+    visitor = KeyState("v-1", clock=ONE_MINUTE_LATER, links=[[ONE_MINUTE_LATER, "c-1"]])
+    assert decode(_as_version_2(visitor)).first_seen == ONE_MINUTE_LATER
+
+
 def test_state_from_an_unknown_wire_version_is_refused_with_a_clear_message():
-    text = encode(KeyState("c-1")).replace('"v":2', '"v":99')
+    text = encode(KeyState("c-1")).replace(f'"v":{WIRE_VERSION}', '"v":99')
     with pytest.raises(ValueError, match="wire version 99"):
         decode(text)
 
