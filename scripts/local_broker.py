@@ -57,14 +57,19 @@ class LocalBroker:
             return False
         return True
 
-    def start(self, port: int | None = None, timeout: float = 15.0) -> "LocalBroker":
+    def start(self, port: int | None = None, timeout: float = 15.0,
+              advertised_port: int | None = None) -> "LocalBroker":
+        """advertised_port: where the broker's metadata sends clients after they bootstrap, when that is not
+        its own port, such as a TLS proxy's in front of it (Tansu 0.6.0's own TLS options do not work)."""
         if self.running():
             return self
         self.directory.mkdir(parents=True, exist_ok=True)
         port = port or free_port()
         url = f"tcp://127.0.0.1:{port}"
+        advertised = f"tcp://127.0.0.1:{advertised_port or port}"
         with open(self.log_file, "ab") as log:
-            process = subprocess.Popen([tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            process = subprocess.Popen([tansu_binary(), "broker", "--listener-url", url,
+                                        "--advertised-listener-url", advertised],
                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=True)
         self._process = process

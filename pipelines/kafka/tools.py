@@ -4,6 +4,9 @@ and the pre-flight checks that make a bad address fail in seconds instead of han
     python -m pipelines.kafka.tools create-topics --bootstrap HOST:PORT signals:4 decisions:4 ...
     python -m pipelines.kafka.tools produce --bootstrap HOST:PORT --topic signals FILE [--format avro]
     python -m pipelines.kafka.tools consume --bootstrap HOST:PORT --topic decisions
+
+Each command takes the job's client properties (--kafka-properties FILE, --kafka-property KEY=VALUE),
+so that it reaches a TLS or SASL listener the way the job does (docs/kafka.md, "Security").
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from journeys.contract import Rejection, SignalDecoder, encode_avro
-from pipelines.kafka.settings import KafkaUnreachable
+from journeys.yamlconf import ConfigError
+from pipelines.kafka.settings import KafkaUnreachable, load_properties_file, parse_property
 
 CLIENT_LOG_LEVEL = 3  # librdkafka: errors only; it logs every closed connection at level 6
 
@@ -244,11 +248,17 @@ class TopicWatch:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.kafka.tools", description=__doc__.split("\n\n")[0])
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument("--kafka-properties", metavar="FILE",
+                        help="client properties file, as the job takes it (security.protocol, sasl.*, ssl.*)")
+    client.add_argument("--kafka-property", action="append", default=[], metavar="KEY=VALUE",
+                        help="one client property; repeatable")
     commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create-topics", help="create topics (name:partitions), if missing")
+    create = commands.add_parser("create-topics", parents=[client], help="create topics (name:partitions), if missing")
     create.add_argument("--bootstrap", required=True)
     create.add_argument("topics", nargs="+")
-    produce = commands.add_parser("produce", help="produce a JSON-lines signals file; prints the stop offsets")
+    produce = commands.add_parser("produce", parents=[client],
+                                  help="produce a JSON-lines signals file; prints the stop offsets")
     produce.add_argument("--bootstrap", required=True)
     produce.add_argument("--topic", required=True)
     produce.add_argument("--format", choices=("json", "avro"), default="json")
@@ -257,29 +267,35 @@ def main(argv: list[str] | None = None) -> int:
                          help="journey: each journey in one partition (a device by the customer it identifies as); "
                               "first-id: by customer id, else anonymous id")
     produce.add_argument("file")
-    consume = commands.add_parser("consume", help="print a topic's values, start to end, read_committed")
+    consume = commands.add_parser("consume", parents=[client], help="print a topic's values, start to end, read_committed")
     consume.add_argument("--bootstrap", required=True)
     consume.add_argument("--topic", required=True)
     consume.add_argument("--count", action="store_true", help="print only the number of records")
     args = parser.parse_args(argv)
+    try:
+        properties = load_properties_file(args.kafka_properties) if args.kafka_properties else {}
+        properties.update(parse_property(option) for option in args.kafka_property)
+    except ConfigError as error:
+        parser.error(str(error))
 
     if args.command == "create-topics":
         wanted = {}
         for spec in args.topics:
             name, _, partitions = spec.partition(":")
             wanted[name] = int(partitions or 1)
-        create_topics(args.bootstrap, wanted)
+        create_topics(args.bootstrap, wanted, properties)
     elif args.command == "produce":
         from pipelines.tools.files import read_lines
 
-        report = produce_signals(args.bootstrap, args.topic, read_lines(args.file), args.format, key_by=args.key_by)
+        report = produce_signals(args.bootstrap, args.topic, read_lines(args.file), args.format, properties,
+                                 key_by=args.key_by)
         if args.report:
             with open(args.report, "w") as sink:
                 json.dump({"records": report.records, "end_offsets": report.end_offsets}, sink)
         print(report.stop_offsets())
     else:
         count = 0
-        for _, value in read_topic(args.bootstrap, args.topic):
+        for _, value in read_topic(args.bootstrap, args.topic, properties):
             count += 1
             if not args.count:
                 try:
