@@ -137,13 +137,21 @@ def check_kafka(addresses: list[KafkaAddress], kafka: KafkaSettings, jar_uris: l
             names = admin.listTopics().names().get(timeout_ms, jvm.java.util.concurrent.TimeUnit.MILLISECONDS)
         except Exception as error:
             raise KafkaUnreachable(f"cannot reach the Kafka broker at {bootstrap} within {timeout_ms // 1000} s "
-                                   f"(with the given client properties): {_java_message(error)}") from None
+                                   f"(with the given client properties): {_java_message(error)}"
+                                   f"{_protocol_hint(kafka)}") from None
         finally:
             admin.close(jvm.java.time.Duration.ofSeconds(1))
         missing = [topic for topic in topics if not names.contains(topic)]
         if missing:
             raise KafkaUnreachable(f"Kafka topic {missing[0]!r} does not exist on {bootstrap}; create it first "
                                    f"(python -m pipelines.kafka.tools create-topics --bootstrap {bootstrap} {missing[0]}:4)")
+
+
+def _protocol_hint(kafka: KafkaSettings) -> str:
+    """A TLS or SASL listener does not answer a plaintext client at all: the error is a bare timeout."""
+    if "security.protocol" in kafka.client_properties():
+        return ""
+    return "; if its listener uses TLS or SASL, set security.protocol (docs/kafka.md, \"Security\")"
 
 
 def _java_message(error: Exception) -> str:

@@ -239,7 +239,7 @@ def test_the_job_over_tls_with_the_documented_properties_decides_what_the_refere
 
 @pytest.mark.flink
 @pytest.mark.parametrize("client, message", [
-    ("plaintext", "TimeoutException: Timed out waiting for a node assignment"),
+    ("plaintext", "if its listener uses TLS or SASL, set security.protocol"),
     ("trusting another CA", "SslAuthenticationException: SSL handshake failed"),
 ])
 def test_the_driver_refuses_in_seconds_when_tls_settings_are_missing_or_wrong(
