@@ -173,6 +173,60 @@ def key_token(key: str) -> str:
     return base64.b64encode(key.encode()).decode()
 
 
+# The key token of a line whose first id may hold personal data, and how the keys such lines share
+# begin (pipelines.flink.pipeline). No id that is its own key holds an @ (PERSONAL_ID_HINT finds
+# every @), and base64 has none, so SHARED and a journey's key make a cache key no other state has.
+SHARED = "@"
+
+
+class SharedKeys:
+    """The journeys of one task that share Flink keys: each visitor's state in map state under its
+    key as intake made it (its pseudonym), and the timers the core asked for, by time, with the
+    journeys each one is for. A shared key's Flink timer is never deleted: one of its other
+    journeys may want that time too, and a timer no journey wants finds none due."""
+
+    def __init__(self, runtime_context: RuntimeContext, ttl_ms: int):
+        states = MapStateDescriptor("journeys-sharing-a-key", Types.STRING(), wire.KEY_STATE)
+        due = MapStateDescriptor("journeys-due-sharing-a-key", Types.LONG(), Types.STRING())
+        if ttl_ms > 0:
+            states.enable_time_to_live(state_ttl(ttl_ms))
+            due.enable_time_to_live(state_ttl(ttl_ms))
+        self.states = runtime_context.get_map_state(states)
+        self.due = runtime_context.get_map_state(due)
+
+    def schedule(self, journey: str, register: list[int], delete: list[int], timer_service, wall_timers: bool) -> None:
+        for at in delete:
+            waiting = self._waiting(at)
+            if journey in waiting:
+                waiting.remove(journey)
+                self._keep(at, waiting)
+        for at in register:
+            waiting = self._waiting(at)
+            if journey not in waiting:
+                self._keep(at, waiting + [journey])
+            if wall_timers:
+                timer_service.register_processing_time_timer(at)
+            else:
+                timer_service.register_event_time_timer(at)
+
+    def take_due(self, at: int) -> list[str]:
+        """The journeys whose timer is at this time, which no longer wait for it."""
+        waiting = self._waiting(at)
+        if waiting:
+            self.due.remove(at)
+        return waiting
+
+    def _waiting(self, at: int) -> list[str]:
+        joined = self.due.get(at)
+        return joined.split("\n") if joined else []  # intake takes no id with a line break
+
+    def _keep(self, at: int, journeys: list[str]) -> None:
+        if journeys:
+            self.due.put(at, "\n".join(journeys))
+        else:
+            self.due.remove(at)
+
+
 POSITION_SEPARATOR = "\x1c"  # between a buffered item's read position and the item (JSON has it only escaped)
 
 
@@ -254,6 +308,7 @@ class _JourneyOperator:
             state_descriptor.enable_time_to_live(ttl)
             arrivals_descriptor.enable_time_to_live(ttl)
         self.state = runtime_context.get_state(state_descriptor)
+        self.shared = SharedKeys(runtime_context, self.settings.state_ttl_ms) if self.lines is not None else None
         self.recent = RecentStates(self.settings.state_cache_keys, self.settings.state_ttl_ms)
         self.earlier_arrivals = runtime_context.get_list_state(arrivals_descriptor)
         # A customer's items come from every visitor task: with more than one, a bounded run puts
@@ -280,6 +335,7 @@ class _JourneyOperator:
             ctx.timer_service().register_processing_time_timer(self.flush_tick)
 
     def _element(self, item: str, ctx: KeyedProcessFunction.Context):
+        journey = None  # the visitor's key, where its Flink key is shared
         if self.lines is not None:  # a raw line: intake first
             item, _, key = item.rpartition(KEY_TOKEN_SEPARATOR)
             taken = self.lines.take(item)
@@ -290,6 +346,8 @@ class _JourneyOperator:
             if role == CUSTOMER:
                 yield self._passed_on(customer, item)
                 return
+            if key == SHARED:
+                journey, key = customer, SHARED + customer
             head = None
         else:
             head = item_head(item)
@@ -303,8 +361,8 @@ class _JourneyOperator:
             self.unordered.add(f"{position}{POSITION_SEPARATOR}{item}")
             ctx.timer_service().register_event_time_timer(position)
             return
-        call = self.keyed.on_signal(self._read(key), item, head)
-        yield from self._after(key, call, ctx)
+        call = self.keyed.on_signal(self._read(key, journey), item, head)
+        yield from self._after(key, call, ctx, journey)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         yield from self._fired(timestamp, ctx)
@@ -314,6 +372,9 @@ class _JourneyOperator:
         wall_time = ctx.time_domain() == TimeDomain.PROCESSING_TIME
         key = ctx.get_current_key()
         if self.lines is not None:
+            if key.startswith(SHARED):
+                yield from self._fired_shared(timestamp, ctx, wall_time)
+                return
             key = key_token(key)
         state = self._read(key)
         if wall_time and timestamp == self.flush_tick:
@@ -333,6 +394,16 @@ class _JourneyOperator:
             state = self._with_earlier_arrivals(state)
         call = self.keyed.on_timer(state, timestamp, self.end_clock, wall_time)
         yield from self._after(key, call._replace(out=ordered_out + call.out), ctx)
+
+    def _fired_shared(self, timestamp: int, ctx, wall_time: bool):
+        """A shared key's timer: the counts' if it is theirs, and that of every journey due then."""
+        if wall_time and timestamp == self.flush_tick:
+            self.flush_tick = None
+            self.counts.flush()
+        for journey in self.shared.take_due(timestamp):
+            key = SHARED + journey
+            call = self.keyed.on_timer(self._read(key, journey), timestamp, self.end_clock, wall_time)
+            yield from self._after(key, call, ctx, journey)
 
     def _in_read_order(self, state, watermark: int) -> KeyCall:
         """Apply the buffered items every visitor task has passed, in the order they were read."""
@@ -361,20 +432,31 @@ class _JourneyOperator:
             state.backlog.extend(arrivals)
         return state
 
-    def _read(self, key: str):
+    def _read(self, key: str, journey: str | None = None):
+        """key: the state's cache key. journey: where the Flink key is shared, the journey's key in it."""
         encoded = self.recent.get(key)
-        return decode(self.state.value() if encoded is MISSING else encoded)
+        if encoded is MISSING:
+            encoded = self.state.value() if journey is None else self.shared.states.get(journey)
+        return decode(encoded)
 
-    def _after(self, key: str, call, ctx):
+    def _after(self, key: str, call, ctx, journey: str | None = None):
         state, out, register, delete = call
         if state is not None:
             encoded = encode(state)
-            self.state.update(encoded)
+            if journey is None:
+                self.state.update(encoded)
+            else:
+                self.shared.states.put(journey, encoded)
             self.recent.put(key, encoded)
         elif self.recent.get(key) is not None:  # there may be a state to clear
-            self.state.clear()
+            if journey is None:
+                self.state.clear()
+            else:
+                self.shared.states.remove(journey)
             self.recent.put(key, None)
-        if register or delete:
+        if journey is not None and (register or delete):
+            self.shared.schedule(journey, register, delete, ctx.timer_service(), self.wall_timers)
+        elif register or delete:
             timer_service = ctx.timer_service()
             if self.wall_timers:
                 for at in delete:

@@ -2,8 +2,8 @@
 
     raw JSON lines ─▶ first id (JVM) ─▶ map_visitor_journeys ─┬─▶ map_customer_journeys
                                         (keyed by anonymous_id, │  (keyed by customer_id)
-                                         else customer_id;      └─ dead letters
-                                         intake here)
+                                         else customer_id, or   └─ dead letters
+                                         a shared key; intake here)
     Every signal goes through the visitor operator first: a visitor's own signals apply there, its
     handoff and later signals go on to the customer operator, and a customer's own signals pass it
     unread. So each customer's items reach the customer operator in one ordered stream (at
@@ -19,6 +19,15 @@ Keys, timestamps and watermarks are wired on the Java side (JSON_VALUE, CustomTi
 and KeyByKeySelector from flink-python): PyFlink's own key_by and timestamp assigner would each add
 a separate Python operator to every record's path. Watermarks only end a bounded run (see
 journeys.timers), or order one above parallelism 1: no live signal waits for one.
+
+A raw first id in which the detectors could find personal data (journeys.privacy.PERSONAL_ID_HINT)
+is never a key: intake, which replaces such an id by its pseudonym, runs after keyBy, and the JVM
+has no hash key to make the pseudonym with. Such a line is keyed instead by one of 256 keys that
+such lines share (SHARED and two hex digits of the id's unkeyed SHA-256: which of 256 groups the id
+falls in, and nothing more), and the visitor operator keeps each of those visitors' states under
+the key intake gives it, its pseudonym, in map state (pipelines.flink.operators.SharedKeys). The
+line stays on the path every line takes, so each customer's items keep their order; every other id
+is keyed as before, so savepoints restore.
 """
 from __future__ import annotations
 
@@ -31,17 +40,19 @@ from pyflink.java_gateway import get_gateway
 from journeys.keyed import CUSTOMER, VISITOR
 from journeys.timers import BOUNDED
 from journeys.ontology import Ontology
+from journeys.privacy import PERSONAL_ID_HINT
 from journeys.outputs import OUTPUT_NAMES, OutputName
 from journeys.settings import JourneySettings
 from pipelines.config import settings_policy_text
 from pipelines.feast.store import FeatureSettings
 from pipelines.flink import wire
-from pipelines.flink.operators import (KEY_TOKEN_SEPARATOR, POLICY_STATE, LineIntake, MapJourneys,
+from pipelines.flink.operators import (KEY_TOKEN_SEPARATOR, POLICY_STATE, SHARED, LineIntake, MapJourneys,
                                        MapJourneysWithPolicyUpdates, OutputSpec, ParseSignals, RouteOutputs, output_tag)
 from pipelines.mlflow.serving import ModelServingSettings
 
 
 CUSTOMER_SLOTS = "customers"  # the customer operator's slot-sharing group, with roles_apart
+SHARED_KEY_DIGITS = 2  # hex digits of the SHA-256 of a first id that may hold personal data: one of 256 shared keys
 
 
 @dataclass(frozen=True)
@@ -108,7 +119,7 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
         # The visitor operator takes the lines itself, keyed by their first id in the JVM: one
         # Python operator fewer on every signal's path (docs/pyflink.md, "GIL").
         lines = LineIntake(settings, source.encoding, dead_letter_spec, metrics, progress_s)
-        items = _keyed_by_first_id(raw_lines)
+        items = _keyed_by_first_id(raw_lines, settings.privacy.pseudonymize_ids)
     else:
         # A bounded run above parallelism 1 stamps each item with its place in what its parser read,
         # and orders by that (journeys.timers); Avro is decoded here too.
@@ -159,11 +170,13 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
                           decision_log=both(OutputName.DECISION_LOG) if decision_log else None)
 
 
-def _keyed_by_first_id(raw_lines: DataStream) -> DataStream:
-    """Raw JSON lines in; Row(first id, line and key token) out, the first id (the anonymous id,
-    else the customer id, else "") read in the JVM with Flink SQL's JSON_VALUE, at the source's parallelism so that
-    each task's lines stay in their order. Intake still judges every line in Python: a line that
-    is not JSON, or has no id, gets "" and intake rejects it."""
+def _keyed_by_first_id(raw_lines: DataStream, pseudonymized: bool = True) -> DataStream:
+    """Raw JSON lines in; Row(key, line and key token) out, read in the JVM at the source's
+    parallelism so that each task's lines stay in their order. The key is the line's first id
+    (the anonymous id, else the customer id, else ""), read with Flink SQL's JSON_VALUE; where
+    ids are pseudonymized and the first id may hold personal data, it is a shared key instead
+    (SHARED and two hex digits), and the key token is SHARED. Intake still judges every line in
+    Python: a line that is not JSON, or has no id, gets "" and intake rejects it."""
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
@@ -171,15 +184,24 @@ def _keyed_by_first_id(raw_lines: DataStream) -> DataStream:
     tables = StreamTableEnvironment.create(env)
     tables.get_config().set("table.exec.resource.default-parallelism", str(raw_lines._j_data_stream.getParallelism()))
     table = tables.from_data_stream(raw_lines)
+    personal = personal_id_condition("first_id") if pseudonymized else "FALSE"
     # The line goes on with its key token after it (pipelines.flink.operators.key_token), by which
     # the operator keeps the states it wrote without asking Java for the key.
     keyed = tables.sql_query(
-        f"SELECT first_id, CONCAT(line, '{KEY_TOKEN_SEPARATOR}', TO_BASE64(first_id)) AS line FROM ("
+        f"SELECT CASE WHEN personal THEN CONCAT('{SHARED}', SUBSTR(SHA256(first_id), 1, {SHARED_KEY_DIGITS})) ELSE first_id END "
+        f"AS first_id, CONCAT(line, '{KEY_TOKEN_SEPARATOR}', CASE WHEN personal THEN '{SHARED}' ELSE TO_BASE64(first_id) END) "
+        f"AS line FROM (SELECT first_id, line, {personal} AS personal FROM ("
         "SELECT COALESCE(NULLIF(JSON_VALUE(text, '$.anonymous_id'), ''), NULLIF(JSON_VALUE(text, '$.customer_id'), ''), '') "
         "AS first_id, line FROM ("
         # JSON as intake reads it, UTF-8: an id written raw and the same id written as \u escapes are one key
-        f"SELECT DECODE(ENCODE(f0, '{wire.RAW_LINE_CHARSET}'), 'UTF-8') AS text, f0 AS line FROM {table}))")
+        f"SELECT DECODE(ENCODE(f0, '{wire.RAW_LINE_CHARSET}'), 'UTF-8') AS text, f0 AS line FROM {table})))")
     return tables.to_append_stream(keyed, wire.KEYED_ITEM)  # a RowTypeInfo, as the Java key selector needs
+
+
+def personal_id_condition(column: str) -> str:
+    """Flink SQL that is TRUE where the column holds an id in which the detectors could find personal
+    data: Java reads PERSONAL_ID_HINT as Python does, and a SQL string literal takes it as written."""
+    return f"REGEXP({column}, '{PERSONAL_ID_HINT}')"
 
 
 def _event_time(items: DataStream, settings: JourneySettings, watermarks: str) -> DataStream:

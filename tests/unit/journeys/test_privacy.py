@@ -8,7 +8,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from journeys.contract import SignalDecoder
-from journeys.privacy import CARD_REDACTED, MAX_FINDINGS, REDACTED, Masker, PrivacySettings
+from journeys.privacy import CARD_REDACTED, MAX_FINDINGS, PERSONAL_ID_HINT, REDACTED, Masker, PrivacySettings
 from pipelines.tools.hostile import HOSTILE_VALUES, PLAIN_TEXT, a_record_of, fastest_seconds
 from tests.harness import NOW, a_signal
 
@@ -90,6 +90,18 @@ def test_an_identifier_holding_personal_data_becomes_the_same_keyed_pseudonym_wh
 def test_pseudonyms_tell_ids_apart_by_case_and_leave_plain_ids_as_they_are():
     assert masker.pseudonym("Ann@Example.com") != masker.pseudonym("ann@example.com")
     assert masker.pseudonym("c-1042") == "c-1042" and masker.pseudonym("cookie-7f3a9") == "cookie-7f3a9"
+
+
+@hypothesis_settings(max_examples=2000, deadline=None)
+@given(st.text(st.sampled_from("0123456789 -./()+@%4aZ_:\uff20\uff14\u00e9"), max_size=40))
+def test_the_hint_an_engine_keys_ids_by_is_in_every_id_the_detectors_find_personal_data_in(identifier):
+    if masker.finds(identifier):
+        assert re.search(PERSONAL_ID_HINT, identifier)
+
+
+def test_the_hint_leaves_plain_ids_and_long_digit_runs_alone():
+    for plain in ("c-1042", "cookie-7f3a9", "GA1.2.1234567890.1234567890", "e62434e4-9e02-1747-4474-4835223bf49b"):
+        assert re.search(PERSONAL_ID_HINT, plain) is None, plain
 
 
 def test_pseudonymizing_ids_can_be_switched_off():
