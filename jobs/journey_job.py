@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipelines.flink.connectors import check_kafka
     from pipelines.flink.env import create_environment
+    from pipelines.flink.watch import execute_watched
     from pipelines.kafka.settings import KafkaUnreachable
     from pipelines.reports.run_summary import Runtime, scan_input, write_run_summary
 
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     _build(env, plan, end_clock, args)
 
     job_started = time.time()
-    result = env.execute(args.job_name)
+    result = execute_watched(env, args.job_name, plan.kafka_addresses, plan.kafka)
     job_seconds = result.get_net_runtime() / 1000 if result.get_net_runtime() else time.time() - job_started
     if args.summary:
         runtime = Runtime(job_seconds, time.time() - started, env.get_parallelism())
