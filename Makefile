@@ -14,11 +14,13 @@ BENCH_EVENTS ?= 200000
 
 JARS := jars/.verified
 
-.PHONY: help setup jars run run-kafka redis cluster-up cluster-down submit test test-unit bench clean
+.PHONY: help setup jars run run-kafka redis cluster-up cluster-down submit test test-chaos test-unit bench clean
 
 help:
 	@echo "make run    simulate $(CUSTOMERS) customers over $(DAYS) days, run the journey job on them, print the summary"
-	@echo "make test   run the whole test suite (unit and Flink integration)"
+	@echo "make test   run the test suite (unit and integration), all but the long chaos tests"
+	@echo "make test-chaos   the chaos tests alone: ten TaskManager kills in one cluster run (4 to 9 minutes on 2 cores)"
+	@echo "make test-unit   the unit tests alone (no engine, no service)"
 	@echo "make bench  measure the job, the pure core, Feast lookups and the Beam replay on $(BENCH_EVENTS) simulated signals"
 	@echo "make run FEATURES=redis   the same with Redis as the feature store's online store"
 	@echo "make run-kafka   the same job from Kafka to Kafka on a local Tansu broker"
@@ -68,7 +70,11 @@ submit: setup $(JARS)
 # installed with apt-get when missing.
 test: setup $(JARS)
 	@$(PY) -m scripts.debian redis-server chromium >/dev/null
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not chaos"
+
+# The long fault-injection runs (pytest marker `chaos`), which `make test` leaves out.
+test-chaos: setup $(JARS)
+	$(PY) -m pytest -m chaos
 
 test-unit: setup
 	$(PY) -m pytest tests/unit

@@ -98,18 +98,54 @@ def flink_duration_ms(value: str) -> int:
     return int(match.group(1)) * _FLINK_UNITS.get(match.group(2) or "ms")
 
 
+# Flink's own defaults for the exponential-delay strategy (RestartStrategyOptions, Flink 2.3), which
+# is also the strategy Flink picks when checkpointing is on and none is configured. Its default
+# number of attempts, Integer.MAX_VALUE, means "without limit".
+_UNLIMITED_ATTEMPTS = 2**31 - 1
+_EXPONENTIAL_DELAY_DEFAULTS = {"initial-backoff": "1 s", "max-backoff": "1 min", "backoff-multiplier": "1.5",
+                               "jitter-factor": "0.1", "attempts-before-reset-backoff": str(_UNLIMITED_ATTEMPTS)}
+
+
+class UnboundedRestarts(ConfigError):
+    """The restart strategy retries a failing job without limit, so no transaction outlives it."""
+
+
 def restart_window_ms(flink_conf: dict[str, str]) -> int:
-    """How long a failing job may take to come back under the configured restart strategy."""
-    strategy = flink_conf.get("restart-strategy.type", "none")
+    """The longest a job may stay down through failures in a row before the restart strategy gives
+    up: the sum of every delay it allows (with jitter at its largest). Raises UnboundedRestarts for
+    a strategy that never gives up."""
+    checkpointing = flink_duration_ms(flink_conf.get("execution.checkpointing.interval", "0")) > 0
+    strategy = flink_conf.get("restart-strategy.type", "exponential-delay" if checkpointing else "none").lower()
     if strategy in ("fixed-delay", "fixeddelay"):
         attempts = int(flink_conf.get("restart-strategy.fixed-delay.attempts", "1"))
         return attempts * flink_duration_ms(flink_conf.get("restart-strategy.fixed-delay.delay", "1 s"))
     if strategy in ("exponential-delay", "exponentialdelay"):
-        return flink_duration_ms(flink_conf.get("restart-strategy.exponential-delay.max-backoff", "1 min")) * \
-            int(flink_conf.get("restart-strategy.exponential-delay.attempts-before-reset-backoff", "3"))
+        return _exponential_delay_window_ms(flink_conf)
     if strategy in ("failure-rate", "failurerate"):
         return flink_duration_ms(flink_conf.get("restart-strategy.failure-rate.failure-rate-interval", "1 min"))
     return 0
+
+
+def _exponential_delay_window_ms(flink_conf: dict[str, str]) -> int:
+    """Failures within the reset threshold of the last restart count in a row; each waits
+    initial * multiplier^k, plus jitter, at most max-backoff (ExponentialDelayRestartBackoffTimeStrategy)."""
+    def option(name: str) -> str:
+        return flink_conf.get(f"restart-strategy.exponential-delay.{name}", _EXPONENTIAL_DELAY_DEFAULTS[name])
+
+    attempts = int(option("attempts-before-reset-backoff"))
+    if attempts >= _UNLIMITED_ATTEMPTS:
+        raise UnboundedRestarts(
+            "the exponential-delay restart strategy retries without limit; set "
+            "restart-strategy.exponential-delay.attempts-before-reset-backoff")
+    initial, longest = flink_duration_ms(option("initial-backoff")), flink_duration_ms(option("max-backoff"))
+    multiplier, jitter = float(option("backoff-multiplier")), float(option("jitter-factor"))
+    window, attempt = 0, 0
+    while attempt < attempts:
+        delay = max(initial, min(initial * multiplier ** attempt * (1 + jitter), longest))
+        if delay >= longest:  # every later attempt waits the longest delay too
+            return int(window + (attempts - attempt) * longest)
+        window, attempt = window + delay, attempt + 1
+    return int(window)
 
 
 def check_transaction_timeout(settings: KafkaSettings, flink_conf: dict[str, str]) -> None:
@@ -120,7 +156,11 @@ def check_transaction_timeout(settings: KafkaSettings, flink_conf: dict[str, str
     interval = flink_duration_ms(flink_conf.get("execution.checkpointing.interval", "0"))
     if interval <= 0:
         raise ConfigError("exactly-once Kafka output needs checkpointing: set execution.checkpointing.interval")
-    needed = interval + restart_window_ms(flink_conf)
+    try:
+        needed = interval + restart_window_ms(flink_conf)
+    except UnboundedRestarts as unbounded:
+        raise ConfigError(f"exactly-once Kafka output needs a restart strategy that gives up, or a transaction "
+                          f"may time out while the job is down and the decisions in it are lost: {unbounded}") from None
     if settings.transaction_timeout_ms <= needed:
         raise ConfigError(
             f"transaction.timeout.ms is {settings.transaction_timeout_ms} ms, but a transaction must outlive the "
