@@ -6,6 +6,7 @@ from feast.types import Bool, Float64, Int64, String
 
 from data_sources import customer_profiles, journey_activity_push
 from entities import customer
+from journeys.features import PROFILE_VALUES  # the declared values: journeys policy check reads them
 
 customer_profile = FeatureView(
     name="customer_profile",
@@ -13,12 +14,14 @@ customer_profile = FeatureView(
     ttl=timedelta(days=400),
     schema=[
         Field(name="lifetime_value", dtype=Float64, description="Revenue from the customer so far."),
-        Field(name="segment", dtype=String, description="Marketing segment."),
+        Field(name="segment", dtype=String, description="Marketing segment.",
+              tags={"values": " ".join(PROFILE_VALUES["segment"])}),
         Field(name="tenure_days", dtype=Int64, description="Days since the customer's account was created."),
         Field(name="preferred_channel", dtype=String, description="The channel the customer answers most."),
         Field(name="consent_email", dtype=Bool),
         Field(name="consent_sms", dtype=Bool),
         Field(name="consent_push", dtype=Bool),
+        Field(name="timezone", dtype=String, description="The customer's own time zone (IANA name), for quiet hours."),
     ],
     source=customer_profiles,
     online=True,

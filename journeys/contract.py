@@ -197,6 +197,12 @@ def _field_specs(schema: dict) -> tuple[_FieldSpec, ...]:
     return tuple(specs)
 
 
+@lru_cache(maxsize=None)
+def signal_channels() -> tuple[str, ...]:
+    """The channels of the signal contract."""
+    return tuple(next(s.symbols for s in _field_specs(signal_schema(2)) if s.name == "channel"))
+
+
 class SignalDecoder:
     """Turns raw bytes into normalized signals, or into rejections. One per task; cheap to call."""
 
@@ -334,6 +340,9 @@ class SignalDecoder:
         if version != CURRENT_SIGNAL_VERSION:
             for name, default in self._v2_defaults.items():
                 signal.setdefault(name, default)
+            # Version 1 had no time zone: its signals say nothing of where the customer is, and
+            # the schema's default (UTC) would claim they said UTC, which quiet hours would believe.
+            signal["timezone"] = ""
         self._check_content(signal, now_ms)
         if self.masker is not None:
             signal["attributes"] = self.masker.mask_attributes(signal["attributes"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Callable
 
 from journeys.agents import FollowUp, Observation, follow_up_candidate, proposals
+from journeys.consent import withdrawn_channels
+from journeys.consistency import contact
 from journeys.contract import DECISION_VERSION
 from journeys.decision_record import explained_record
 from journeys.features import CACHED, FALLBACK, ONLINE, NoProfiles, ProfileSource, activity_features
@@ -24,6 +26,20 @@ from journeys.timeutil import DAY
 
 MAX_CONTACTS = 32   # contacts remembered per journey, for the frequency caps
 MAX_AWAITING = 32   # decisions per journey an outcome can still be joined to
+
+
+def customer_zone(journey: Journey, features: dict) -> str:
+    """The customer's time zone for quiet hours: what their own devices last reported, else the
+    profile's, else UTC."""
+    return journey.timezone or features.get("timezone") or "UTC"
+
+
+def _arm_used(journey: Journey, at: int) -> str:
+    """The identity that places the journey in its arm, remembered as decided in from `at` on."""
+    arm = journey.arm_identity()
+    if arm[0] is None or at < arm[0]:
+        arm[0] = at
+    return arm[2]
 
 
 class DecisionPoint:
@@ -50,7 +66,7 @@ class DecisionPoint:
                plan: FollowUp | None = None) -> None:
         started = self.clock()
         notes: list[str] = []
-        features, source = self._features(journey, at, notes)
+        features, source, profile_as_of = self._features(journey, at, notes)
         scored, fast_path = self._score(journey, trigger, features, source, started, notes)
         stage = scored.mapped_stage or journey.stage
         values = features | self._journey_values(journey, at)
@@ -58,8 +74,10 @@ class DecisionPoint:
         if not candidates:
             return
         policy = self.policy.policy
-        context = Context(journey.key, at, journey.timezone, values, tuple((c[0], c[1]) for c in journey.contacts),
-                          journey.complaint_at)
+        withdrawn = withdrawn_channels(journey, profile_as_of, policy.consent) if journey.withdrawn else frozenset()
+        context = Context(journey.key, at, customer_zone(journey, features), values,
+                          tuple((c[0], c[1]) for c in journey.contacts), journey.complaint_at, withdrawn,
+                          _arm_used(journey, at))
         verdict = policy.decide(candidates, context, trigger)
         record = explained_record(verdict, journey=journey.key, customer_id=None if journey.anonymous else journey.key,
                                   trigger=trigger, event_ids=[event_id] if event_id else [], at=at, stage=journey.stage,
@@ -77,15 +95,16 @@ class DecisionPoint:
         self._remember(journey, record, plans.get(verdict.chosen), at)
         out.append(Decision(record, ingested_at))
 
-    def _features(self, journey: Journey, at: int, notes: list) -> tuple[dict, str]:
+    def _features(self, journey: Journey, at: int, notes: list) -> tuple[dict, str, int | None]:
+        """(features, where the profile came from, when the profile was written)."""
         features = activity_features(journey.activity, at)
         if journey.anonymous:
-            return features, "none"
+            return features, "none", None
         lookup = self.profiles.profile(journey.key)
         if lookup.defaulted:
             notes.append(f"Profile features: {lookup.note}; decided with defaults.")
         source = ONLINE if lookup.source == CACHED else lookup.source  # the same values, however fetched
-        return lookup.values | features, source
+        return lookup.values | features, source, lookup.as_of
 
     def _score(self, journey: Journey, trigger: str, features: dict, source: str, started: float,
                notes: list) -> tuple[Scored, bool]:
@@ -148,6 +167,6 @@ class DecisionPoint:
         if not record["acted"]:
             return
         journey.contacts = [c for c in journey.contacts if c[0] >= at - self.contact_memory_ms][-MAX_CONTACTS + 1:]
-        journey.contacts.append([at, record["channel"], record["action"], record["decision_id"]])
+        journey.contacts.append(contact(at, record["channel"], record["action"], record["decision_id"], journey.stage))
         if follow_up is not None:
             journey.plans.append(follow_up.to_wire())

@@ -22,7 +22,18 @@ PROFILE_DEFAULTS = {
     "consent_email": False,
     "consent_sms": False,
     "consent_push": False,
+    # The customer's own time zone as the CRM has it; their devices' latest report wins over it.
+    "timezone": None,
 }
+# The values a categorical profile feature takes, where the feature definitions declare them
+# (features/feature_views.py tags the field with them): `journeys policy check` warns about rules
+# on any other value, which could never fire.
+PROFILE_VALUES = {"segment": ("casual", "bargain_hunter", "loyal", "high_touch", "lapsing", "unknown")}
+# Values that are only ever true or false: profile consent flags and what the journey tells.
+BOOLEAN_VALUES = ("consent_email", "consent_sms", "consent_push", "identified", "open_complaint", "escalated_7d")
+# The key under which a profile source hands over when its profile was written (event time, ms),
+# beside the values: consent withdrawn by a signal holds until a later profile (journeys.consent).
+PROFILE_AS_OF = "profile_as_of"
 ACTIVITY_FEATURES = ("events_last_hour", "events_last_day", "cart_value", "last_channel", "support_contacts_7d")
 
 # Where the values of a lookup came from.
@@ -38,6 +49,7 @@ class ProfileLookup:
     values: dict
     source: str
     note: str | None = None
+    as_of: int | None = None  # when the profile was written (event time, ms), where the source knows
 
     @property
     def defaulted(self) -> bool:
@@ -59,11 +71,21 @@ class StaticProfiles:
     """Profiles from a table (a profile parquet, say): for tests and replays."""
 
     def __init__(self, rows: Iterable[dict]):
-        self._rows = {row["customer_id"]: {k: row.get(k, v) for k, v in PROFILE_DEFAULTS.items()} for row in rows}
+        self._rows = {row["customer_id"]: ({k: row.get(k, v) for k, v in PROFILE_DEFAULTS.items()},
+                                           epoch_ms(row.get("event_timestamp"))) for row in rows}
 
     def profile(self, customer_id: str) -> ProfileLookup:
-        values = self._rows.get(customer_id)
-        return ProfileLookup(values, ONLINE) if values is not None else ProfileLookup(dict(PROFILE_DEFAULTS), MISSING)
+        found = self._rows.get(customer_id)
+        if found is None:
+            return ProfileLookup(dict(PROFILE_DEFAULTS), MISSING)
+        return ProfileLookup(found[0], ONLINE, as_of=found[1])
+
+
+def epoch_ms(value) -> int | None:
+    """A profile row's timestamp (a datetime, or ms since the epoch) in ms."""
+    if value is None or isinstance(value, int):
+        return value
+    return int(value.timestamp() * 1000)
 
 
 @dataclass(slots=True)

@@ -1,7 +1,9 @@
 """Identity stitching: a visitor's journey, up to the identifying signal, joins the customer's.
 Counts, recent times, touchpoints, contacts, plans and decisions awaiting outcomes add up; the
 open sessions merge into one; the stage with the latest evidence wins (a fresh customer journey
-takes the visitor's)."""
+takes the visitor's). The person's arm (control group or not) is the arm one of the two has
+already decided in, the earlier one's if both have, and else the arm of the identity seen first:
+stitching moves no one from an arm they were treated (or held back) in to the other."""
 from __future__ import annotations
 
 from journeys.decision_point import MAX_CONTACTS
@@ -33,6 +35,17 @@ def combine(journey: Journey, visitor: Journey, fresh: bool, ontology: Ontology,
     journey.plans = journey.plans + visitor.plans
     for outcome, count in visitor.responses.items():
         journey.responses[outcome] = journey.responses.get(outcome, 0) + count
+    for channel, at in visitor.withdrawn.items():
+        journey.withdrawn[channel] = max(at, journey.withdrawn.get(channel, at))
+    if journey.timezone is None:
+        journey.timezone = visitor.timezone
+    journey.arm = min(journey.arm_identity(), visitor.arm_identity(), key=_arm_order)
+
+
+def _arm_order(arm: list) -> tuple:
+    """An arm decided in comes first, the earliest decided; then the identity seen first; then the smaller id."""
+    decided, seen, identity = arm
+    return decided is None, decided or 0, seen, identity
 
 
 def merge_sessions(mine: Session | None, theirs: Session | None) -> Session | None:
@@ -48,4 +61,5 @@ def merge_sessions(mine: Session | None, theirs: Session | None) -> Session | No
         id=first.id, start=first.start, last=max(first.last, second.last), signals=first.signals + second.signals,
         channels=first.channels + [c for c in second.channels if c not in first.channels], counts=counts,
         hints=(first.hints + [h for h in second.hints if h not in first.hints])[:4], stage_at_start=first.stage_at_start,
+        late_types=first.late_types + [t for t in second.late_types if t not in first.late_types],
     )

@@ -24,7 +24,8 @@ time-driven events due until then happen first. A signal behind the clock by at 
 (event_time.max_out_of_orderness) applies with its own event time to the journey as it stands: it
 counts, takes its place among the touchpoints and joins the open session, and the time-driven
 events that already happened stay. A signal further behind is late: it goes to the journey log as
-`late`, whole, counts as accepted, and changes nothing. A visitor's handoff is never late: the
+`late`, whole, counts as accepted, and changes nothing of the path; it still withdraws the
+consent it withdraws and cancels the follow-ups whose goal it reaches. A visitor's handoff is never late: the
 visitor's journey always joins, and only its identifying signal can be late.
 
 Time. Time-driven events (a session gap, a stage time-out, a plan due, a visitor's expiry) happen
@@ -165,7 +166,8 @@ class KeyedJourneys:
         if self.anonymous:
             self._visitor_signal(state, head, payload, out)
         else:
-            state.journey, produced = self.transitions.apply(state.journey, payload, state.key, False, head[INGESTED_AT])
+            state.journey, produced = self.transitions.apply(state.journey, payload, state.key, False, head[INGESTED_AT],
+                                                             state.first_seen)
             out.extend(produced)
         self._applied(state, head, out)
 
@@ -178,6 +180,8 @@ class KeyedJourneys:
         out.append(JourneyLog({"kind": LogKind.LATE, "journey": state.key, "anonymous": self.anonymous, "at": at,
                                "event_id": head[EVENT_ID], "late_by": "journey_clock",
                                "behind_ms": state.clock - at, "signal": signal}))
+        if state.has_journey():
+            out.extend(self.transitions.late(state.journey, signal))
 
     def _applied(self, state: KeyState, head: list, out: list) -> None:
         at = head[AT]
@@ -201,7 +205,7 @@ class KeyedJourneys:
         seen = head[EVENT_ID] in state.seen
         late = not seen and self._is_late(state, head[AT])
         state.journey, produced = self.transitions.merge(state.journey, visitor, link, state.key, head[INGESTED_AT],
-                                                         apply_link=not (seen or late))
+                                                         apply_link=not (seen or late), since=state.first_seen)
         out.extend(produced)
         if late:
             self._late(state, head, link, out)
@@ -230,7 +234,8 @@ class KeyedJourneys:
         at = head[AT]
         customer_id = signal["customer_id"]
         if customer_id is None:
-            state.journey, produced = self.transitions.apply(state.journey, signal, state.key, True, head[INGESTED_AT])
+            state.journey, produced = self.transitions.apply(state.journey, signal, state.key, True, head[INGESTED_AT],
+                                                             state.first_seen)
             out.extend(produced)
             return
         journey = state.journey  # the visitor identifies: its journey goes to the customer

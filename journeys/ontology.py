@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from journeys.contract import signal_channels
 from journeys.timeutil import parse_duration
 from journeys.yamlconf import ConfigError, loads_yaml, where
 
@@ -61,6 +62,22 @@ class EscalationRule:
 
 
 @dataclass(frozen=True)
+class ConsentWithdrawal:
+    """Signals of these types withdraw consent for `channels`: a channel list, SIGNAL_CHANNEL (the
+    channel named in the signal's attributes.channel, else the one it came on) or ALL_CHANNELS
+    (every channel the policy asks consent for); with `when_attribute`, only signals whose
+    attribute of that name is true."""
+
+    on: frozenset[str]
+    channels: str | frozenset[str]
+    when_attribute: str | None
+
+
+SIGNAL_CHANNEL = "signal"
+ALL_CHANNELS = "all"
+
+
+@dataclass(frozen=True)
 class SessionRule:
     id: str
     stages: frozenset[str] | None
@@ -71,7 +88,8 @@ class SessionRule:
 
 class Ontology:
     def __init__(self, *, name, version, stages, initial_stage, identified_channels, signals,
-                 identify_signals, signal_rules, time_rules, escalations, session_rules, anonymous_expiry_ms):
+                 identify_signals, signal_rules, time_rules, escalations, session_rules, anonymous_expiry_ms,
+                 timezone_channels=frozenset(), consent_withdrawals=()):
         self.name = name
         self.version = version
         self.stages: tuple[Stage, ...] = stages
@@ -85,6 +103,9 @@ class Ontology:
         self.escalations: tuple[EscalationRule, ...] = escalations
         self.session_rules: tuple[SessionRule, ...] = session_rules
         self.anonymous_expiry_ms: int = anonymous_expiry_ms
+        self.timezone_channels: frozenset[str] = timezone_channels
+        self.consent_withdrawals: tuple[ConsentWithdrawal, ...] = consent_withdrawals
+        self.withdrawal_types = frozenset().union(*(rule.on for rule in consent_withdrawals))
         self._signal_index = {
             (stage.id, signal): tuple(
                 rule for rule in signal_rules
@@ -130,7 +151,8 @@ def parse_ontology(doc: Any) -> Ontology:
         raise ConfigError(f"{where(doc, 'channel_consent')}: channel_consent has moved to the decision policy's "
                           f"`consent` (docs/policy.md)")
     _only_keys(doc, {"ontology", "version", "initial_stage", "stages", "identified_channels", "signals",
-                     "identify_signals", "transitions", "escalations", "session_rules", "lifecycle"}, "the ontology")
+                     "identify_signals", "transitions", "escalations", "session_rules", "lifecycle",
+                     "timezone_channels", "consent_withdrawals"}, "the ontology")
     stages = _parse_stages(doc)
     stage_ids = {stage.id for stage in stages}
     signals = _parse_signals(doc)
@@ -155,6 +177,8 @@ def parse_ontology(doc: Any) -> Ontology:
         escalations=_parse_escalations(doc, signals),
         session_rules=_parse_session_rules(doc, stage_ids, signals),
         anonymous_expiry_ms=_duration(lifecycle, "anonymous_expiry", "30d"),
+        timezone_channels=frozenset(_channels(doc, "timezone_channels")),
+        consent_withdrawals=_parse_withdrawals(doc, signals),
     )
 
 
@@ -245,6 +269,32 @@ def _parse_session_rules(doc, stage_ids, signals) -> tuple[SessionRule, ...]:
                                  frozenset(_names(raw, "session_lacks", signals, f"session rule {raw['id']}", required=False)),
                                  _action(raw, "action")))
     return tuple(rules)
+
+
+def _parse_withdrawals(doc, signals) -> tuple[ConsentWithdrawal, ...]:
+    rules = []
+    for index, raw in enumerate(doc.get("consent_withdrawals") or ()):
+        if not isinstance(raw, dict) or "on" not in raw or "channels" not in raw:
+            raise ConfigError(f"{where(doc.get('consent_withdrawals'), index)}: a consent withdrawal needs `on` "
+                              f"(signals) and `channels` ({SIGNAL_CHANNEL}, {ALL_CHANNELS} or a list)")
+        _only_keys(raw, {"on", "channels", "when_attribute"}, "a consent withdrawal")
+        channels = raw["channels"]
+        if channels not in (SIGNAL_CHANNEL, ALL_CHANNELS):
+            channels = frozenset(_channels(raw, "channels"))
+        attribute = raw.get("when_attribute")
+        rules.append(ConsentWithdrawal(frozenset(_names(raw, "on", signals, "a consent withdrawal")), channels,
+                                       None if attribute is None else str(attribute)))
+    return tuple(rules)
+
+
+def _channels(mapping, key) -> list[str]:
+    channels = signal_channels()
+    raw = mapping.get(key) or []
+    names = [raw] if isinstance(raw, str) else [str(n) for n in raw]
+    for name in names:
+        if name not in channels:
+            raise ConfigError(f"{where(mapping, key)}: {key}: {name!r} is not a channel ({', '.join(channels)})")
+    return names
 
 
 def _refuse_time_rule_cycles(doc, time_rules) -> None:

@@ -50,6 +50,7 @@ class LogKind:
     OUTCOME = "outcome"                # an answer to a decision that is no step of the journey
     PLAN_CANCELLED = "plan_cancelled"  # a planned follow-up whose goal was reached first
     POLICY_UPDATE = "policy_update"    # what an update on the control stream did
+    STALE_DECISION = "stale_decision"  # an acted decision that a signal from before it, arriving after it, made moot
 
 
 # Records that can move a journey into a stage, and those that say which stage it is in.

@@ -1,8 +1,8 @@
 """The policy engine: what may be done for a customer now, and which proposal wins.
 
 A policy is a versioned YAML file (docs/policy.md). Agents propose candidate actions; the policy
-removes those it does not allow (eligibility, consent, contact caps, quiet hours, the cooldown
-after a complaint), puts every customer of the control group aside, and arbitrates the rest:
+removes those it does not allow (eligibility, consent and its withdrawal, contact caps, quiet
+hours, the cooldown after a complaint), puts every customer of the control group aside, and arbitrates the rest:
 
     priority = product of the factors named under arbitration.priority
                (propensity from the candidate, the others looked up in their tables)
@@ -40,7 +40,9 @@ class Candidate:
 @dataclass(frozen=True)
 class Context:
     """What the policy may look at: the customer, the time (event time, ms), their time zone,
-    values of the journey, features and scores by name, and past contacts as (at, channel)."""
+    values of the journey, features and scores by name, past contacts as (at, channel), the
+    channels they have withdrawn consent for, and the identity that places them in an arm (the
+    identity seen first, journeys.identity; the customer id where none is given)."""
 
     customer_id: str
     now: int
@@ -48,6 +50,8 @@ class Context:
     values: dict = field(default_factory=dict)
     contacts: tuple = ()
     last_complaint_at: int | None = None
+    withdrawn: frozenset = frozenset()
+    arm_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ class Policy:
     def decide(self, candidates: list[Candidate], context: Context, trigger: str | None = None) -> Verdict:
         considered = [self._consider(candidate, context, trigger) for candidate in candidates]
         considered.sort(key=lambda c: (-c.priority, c.candidate.action, c.candidate.channel, c.candidate.agent))
-        if self.in_control_group(context.customer_id):
+        if self.in_control_group(context.arm_key or context.customer_id):
             return Verdict(None, tuple(considered), True, self.version)
         allowed = [c for c in considered if not c.suppressed_by]
         mandatory = [c for c in allowed if c.candidate.action in self.mandatory]
@@ -195,6 +199,8 @@ class Policy:
         flag = self.consent.get(candidate.channel)
         if flag and not context.values.get(flag):
             rules.append(f"consent:{candidate.channel}")
+        if candidate.channel in context.withdrawn:
+            rules.append(f"consent_withdrawn:{candidate.channel}")
         for cap in self.caps:
             if cap.reached(candidate.channel, context):
                 rules.append(f"frequency_cap:{cap.id}")

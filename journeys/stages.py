@@ -144,8 +144,8 @@ class Stages:
                 continue
             if any(session.counts.get(t, 0) == 0 for t in rule.session_has):
                 continue
-            if any(session.counts.get(t, 0) > 0 for t in rule.session_lacks):
-                continue
+            if any(session.counts.get(t, 0) > 0 or t in session.late_types for t in rule.session_lacks):
+                continue  # a purchase too late to apply still happened in the session: no reminder of the cart
             matched.append(rule)
         return session, matched
 

@@ -4,7 +4,7 @@ The state of one key lives in one Flink ValueState<STRING>: read once and writte
 call. The wire form is JSON with short keys and a format version `v`; `decode` upgrades older
 versions, so a savepoint written by an older release still restores. Nothing is pickled. Keys a
 release adds to the journey (the decision memory: time zone, contacts, complaint, plans, decisions
-awaiting outcomes, responses) are optional, so journeys written before them read as having none.
+awaiting outcomes, responses, consent withdrawals, the arm) are optional, so journeys written before them read as having none.
 
 A key's state has three parts:
 - its bookkeeping: the event ids seen lately, the clock up to which the key has come, its one
@@ -37,7 +37,7 @@ import orjson
 
 from journeys.features import Activity
 
-WIRE_VERSION = 3
+WIRE_VERSION = 4
 SECTION = "\x1e"
 ITEM_SEPARATOR = "\x1d"
 HEAD_SEPARATOR = "\x1f"
@@ -72,9 +72,11 @@ class Session:
     counts: dict[str, int] = field(default_factory=dict)
     hints: list[str] = field(default_factory=list)
     stage_at_start: str = ""
+    late_types: list[str] = field(default_factory=list)  # types of signals in the session too late to apply
 
     def to_wire(self) -> list:
-        return [self.id, self.start, self.last, self.signals, self.channels, self.counts, self.hints, self.stage_at_start]
+        return [self.id, self.start, self.last, self.signals, self.channels, self.counts, self.hints, self.stage_at_start,
+                self.late_types]
 
     @classmethod
     def from_wire(cls, wire: list) -> "Session":
@@ -98,17 +100,32 @@ class Journey:
     escalated: dict[str, int] = field(default_factory=dict)  # escalation rule -> last fired
     aliases: list[str] = field(default_factory=list)  # anonymous ids merged into this journey
     activity: Activity = field(default_factory=Activity)  # for the behavioural features
-    timezone: str = "UTC"  # the customer's, from their latest signal that said
-    contacts: list[list] = field(default_factory=list)  # [decided_at, channel, action, decision_id], for the caps
+    timezone: str | None = None  # the customer's, from their own devices' latest signal that said (None: none has)
+    # acted decisions, for the caps and cross-channel consistency: [decided_at, channel, action,
+    # decision_id, stage, stale] (journeys.consistency; the last two missing in older states)
+    contacts: list[list] = field(default_factory=list)
     complaint_at: int | None = None  # the latest complaint, for the policy's cooldown
     complaint_open: bool = False     # until an escalation is resolved
     plans: list[list] = field(default_factory=list)  # agents' follow-ups, as FollowUp.to_wire()
     awaiting: dict[str, list] = field(default_factory=dict)  # decision id -> [decided_at, action, channel, agent, control]
     responses: dict[str, int] = field(default_factory=dict)  # outcome -> count (responsiveness)
+    withdrawn: dict[str, int] = field(default_factory=dict)  # channel ("*": every channel) -> when consent was withdrawn
+    # The identity whose hash places the person in the control group or not (journeys.policy), as
+    # [its first decision point (event time; None: none yet), first seen, identity]; stitching keeps
+    # the arm already used (journeys.identity). None in states written before it was kept.
+    arm: list | None = None
 
     @property
     def identified(self) -> bool:
         return not self.anonymous
+
+    def arm_identity(self) -> list:
+        """The journey's arm (see `arm`), set where a state written before it was kept has none: its
+        own key, as first seen and first decided when the journey began."""
+        if self.arm is None:
+            began = self.first_seen if self.first_seen is not None else 0
+            self.arm = [began, began, self.key]
+        return self.arm
 
     def to_wire(self) -> dict:
         return {
@@ -117,7 +134,7 @@ class Journey:
             "tp": self.touchpoints, "se": self.session.to_wire() if self.session else None,
             "ns": self.sessions_closed, "x": self.escalated, "al": self.aliases, "ac": self.activity.to_wire(),
             "tz": self.timezone, "co": self.contacts, "ca": self.complaint_at, "cx": self.complaint_open,
-            "pl": self.plans, "aw": self.awaiting, "rs": self.responses,
+            "pl": self.plans, "aw": self.awaiting, "rs": self.responses, "wd": self.withdrawn, "am": self.arm,
         }
 
     @classmethod
@@ -125,8 +142,9 @@ class Journey:
         session = wire["se"]
         return cls(wire["k"], wire["a"], wire["st"], wire["ss"], wire["ev"], wire["fs"], wire["la"], wire["n"],
                    wire["r"], wire["tp"], Session.from_wire(session) if session else None, wire["ns"], wire["x"], wire["al"],
-                   Activity.from_wire(wire.get("ac")), wire.get("tz", "UTC"), wire.get("co", []), wire.get("ca"),
-                   wire.get("cx", False), wire.get("pl", []), wire.get("aw", {}), wire.get("rs", {}))
+                   Activity.from_wire(wire.get("ac")), wire.get("tz"), wire.get("co", []), wire.get("ca"),
+                   wire.get("cx", False), wire.get("pl", []), wire.get("aw", {}), wire.get("rs", {}), wire.get("wd", {}),
+                   wire.get("am"))
 
 
 _UNREAD = object()
@@ -193,15 +211,15 @@ def decode(text: str | None) -> KeyState | None:
     journey_text, _, items_text = rest.partition(SECTION)
     meta = orjson.loads(meta_text)
     if meta.get("v") != WIRE_VERSION:
-        meta = _upgrade(meta, meta.get("v"), journey_text)
+        meta, journey_text = _upgrade(meta, meta.get("v"), journey_text)
     backlog = items_text.split(ITEM_SEPARATOR) if items_text else []
     return KeyState(meta["k"], meta["sn"], meta["c"], meta["t"], meta["e"], meta["l"], meta["lx"], meta["g"],
                     meta["fs"], backlog, journey_text=journey_text or None)
 
 
-def _upgrade(meta: dict, version, journey_text: str) -> dict:
+def _upgrade(meta: dict, version, journey_text: str) -> tuple[dict, str]:
     """Each version after the first adds one step here that turns the previous version into the
-    next, so every state ever written can still be read."""
+    next, so every state ever written can still be read: (meta, journey text)."""
     if version == 1:
         # Version 1 buffered items until the watermark passed them ("p": their heads, in the items
         # section) and knew no lag; the buffered items stay in the items section as the backlog.
@@ -213,6 +231,16 @@ def _upgrade(meta: dict, version, journey_text: str) -> dict:
         first_seen = orjson.loads(journey_text)["fs"] if journey_text else meta["c"]
         meta = meta | {"v": 3, "fs": first_seen}
         version = 3
+    if version == 3:
+        # Version 3 took the customer's time zone from any signal, answers and system channels
+        # stamped UTC included: it is not known to be the customer's, so the profile's counts until
+        # a device reports one. Its journeys keep their own key's arm (Journey.arm_identity).
+        if journey_text:
+            journey = orjson.loads(journey_text)
+            journey.pop("tz", None)
+            journey_text = orjson.dumps(journey).decode()
+        meta = meta | {"v": 4}
+        version = 4
     if version != WIRE_VERSION:
         raise ValueError(f"journey state wire version {version!r} is not known to this release (it reads up to {WIRE_VERSION})")
-    return meta
+    return meta, journey_text

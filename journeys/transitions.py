@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from journeys import identity, plans
+from journeys import consent, consistency, identity, plans
 from journeys.agents import DEFAULT_AGENTS, FollowUp
 from journeys.decision_point import DecisionPoint
 from journeys.features import ProfileSource, activity_features
@@ -52,7 +52,8 @@ class Transitions:
 
     # -- one signal ----------------------------------------------------------------------------
     def apply(self, journey: Journey | None, signal: dict, key: str, anonymous: bool,
-              ingested_at: int | None = None) -> tuple[Journey | None, list]:
+              ingested_at: int | None = None, since: int | None = None) -> tuple[Journey | None, list]:
+        """since: the earliest event time the key has applied, across its journeys (KeyState.first_seen)."""
         out: list = []
         at, event_type = signal["event_time"], signal["event_type"]
         if journey is not None:
@@ -64,13 +65,13 @@ class Transitions:
             return None, out
         started = journey is None
         if started:
-            journey = self.stages.new_journey(key, anonymous, at)
-        if signal.get("timezone"):
-            journey.timezone = signal["timezone"]
+            journey = self._new_journey(key, anonymous, at, since)
         joined = join_outcome(journey, signal) if answers else None
         if only_an_answer:
             out.append(JourneyLog(outcome_record(journey.key, journey.anonymous, signal, joined)))
             return journey, out
+        if not answers:  # an answer comes from the system that carried the action, not from the customer
+            self._customer_says(journey, signal)
         if event_type == "complaint":
             journey.complaint_at, journey.complaint_open = at, True
         elif event_type == "escalation_resolved":
@@ -81,6 +82,39 @@ class Transitions:
         if self.ontology.stage_by_id[journey.stage].terminal:
             return self._close(journey, at, "terminal_stage", out), out
         return journey, out
+
+    def _new_journey(self, key: str, anonymous: bool, at: int, since: int | None) -> Journey:
+        journey = self.stages.new_journey(key, anonymous, at)
+        journey.arm = [None, at if since is None else min(since, at), key]
+        return journey
+
+    def _customer_says(self, journey: Journey, signal: dict) -> None:
+        """What a signal of the customer's own tells about them beyond the journey's steps: the time
+        zone their device reports, and consent they withdraw."""
+        if signal.get("timezone") and signal["channel"] in self.ontology.timezone_channels:
+            journey.timezone = signal["timezone"]
+        if signal["event_type"] in self.ontology.withdrawal_types:
+            consent.record_withdrawal(journey, signal, self.ontology)
+
+    def late(self, journey: Journey | None, signal: dict) -> list:
+        """A signal too late to apply still withdraws consent, still counts for the session rules of
+        the open session it happened in (a late purchase: no cart reminder), still cancels the
+        follow-ups whose goal it reaches, and still shows the decisions it makes stale: all are
+        about what may still go out or has gone out, not about the path."""
+        out: list = []
+        if journey is None or answers_a_decision(signal):
+            return out
+        if signal["event_type"] in self.ontology.withdrawal_types:
+            consent.record_withdrawal(journey, signal, self.ontology)
+        session = journey.session
+        if session is not None and signal["event_time"] >= session.start and signal["event_type"] not in session.late_types:
+            session.late_types.append(signal["event_type"])
+        for rule in self.ontology.signal_rules_for(journey.stage, signal["event_type"]):
+            plans.cancel_reached(journey, rule.to, signal["event_time"], out)
+            if rule.to != journey.stage:
+                consistency.find_stale(journey, signal, rule.to, self.ontology, out)
+            break
+        return out
 
     def _step(self, journey: Journey, signal: dict, joined: dict | None, ingested_at: int | None,
               out: list) -> tuple[str | None, str]:
@@ -119,6 +153,7 @@ class Transitions:
                    f"a new journey in {journey.stage} on {named}", ingested_at, out)
         if moved_by is not None:
             plans.cancel_reached(journey, journey.stage, at, out)
+            consistency.find_stale(journey, signal, journey.stage, self.ontology, out)
             reason = f"entered {journey.stage} from {previous} on {named} (rule {moved_by})"
             decide(journey, "stage_entered", event_id, at, moved_by, reason, ingested_at, out)
         if event_type in self.ontology.escalation_types:
@@ -205,9 +240,10 @@ class Transitions:
 
     # -- identity ------------------------------------------------------------------------------
     def merge(self, journey: Journey | None, visitor: Journey | None, link: dict, key: str,
-              ingested_at: int | None = None, apply_link: bool = True) -> tuple[Journey | None, list]:
+              ingested_at: int | None = None, apply_link: bool = True,
+              since: int | None = None) -> tuple[Journey | None, list]:
         """A visitor's journey, up to the identifying signal, joins the customer's; then the signal
-        applies (unless apply_link is false: it is late, or was applied already)."""
+        applies (unless apply_link is false: it is late, or was applied already). since: as for apply."""
         out: list = []
         at = link["event_time"]
         if journey is not None:
@@ -215,14 +251,14 @@ class Transitions:
         if visitor is not None:
             fresh = journey is None or journey.last_activity is None
             if journey is None:
-                journey = self.stages.new_journey(key, False, at)
+                journey = self._new_journey(key, False, at, since)
             before = journey.stage
             identity.combine(journey, visitor, fresh, self.ontology, self.stages.touchpoint_limit)
             out.append(JourneyLog({"kind": LogKind.STITCH, "journey": key, "anonymous": False, "at": at,
                                    "anonymous_id": visitor.key, "event_id": link["event_id"],
                                    "from_stage": before, "stage": journey.stage}))
         if apply_link:
-            journey, applied = self.apply(journey, link, key, False, ingested_at)
+            journey, applied = self.apply(journey, link, key, False, ingested_at, since)
             out.extend(applied)
         return journey, out
 

@@ -154,6 +154,12 @@ cp "$run/round-2/summary.json" "$run/summary.json"
 step compare "champion against challenger (journeys models compare)" \
   "$journeys" models compare --decisions "$run/round-2/decision-log" --journeys "$run/round-2/journeys" \
   --truth "$run/signals.jsonl"
+audit_round_2() {  # the verdict is shown, not fatal: the rest of the run still says what it did
+  "$journeys" audit "$@" || echo "(the audit found broken guardrails: see above)"
+}
+step audit "guardrail audit of round 2 (journeys audit)" \
+  audit_round_2 --signals "$run/signals-with-outcomes.jsonl" --decision-log "$run/round-2/decision-log" \
+  --profiles features/data/customer_profiles.parquet --out "$run/audit.json"
 step map "journey map (journeys map)" \
   "$journeys" map --journeys "$run/round-2/journeys" --decisions "$run/round-2/decision-log" --out "$run/map.html"
 
@@ -161,6 +167,8 @@ echo
 sed -n '/^Journey job summary/,/^  summary written to/p' "$logs/round-2.log" | sed '$d'
 echo
 cat "$logs/compare.log"
+echo
+cat "$logs/audit.log"
 echo
 elapsed=$((SECONDS - began))
 echo "done in $((elapsed / 60)) min $((elapsed % 60)) s; what each step said is in $logs/"

@@ -41,6 +41,16 @@ def add_commands(commands) -> None:
     summary.add_argument("--out")
     summary.set_defaults(run=_summary)
 
+    audit = commands.add_parser("audit", help="check a run's decisions against the guardrails from its input: "
+                                              "quiet hours in the customer's zone, withdrawn consent, one arm per person")
+    audit.add_argument("--signals", required=True, help="the run's input (JSON lines, a file or directory)")
+    audit.add_argument("--decision-log", required=True, help="the run's decision log")
+    audit.add_argument("--profiles", help="the customer profiles (parquet), for zones and consent no signal gave")
+    audit.add_argument("--policy", help="the policy the run decided with (default: the one the job config names)")
+    audit.add_argument("--ontology", help="ontology YAML (default: the one the job config names)")
+    audit.add_argument("--out", help="also write the findings as JSON here")
+    audit.set_defaults(run=_audit)
+
 
 def _map(args) -> int:
     from pipelines.reports.journey_map import build_map
@@ -102,3 +112,21 @@ def _summary(args) -> int:
         Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
     print(format_summary(summary))
     return 0 if summary["balanced"] else 1
+
+
+def _audit(args) -> int:
+    from pipelines.config import read_ontology, read_policy, read_settings, settings_policy
+    from pipelines.reports.audit import audit, decode_signals, format_audit
+    from pipelines.reports.summary import read_records
+    from pipelines.tools.files import read_lines
+    from pipelines.tools.simulate import read_profiles
+
+    if not Path(args.decision_log).exists():
+        raise FileNotFoundError(f"{args.decision_log}: no decision log there")
+    policy = read_policy(args.policy) if args.policy else settings_policy(read_settings())
+    found = audit(decode_signals(read_lines(args.signals)), read_records(args.decision_log), policy,
+                  read_ontology(args.ontology), read_profiles(args.profiles) if args.profiles else ())
+    if args.out:
+        Path(args.out).write_text(json.dumps(found.to_dict(), indent=2) + "\n")
+    print(format_audit(found))
+    return 0 if found.clean else 1

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from journeys.features import CACHED, FALLBACK, MISSING, ONLINE, PROFILE_DEFAULTS, ProfileLookup
+from journeys.features import CACHED, FALLBACK, MISSING, ONLINE, PROFILE_AS_OF, PROFILE_DEFAULTS, ProfileLookup
 
 
 @dataclass
@@ -25,7 +25,8 @@ class LookupCounts:
 class GuardedProfiles:
     """A profile lookup behind a TTL cache, a per-lookup time budget and a circuit breaker.
 
-    fetch(customer_id) returns the profile, None when the store has none, or raises. A failure, or
+    fetch(customer_id) returns the profile (with when it was written under PROFILE_AS_OF, where
+    known), None when the store has none, or raises. A failure, or
     `slow_streak` lookups in a row over budget (one slow call is a hiccup, several are a slow
     store), open the breaker for `cooldown_s`: meanwhile lookups answer at once with defaults,
     and then the store is tried again."""
@@ -85,4 +86,7 @@ class GuardedProfiles:
     def _answer(values: dict | None, source: str) -> ProfileLookup:
         if values is None:
             return ProfileLookup(dict(PROFILE_DEFAULTS), MISSING, "no profile in the feature store")
+        if PROFILE_AS_OF in values:
+            values = dict(values)
+            return ProfileLookup(values, source, as_of=values.pop(PROFILE_AS_OF))
         return ProfileLookup(values, source)

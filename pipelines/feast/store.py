@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from journeys.features import ACTIVITY_FEATURES, PROFILE_DEFAULTS
+from journeys.features import ACTIVITY_FEATURES, PROFILE_AS_OF, PROFILE_DEFAULTS
 from journeys.timeutil import parse_duration
 from pipelines.feast.guarded import GuardedProfiles
 from pipelines.quiet import hush_third_party_warnings
@@ -94,11 +94,14 @@ class FeastProfiles(GuardedProfiles):
         references = [f"{PROFILE_VIEW}:{name}" for name in PROFILE_DEFAULTS]
 
         def fetch(customer_id: str) -> dict | None:
-            result = store.get_online_features(features=references, entity_rows=[{"customer_id": customer_id}]).to_dict()
+            result = store.get_online_features(features=references, entity_rows=[{"customer_id": customer_id}]
+                                               ).to_dict(include_event_timestamps=True)
             values = {name: result[name][0] for name in PROFILE_DEFAULTS}
             if all(value is None for value in values.values()):
                 return None
-            return {name: PROFILE_DEFAULTS[name] if value is None else value for name, value in values.items()}
+            written = [result[f"{name}__ts"][0] for name in PROFILE_DEFAULTS if values[name] is not None]
+            return {name: PROFILE_DEFAULTS[name] if value is None else value for name, value in values.items()} | {
+                PROFILE_AS_OF: max(written) * 1000}  # Feast gives seconds
 
         super().__init__(fetch, cache_ttl_s=settings.cache_ttl_s, budget_ms=settings.lookup_budget_ms,
                          cooldown_s=settings.breaker_cooldown_s)

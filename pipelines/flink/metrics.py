@@ -191,6 +191,7 @@ class JourneyMetrics:
     def __init__(self, group):
         self._counters = {name: group.counter(name) for name in
                           (*self.KINDS.values(), "signals_accepted", "outcomes_joined", "outcomes_unmatched")}
+        self._stale = LabeledCounters(group, "decisions_stale", "signal_channel", "decision_channel")
         self._decision_latency = Histogram(group, "decision_latency_ms")
         self._time_to_map = Histogram(group, "time_to_map_ms")
 
@@ -203,8 +204,10 @@ class JourneyMetrics:
                     self._counters[name].inc()
                 if kind in ACCEPTED_KINDS:
                     self._counters["signals_accepted"].inc()
-                if record.get("decision_id"):
+                if "matched" in record:  # an answer to a decision, joined or not
                     self._counters["outcomes_joined" if record.get("matched") else "outcomes_unmatched"].inc()
+                elif kind == LogKind.STALE_DECISION:
+                    self._stale.inc(record["signal_channel"], record["channel"])
         for latency_ms in outputs.decision_latencies_ms:
             self._decision_latency.update(latency_ms)
         for latency_ms in outputs.map_latencies_ms:

@@ -1,7 +1,7 @@
 """What a journey map shows, computed from a run's journey log and decision log, with no drawing
 library in sight: stage transitions with counts (by channel), stage populations over time, the
 conversion funnel with its drop-off, the most common paths, decisions by action with outcome
-rates and uplift, and one customer's timeline. pipelines.reports.map_page draws it.
+rates and uplift, cross-channel consistency, and one customer's timeline. pipelines.reports.map_page draws it.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Iterable
 
 from journeys.outputs import STAGE_ENTRY_KINDS, STAGE_KINDS, LogKind, enters_stage
 from journeys.timeutil import DAY
+from pipelines.reports.summary import consistency
 from pipelines.reports.uplift import uplift_table
 
 TIME = "time"  # the "channel" of a transition that event time made, not a signal
@@ -26,6 +27,7 @@ class JourneyMap:
     paths: list = field(default_factory=list)         # [(path as "a > b > c", journeys)]
     uplift: dict = field(default_factory=dict)        # action -> uplift row (pipelines.reports.uplift)
     decisions_by_action: dict = field(default_factory=dict)
+    consistency: dict = field(default_factory=dict)   # pipelines.reports.summary.consistency
     timelines: dict = field(default_factory=dict)     # journey -> [event, ...] in time order
 
 
@@ -41,6 +43,8 @@ def build_map(journey_records: Iterable[dict], decisions: Iterable[dict], stages
                 if r.get("decision_id") and r.get("matched")]
     built.uplift = uplift_table([d for d in decisions if d.get("action")], outcomes)
     built.decisions_by_action = dict(Counter(d["action"] for d in decisions if d.get("acted", True)).most_common())
+    built.consistency = consistency(sum(built.decisions_by_action.values()), Counter(
+        (r["signal_channel"], r["channel"]) for r in records if r["kind"] == LogKind.STALE_DECISION))
     built.timelines = _timelines(records, decisions)
     return built
 

@@ -13,6 +13,7 @@ from plotly.offline import get_plotlyjs
 
 from journeys.outputs import LogKind
 from pipelines.reports.journey_map import JourneyMap
+from pipelines.reports.uplift import NOT_CLEAR, interval_text, percent
 
 MAX_TIMELINES = 5000  # customers whose timeline the page carries (the most active first)
 
@@ -22,7 +23,7 @@ def render(built: JourneyMap, title: str = "Journey map", live: tuple[str, int] 
     asks the server for the version of the outputs and reloads only when they changed."""
     figures = {
         "sankey": _sankey(built), "populations": _populations(built), "funnel": _funnel(built),
-        "paths": _paths(built), "decisions": _decisions(built),
+        "paths": _paths(built), "decisions": _decisions(built), "consistency": _consistency(built),
     }
     busiest = sorted(built.timelines.items(), key=lambda item: (-len(item[1]), item[0]))[:MAX_TIMELINES]
     timelines = {journey: [_line(entry) for entry in entries] for journey, entries in sorted(busiest)}
@@ -97,18 +98,25 @@ def _decisions(built: JourneyMap) -> go.Figure:
     actions = list(built.uplift)
     rows = [built.uplift[a] for a in actions]
 
-    def percent(value):
-        return "-" if value is None else f"{value:.1%}"
-
     figure = go.Figure(go.Table(
         header={"values": ["action", "treated", "control", "opened", "clicked", "converted (treated)",
-                           "converted (control)", "uplift"]},
+                           "converted (control)", "uplift", f"95% interval ({NOT_CLEAR}: includes zero)"]},
         cells={"values": [actions, [r["treated"] for r in rows], [r["control"] for r in rows],
                           [percent(r["outcome_rates"].get("opened")) for r in rows],
                           [percent(r["outcome_rates"].get("clicked")) for r in rows],
                           [percent(r["converted_treated"]) for r in rows], [percent(r["converted_control"]) for r in rows],
-                          [percent(r["uplift"]) for r in rows]]}))
+                          [percent(r["uplift"]) for r in rows], [interval_text(r) for r in rows]]}))
     figure.update_layout(title="Decisions by action: outcome rates and uplift against the control group")
+    return figure
+
+
+def _consistency(built: JourneyMap) -> go.Figure:
+    figures = built.consistency
+    pairs = figures.get("stale_by_channel_pair") or {}
+    figure = go.Figure(go.Bar(x=list(pairs.values())[::-1], y=list(pairs)[::-1], orientation="h"))
+    share = "-" if figures.get("share") is None else f"{figures['share']:.2%}"
+    figure.update_layout(title=f"Cross-channel consistency: {share} of {figures.get('acted', 0):,} acted decisions still "
+                               f"valid when sent; stale ones by channel pair (signal -> decision)", margin={"l": 200})
     return figure
 
 
@@ -120,7 +128,7 @@ _PAGE = """<!DOCTYPE html>
 <body><h1>{title}</h1>
 <div id="sankey" class="figure"></div><div id="populations" class="figure"></div>
 <div id="funnel" class="figure"></div><div id="paths" class="figure"></div>
-<div id="decisions" class="figure"></div>
+<div id="decisions" class="figure"></div><div id="consistency" class="figure"></div>
 <h2>One customer's timeline</h2>
 <input id="search" list="customers" placeholder="customer or visitor id" value="{default_customer}">
 <datalist id="customers"></datalist><ol id="timeline"></ol>

@@ -68,11 +68,12 @@ class _LogTally:
         self.compared = self.matched = 0
         self.per_stage: dict[str, list[int]] = {}
         self.outcomes: list[dict] = []
+        self.stale: Counter = Counter()  # (signal channel, decision channel) -> stale decisions
 
     def add(self, order: int, record: dict) -> None:
         kind = record["kind"]
         self.kinds[kind] += 1
-        if record.get("decision_id"):
+        if "matched" in record:  # an answer to a decision, joined or not
             self.outcomes.append(record)
         self.keys[record["anonymous"]].add(record["journey"])
         if kind == LogKind.SIGNAL:
@@ -81,6 +82,8 @@ class _LogTally:
             self.stitched.add(record["anonymous_id"])
         elif kind == LogKind.SESSION and record.get("open"):
             self.sessions_open += 1
+        elif kind == LogKind.STALE_DECISION:
+            self.stale[record["signal_channel"], record["channel"]] += 1
         if kind in STAGE_KINDS:
             if record.get("from_stage") and record["from_stage"] != record["stage"]:
                 self.transitions[f"{record['from_stage']} -> {record['stage']}"] += 1
@@ -122,6 +125,7 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
         "stage_accuracy": round(log.matched / log.compared, 4) if log.compared else None,
         "stage_accuracy_by_true_stage": {stage: round(hit / total, 4) for stage, (total, hit) in sorted(log.per_stage.items())},
         "signals_with_truth": log.compared,
+        "consistency": consistency(len(acted), log.stale),
     }
     answered = [{"decision_id": o["decision_id"], "outcome": o["event_type"]} for o in log.outcomes if o.get("matched")]
     if answered:
@@ -131,6 +135,16 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
         summary["decision_latency_ms"] = {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
                                           "max": max(latencies)}
     return summary
+
+
+def consistency(acted: int, stale: Counter) -> dict:
+    """Cross-channel consistency (journeys.consistency): the share of acted decisions still valid
+    given every channel's signals up to the moment they went out, and the stale ones by channel pair
+    ("store -> email": a store signal made an e-mail moot)."""
+    total = sum(stale.values())
+    return {"acted": acted, "stale": total, "share": round(1 - total / acted, 4) if acted else None,
+            "stale_by_channel_pair": {f"{signal} -> {decision}": count
+                                      for (signal, decision), count in sorted(stale.items(), key=lambda p: (-p[1], p[0]))}}
 
 
 def _counts(events_in: int, log: _LogTally, dead_letters: list[dict]) -> dict:
@@ -246,6 +260,15 @@ def _decision_rows(rows: _Rows, summary: dict) -> None:
         rows.row("  fast path (latency budget, rules alone)", f"{summary['fast_path']:,} "
                  f"({summary['fast_path'] / summary['decision_points']:.2%} of decision points)")
         rows.row("  policy versions used", ", ".join(f"v{k}: {v:,}" for k, v in summary["policy_versions"].items()))
+    _consistency_rows(rows, summary.get("consistency") or {})
+
+
+def _consistency_rows(rows: _Rows, figures: dict) -> None:
+    if not figures.get("acted"):
+        return
+    rows.row("  cross-channel consistency", f"{figures['share']:.2%}  (stale when sent: {figures['stale']:,})")
+    for pair, count in list(figures["stale_by_channel_pair"].items())[:5]:
+        rows.row(f"    stale: {pair}", f"{count:,}")
 
 
 def _outcome_rows(rows: _Rows, summary: dict) -> None:

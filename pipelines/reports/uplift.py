@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Iterable
 
 from journeys.outcomes import OUTCOMES
+from journeys.stats import difference_interval
 
-
+NOT_CLEAR = "~"  # marks an uplift whose 95% interval includes zero
 
 def uplift_table(decisions: Iterable[dict], outcomes: Iterable[dict], goal: str = "converted") -> dict:
     reached: dict[str, set[str]] = {}
@@ -41,15 +42,31 @@ def uplift_table(decisions: Iterable[dict], outcomes: Iterable[dict], goal: str 
             f"{goal}_treated": None if treated_rate is None else round(treated_rate, 4),
             f"{goal}_control": None if control_rate is None else round(control_rate, 4),
             "uplift": None if treated_rate is None or control_rate is None else round(treated_rate - control_rate, 4),
+            "uplift_interval": None if treated_rate is None or control_rate is None else difference_interval(
+                row["treated_goal"], row["treated"], row["control_goal"], row["control"]).to_dict(),
         }
     return table
 
 
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def interval_text(row: dict) -> str:
+    """The uplift's 95% interval, marked NOT_CLEAR when it includes zero."""
+    interval = row.get("uplift_interval")
+    if interval is None:
+        return "-"
+    mark = "" if interval["clear"] else f" {NOT_CLEAR}"
+    return f"[{interval['low']:+.1%}, {interval['high']:+.1%}]{mark}"
+
+
 def format_uplift(table: dict, goal: str = "converted") -> str:
-    lines = [f"  {'action':<26}{'treated':>9}{'control':>9}{goal + ' (t)':>16}{goal + ' (c)':>16}{'uplift':>9}"]
+    lines = [f"  {'action':<26}{'treated':>9}{'control':>9}{goal + ' (t)':>16}{goal + ' (c)':>16}{'uplift':>9}"
+             f"  95% interval"]
     for action, row in table.items():
-        def percent(value):
-            return "-" if value is None else f"{value:.1%}"
         lines.append(f"  {action:<26}{row['treated']:>9,}{row['control']:>9,}{percent(row[goal + '_treated']):>16}"
-                     f"{percent(row[goal + '_control']):>16}{percent(row['uplift']):>9}")
+                     f"{percent(row[goal + '_control']):>16}{percent(row['uplift']):>9}  {interval_text(row)}")
+    if any(row.get("uplift_interval") and not row["uplift_interval"]["clear"] for row in table.values()):
+        lines.append(f"  {NOT_CLEAR} the interval includes zero: too few customers to tell this uplift from chance")
     return "\n".join(lines)

@@ -330,6 +330,7 @@ def _profile(person: "_Customer", start: int, rng: random.Random) -> dict:
         "consent_email": rng.random() < email,
         "consent_sms": rng.random() < sms,
         "consent_push": rng.random() < push,
+        "timezone": person.timezone,
         "event_timestamp": start - 24 * HOUR,
         "created": start - 24 * HOUR,
     }
@@ -391,7 +392,8 @@ def write_profiles(profiles: list[dict], path) -> None:
     table = pa.Table.from_pylist(profiles, schema=pa.schema([
         ("customer_id", pa.string()), ("lifetime_value", pa.float64()), ("segment", pa.string()),
         ("tenure_days", pa.int64()), ("preferred_channel", pa.string()), ("consent_email", pa.bool_()),
-        ("consent_sms", pa.bool_()), ("consent_push", pa.bool_()), ("event_timestamp", pa.timestamp("ms", tz="UTC")),
+        ("consent_sms", pa.bool_()), ("consent_push", pa.bool_()), ("timezone", pa.string()),
+        ("event_timestamp", pa.timestamp("ms", tz="UTC")),
         ("created", pa.timestamp("ms", tz="UTC"))]))
     pq.write_table(table, path)
 

@@ -36,10 +36,10 @@ def test_a_valid_v2_signal_decodes_to_the_normalized_form():
     assert decoder.decode_json(as_json(signal), NOW) == signal
 
 
-def test_a_v1_signal_gets_the_v2_default_for_the_added_field():
+def test_a_v1_signal_says_nothing_of_its_time_zone_rather_than_claiming_the_v2_default():
     v1 = as_json(a_signal("page_view"), timezone=..., schema_version=1)
     decoded = decoder.decode_json(v1, NOW)
-    assert decoded["timezone"] == "UTC" and decoded["schema_version"] == 1
+    assert decoded["timezone"] == "" and decoded["schema_version"] == 1
 
 
 def test_unknown_top_level_fields_are_ignored_like_avro_schema_resolution_does():
@@ -123,7 +123,7 @@ def test_avro_single_object_signals_of_both_versions_decode(version):
     decoded = decoder.decode_avro(encode_avro(signal, version), NOW)
     assert decoded["event_id"] == signal["event_id"]
     assert decoded["event_time"] == BEGINNING
-    assert decoded["schema_version"] == version and decoded["timezone"] == "UTC"
+    assert decoded["schema_version"] == version and decoded["timezone"] == ("UTC" if version == 2 else "")
 
 
 def test_an_avro_message_of_an_unknown_schema_is_rejected():

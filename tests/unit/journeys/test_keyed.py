@@ -1,6 +1,7 @@
 """Arrival order, lateness per journey, deduplication, identity stitching and time, without an engine."""
 import random
 import time
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -234,9 +235,22 @@ def test_a_key_remembers_the_earliest_signal_it_applied_even_one_that_came_out_o
     assert decode(encode(state)).first_seen == TEN_SECONDS_LATER
 
 
-def _as_version_2(state: KeyState) -> str:
-    """The state as a version-2 release wrote it: the same sections, no first sight of the key."""
+def _as_version_3(state: KeyState) -> str:
+    """The state as a version-3 release wrote it: the same sections, a journey without the arm,
+    withdrawals and contact stages of version 4, and a time zone from any signal."""
     meta, journey, items = encode(state).split(SECTION)
+    if journey:
+        wire = orjson.loads(journey)
+        for key in ("am", "wd"):
+            del wire[key]
+        wire["co"] = [contact[:4] for contact in wire["co"]]
+        journey = orjson.dumps(wire | {"tz": "UTC"}).decode()
+    return orjson.dumps(orjson.loads(meta) | {"v": 3}).decode() + SECTION + journey + SECTION + items
+
+
+def _as_version_2(state: KeyState) -> str:
+    """The state as a version-2 release wrote it: version 3's, without the first sight of the key."""
+    meta, journey, items = _as_version_3(state).split(SECTION)
     wire = orjson.loads(meta)
     del wire["fs"]
     return orjson.dumps(wire | {"v": 2}).decode() + SECTION + journey + SECTION + items
@@ -248,7 +262,20 @@ def test_a_version_2_state_takes_the_start_of_its_journey_as_the_keys_first_sigh
     state, _, _, _ = customers.on_signal(state, _item(a_signal("add_to_cart", ONE_MINUTE_LATER)))
     upgraded = decode(_as_version_2(state))
     assert upgraded.first_seen == BEGINNING
-    assert encode(upgraded) == encode(state)  # nothing else changes, and it is written as the new version
+    assert encode(upgraded).startswith(f'{{"v":{WIRE_VERSION},')
+    # nothing else changes but what version 4 added (the next test)
+    assert upgraded.journey == replace(state.journey, timezone=None, arm=None, contacts=[c[:4] for c in state.journey.contacts])
+
+
+def test_a_version_3_journey_forgets_a_zone_no_device_is_known_to_have_said_and_keeps_its_own_keys_arm():
+    customers = _roles()[CUSTOMER]
+    state, _, _, _ = customers.on_signal(None, _item(a_signal("page_view", BEGINNING) | {"timezone": "Asia/Tokyo"}))
+    assert state.journey.timezone == "Asia/Tokyo" and state.journey.arm[2] == "c-1"
+
+    upgraded = decode(_as_version_3(state)).journey
+
+    assert upgraded.timezone is None and upgraded.withdrawn == {}
+    assert upgraded.arm_identity() == [BEGINNING, BEGINNING, "c-1"]
 
 
 def test_a_version_2_visitor_that_handed_its_journey_on_takes_its_clock_as_its_first_sight():

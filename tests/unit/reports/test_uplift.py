@@ -24,3 +24,28 @@ def test_uplift_is_the_treated_rate_minus_the_control_rate_of_the_same_action():
     assert reminder["outcome_rates"]["opened"] == 0.5  # control customers' outcomes are not the action's
     assert table["winback_offer"]["uplift"] is None  # no control customers for it: no uplift to claim
     assert "cart_reminder" in format_uplift(table) and "50.0%" in format_uplift(table)
+
+
+def test_every_uplift_has_its_95_percent_interval_and_one_that_includes_zero_is_marked():
+    small = [decided(f"t{n}", "cart_reminder") for n in range(186)] + \
+            [decided(f"c{n}", "cart_reminder", True) for n in range(25)]
+    outcomes = [{"decision_id": f"t{n}", "outcome": "converted"} for n in range(20)] + \
+               [{"decision_id": f"c{n}", "outcome": "converted"} for n in range(3)]
+
+    row = uplift_table(small, outcomes)["cart_reminder"]
+
+    assert row["uplift"] == round(20 / 186 - 3 / 25, 4)
+    assert row["uplift_interval"]["low"] < 0 < row["uplift_interval"]["high"] and not row["uplift_interval"]["clear"]
+    assert "~" in format_uplift({"cart_reminder": row}) and "chance" in format_uplift({"cart_reminder": row})
+
+
+def test_a_large_clear_uplift_is_not_marked():
+    decisions = [decided(f"t{n}", "cart_reminder") for n in range(70)] + \
+                [decided(f"c{n}", "cart_reminder", True) for n in range(80)]
+    outcomes = [{"decision_id": f"t{n}", "outcome": "converted"} for n in range(56)] + \
+               [{"decision_id": f"c{n}", "outcome": "converted"} for n in range(48)]
+
+    row = uplift_table(decisions, outcomes)["cart_reminder"]
+
+    assert row["uplift_interval"] == {"estimate": 0.2, "low": 0.0524, "high": 0.3339, "clear": True}
+    assert "[+5.2%, +33.4%]" in format_uplift({"cart_reminder": row}) and "~" not in format_uplift({"cart_reminder": row})
