@@ -9,6 +9,8 @@ def add_commands(commands) -> None:
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_commands.add_parser("check", help="load a policy file and print what it says, or the error and its line")
     check.add_argument("file")
+    check.add_argument("--ontology", help="the ontology to check against (default: the one the job config names)")
+    check.add_argument("--strict", action="store_true", help="fail when a rule can never fire, not only warn")
     check.set_defaults(run=_policy_check)
     publish = policy_commands.add_parser("publish", help="check a policy file and put it into a running job's "
                                                         "watched policy-updates directory")
@@ -30,10 +32,24 @@ def _policy_check(args) -> int:
           f"{len(policy.caps)} frequency caps, quiet hours {'on' if policy.quiet_hours else 'off'}, "
           f"{len(policy.eligibility)} eligibility rules, mandatory: {', '.join(sorted(policy.mandatory)) or 'none'}, "
           f"control group {policy.control_share:.0%}")
-    return 0
+    warnings = _warnings(policy, args.ontology)
+    return 1 if warnings and args.strict else 0
+
+
+def _warnings(policy, ontology_path: str | None) -> list:
+    """Print what in the policy can never fire, against the ontology the job would run with."""
+    from journeys.policy_check import never_fire
+    from pipelines.config import read_ontology, read_settings, settings_ontology
+
+    ontology = read_ontology(ontology_path) if ontology_path else settings_ontology(read_settings())
+    warnings = never_fire(policy, ontology)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return warnings
 
 
 def _policy_publish(args) -> int:
+    from pipelines.config import read_policy
     from pipelines.tools.policy_publish import publish
     from journeys.yamlconf import ConfigError
 
@@ -43,4 +59,5 @@ def _policy_publish(args) -> int:
         print(f"journeys: not published: {error}", file=sys.stderr)
         return 1
     print(f"published {args.file} -> {written}")
+    _warnings(read_policy(args.file), None)
     return 0
