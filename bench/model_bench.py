@@ -44,14 +44,36 @@ def measure_inference(lines: list[bytes], uri: str) -> dict:
     per_decision_us: list[float] = []
     models = RegistryModels(ModelServingSettings(uri), observe=lambda rows, seconds: per_decision_us.extend(
         [seconds * 1e6 / rows] * rows)).start()
+    started = time.perf_counter()
     run = ReferenceRun(packaged_ontology(), packaged_settings(), models=models).feed(lines).finish()
+    core_seconds = time.perf_counter() - started
     # Each decision was scored once per champion: add the champions' shares together.
     champions = max(1, len(models.active().champions))
     costs = sorted(sum(per_decision_us[i:i + champions]) for i in range(0, len(per_decision_us), champions))
     pyfunc_one, pyfunc_batch = _pyfunc_predict(uri, run.decisions[:100])
-    return {"decisions": len(run.decisions), "inference_p50_us_per_decision": round(_percentile(costs, 0.5), 1),
+    drift_seconds = _track_drift([m.drift_profile for m in models.active().champions if m.drift_profile],
+                                 run.decision_log)
+    return {"decisions": len(run.decisions), "decision_points": len(run.decision_log),
+            "drift_us_per_decision_point": round(drift_seconds * 1e6 / max(1, len(run.decision_log)), 1),
+            "core_with_drift_to_without_ratio": round(core_seconds / (core_seconds + drift_seconds), 3),
+            "inference_p50_us_per_decision": round(_percentile(costs, 0.5), 1),
             "inference_p99_us_per_decision": round(_percentile(costs, 0.99), 1),
             "pyfunc_one_row_ms": round(pyfunc_one, 3), "pyfunc_100_rows_ms_per_row": round(pyfunc_batch, 4)}
+
+
+def _track_drift(profiles: list, decisions: list[dict]) -> float:
+    """Seconds the job's drift tracking takes over these decision points: counting each champion's
+    inputs and score, and its figures every DriftMetrics.EVALUATE_EVERY decisions."""
+    from journeys.drift import RunningDrift
+    from pipelines.flink.metrics import DriftMetrics
+
+    started = time.perf_counter()
+    for profile in profiles:
+        running = RunningDrift(profile)
+        for decision in decisions:
+            if running.add(decision) and running.seen.rows % DriftMetrics.EVALUATE_EVERY == 0:
+                running.psi()
+    return time.perf_counter() - started
 
 
 def _pyfunc_predict(uri: str, decisions: list[dict]) -> tuple[float, float]:

@@ -392,6 +392,8 @@ def main(argv=None) -> int:
             ("models on / off", f"{results['models_on_to_off_ratio']:.2f}"),
             ("inference per decision p50 / p99 (both champions)",
              f"{inference['inference_p50_us_per_decision']} / {inference['inference_p99_us_per_decision']} us"),
+            ("drift tracking per decision point (both champions)", f"{inference['drift_us_per_decision_point']} us"),
+            ("pure core with drift tracking / without", f"{inference['core_with_drift_to_without_ratio']:.2f}"),
             ("pyfunc predict: 1 row / per row of 100",
              f"{inference['pyfunc_one_row_ms']} / {inference['pyfunc_100_rows_ms_per_row']} ms"),
         ]

@@ -16,6 +16,7 @@ from models.frames import input_frame
 from models.linear import LinearScorer, answers
 
 PIPELINE_ARTIFACT = "pipeline"
+DRIFT_ARTIFACT = "drift_profile"  # the training data's distributions (journeys.drift), beside the pipeline
 
 
 class StageModel(mlflow.pyfunc.PythonModel):
@@ -27,9 +28,15 @@ class StageModel(mlflow.pyfunc.PythonModel):
             self._set(kind, pipeline)
 
     def load_context(self, context) -> None:
+        import json
+
         import joblib
 
         self._set(context.model_config["kind"], joblib.load(context.artifacts[PIPELINE_ARTIFACT]))
+        profile = context.artifacts.get(DRIFT_ARTIFACT)  # versions logged before it have none
+        self.drift_profile = json.loads(open(profile).read()) if profile else None
+
+    drift_profile: dict | None = None
 
     def _set(self, kind: str, pipeline) -> None:
         if kind not in (STAGE_MODEL, PROPENSITY_MODEL):
@@ -47,6 +54,13 @@ class StageModel(mlflow.pyfunc.PythonModel):
         if self.linear is None:
             return self._answer(input_frame(rows))
         return self.linear.answers(self.kind, [model_input(row) for row in rows])
+
+    def profile(self, inputs: pd.DataFrame) -> dict:
+        """The drift profile (journeys.drift) of training inputs and this model's scores on them."""
+        from journeys.drift import SCORE, DriftProfile
+
+        rows = [row | {SCORE: score} for row, (_, score) in zip(inputs.to_dict("records"), self._answer(inputs))]
+        return DriftProfile.of_rows(self.kind, rows).to_dict()
 
     def _answer(self, inputs: pd.DataFrame) -> list[tuple[str, float]]:
         return answers(self.kind, self.pipeline.classes_, self.pipeline.predict_proba(inputs))

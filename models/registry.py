@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from journeys.drift import DRIFT_PROFILE_FILE
 from journeys.scoring import ALIASES, CHAMPION, KIND_TAG, MODEL_INPUTS, MODEL_KINDS, STAGE_MODEL
 from models.evaluate import PRIMARY_METRIC, better_or_equal, evaluate
 from models.frames import conversion_labels, input_frame, read_training_set, split_by_customer, true_stages
@@ -88,7 +89,7 @@ def train_and_log(kind: str, training_set: str, truth: str | None = None, *, uri
     import mlflow
     from mlflow.models import infer_signature
 
-    from models.pyfunc import PIPELINE_ARTIFACT, StageModel
+    from models.pyfunc import DRIFT_ARTIFACT, PIPELINE_ARTIFACT, StageModel
 
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; one of {', '.join(MODEL_KINDS)}")
@@ -116,9 +117,12 @@ def train_and_log(kind: str, training_set: str, truth: str | None = None, *, uri
             mlflow.log_artifact(str(path), artifact_path=str(Path(HELD_BACK_ARTIFACT).parent))
             pipeline_file = Path(scratch) / "pipeline.joblib"
             joblib.dump(pipeline, pipeline_file)
+            profile_file = Path(scratch) / DRIFT_PROFILE_FILE
+            profile_file.write_text(json.dumps(python_model.profile(input_frame(train))))
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(Path(__file__).with_name("logged_model.py")),
-                artifacts={PIPELINE_ARTIFACT: str(pipeline_file)}, model_config={"kind": kind},
+                artifacts={PIPELINE_ARTIFACT: str(pipeline_file), DRIFT_ARTIFACT: str(profile_file)},
+                model_config={"kind": kind},
                 input_example=example, signature=infer_signature(example, python_model.predict(None, example)))
         mlflow.set_tag("journeys.model_uri", info.model_uri)
     return Trained(run.info.run_id, info.model_uri, kind, metrics)
@@ -160,6 +164,15 @@ def code_version() -> str:
             return "journey-agents " + version("journey-agents")
         except PackageNotFoundError:
             return "unknown"
+
+
+def drift_profile_of(uri: str, name: str, version: str) -> dict | None:
+    """The drift profile logged with a registered version (journeys.drift), or None for a version
+    logged before profiles were."""
+    import mlflow.pyfunc
+
+    client_for(uri)
+    return getattr(mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model(), "drift_profile", None)
 
 
 # -- register, promote, roll back ----------------------------------------------------------------

@@ -154,6 +154,13 @@ cp "$run/round-2/summary.json" "$run/summary.json"
 step compare "champion against challenger (journeys models compare)" \
   "$journeys" models compare --decisions "$run/round-2/decision-log" --journeys "$run/round-2/journeys" \
   --truth "$run/signals.jsonl"
+drift_of_round_2() {  # each champion against its own training data
+  for model in conversion_propensity journey_stage; do
+    "$journeys" drift --log "$run/round-2/decision-log" --model "$model" --tracking-uri "$registry" \
+      --out "$run/drift-$model.html" --json "$run/drift-$model.json" || return 1
+  done
+}
+step drift "drift from the champions' training data (journeys drift)" drift_of_round_2
 audit_round_2() {  # the verdict is shown, not fatal: the rest of the run still says what it did
   "$journeys" audit "$@" || echo "(the audit found broken guardrails: see above)"
 }
@@ -168,11 +175,14 @@ sed -n '/^Journey job summary/,/^  summary written to/p' "$logs/round-2.log" | s
 echo
 cat "$logs/compare.log"
 echo
+cat "$logs/drift.log"
+echo
 cat "$logs/audit.log"
 echo
 elapsed=$((SECONDS - began))
 echo "done in $((elapsed / 60)) min $((elapsed % 60)) s; what each step said is in $logs/"
 echo "  summary (round 2; each round's beside it): $run/summary.json, $run/round-1/summary.json"
 echo "  journey map (open it in a browser; it works offline): $PWD/$run/map.html"
+echo "  drift of each champion (pages that work offline): $PWD/$run/drift-conversion_propensity.html, drift-journey_stage.html"
 echo "  decision log: $run/round-2/decision-log   journey log: $run/round-2/journeys   model registry: $registry"
 echo "  explain a customer: .venv/bin/journeys explain cust-000001 --log $run/round-2/decision-log"

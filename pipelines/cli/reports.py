@@ -51,6 +51,19 @@ def add_commands(commands) -> None:
     audit.add_argument("--out", help="also write the findings as JSON here")
     audit.set_defaults(run=_audit)
 
+    drift = commands.add_parser("drift", help="drift of a run's decisions from the training data of the model "
+                                              "version that scored them: PSI by feature, as a table and a page")
+    drift.add_argument("--log", required=True, help="the run's decision log")
+    drift.add_argument("--model", required=True, metavar="NAME", help="the registered model")
+    drift.add_argument("--version", help="the version (default: the one that scored most of the log's decisions)")
+    drift.add_argument("--tracking-uri", help="MLflow tracking and registry URI (default: $MLFLOW_TRACKING_URI, "
+                                              "else sqlite under var/mlflow)")
+    drift.add_argument("--threshold", type=float, help="the PSI above which a feature has drifted (default: the job "
+                                                       "config's models.drift_threshold)")
+    drift.add_argument("--out", help="write the report as a page here (it works offline)")
+    drift.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    drift.set_defaults(run=_drift)
+
 
 def _map(args) -> int:
     from pipelines.reports.journey_map import build_map
@@ -112,6 +125,37 @@ def _summary(args) -> int:
         Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
     print(format_summary(summary))
     return 0 if summary["balanced"] else 1
+
+
+def _drift(args) -> int:
+    from journeys.drift import DriftProfile
+    from models.registry import drift_profile_of, tracking_uri
+    from pipelines.config import read_settings
+    from pipelines.mlflow.settings import drift_threshold_of
+    from pipelines.reports.drift import drift_report, format_drift, render_drift, scored_versions
+    from pipelines.reports.summary import read_records
+
+    if not Path(args.log).exists():
+        raise FileNotFoundError(f"{args.log}: no decision log there")
+    decisions = list(read_records(args.log))
+    version = args.version or next(iter(v for v, _ in scored_versions(decisions, args.model).most_common(1)), None)
+    if version is None:
+        print(f"journeys: no decision in {args.log} was scored by {args.model}", file=sys.stderr)
+        return 1
+    profile = drift_profile_of(tracking_uri(args.tracking_uri), args.model, version)
+    if profile is None:
+        print(f"journeys: {args.model} version {version} was logged without a drift profile (train it again)",
+              file=sys.stderr)
+        return 1
+    threshold = args.threshold or drift_threshold_of(read_settings().models)
+    report = drift_report(decisions, DriftProfile.from_dict(profile), args.model, version, threshold)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(render_drift(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(format_drift(report))
+    return 0
 
 
 def _audit(args) -> int:

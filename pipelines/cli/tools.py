@@ -27,6 +27,8 @@ def add_commands(commands) -> None:
     simulate.add_argument("--duplicate-rate", type=float, default=SimulationSpec.duplicate_rate)
     simulate.add_argument("--late-rate", type=float, default=SimulationSpec.late_rate,
                           help="share of signals delivered hours late (beyond the watermark bound)")
+    simulate.add_argument("--cart-value-scale", type=float, default=SimulationSpec.cart_value_scale,
+                          help="a shifted population, to see drift: carts this many times dearer")
     simulate.add_argument("--out", required=True)
     simulate.add_argument("--profiles-out", help="also write customer profiles as parquet, e.g. features/data/customer_profiles.parquet")
     simulate.set_defaults(run=_simulate)
@@ -51,7 +53,8 @@ def add_commands(commands) -> None:
 
 def _simulate(args) -> int:
     spec = SimulationSpec(customers=args.customers, days=args.days, seed=args.seed, start=args.start,
-                          malformed_rate=args.malformed_rate, duplicate_rate=args.duplicate_rate, late_rate=args.late_rate)
+                          malformed_rate=args.malformed_rate, duplicate_rate=args.duplicate_rate, late_rate=args.late_rate,
+                          cart_value_scale=args.cart_value_scale)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if args.profiles_out:
         Path(args.profiles_out).parent.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,14 @@ Two PyFlink thread-mode facts shape this module:
 """
 from __future__ import annotations
 
+import logging
 import time
 
+from journeys.drift import RunningDrift
 from journeys.features import FALLBACK
 from journeys.outputs import ACCEPTED_KINDS, LogKind, SortedOutputs
+
+log = logging.getLogger(__name__)
 
 GROUP = "journeys"
 HISTOGRAM_WINDOW = 10_000  # latest samples a histogram's quantiles are computed over
@@ -130,6 +134,23 @@ class LabeledCounters:
                 group = group.add_group(label, value)
             counter = self._counters[values] = group.counter(self._name)
         counter.inc(by)
+
+
+class LabeledSettings:
+    """Settable gauges of one name told apart by label values, created on first use."""
+
+    def __init__(self, group, name: str, *labels: str):
+        self._group, self._name, self._labels = group, name, labels
+        self._gauges: dict[tuple, Setting] = {}
+
+    def set(self, *values: str, to: int) -> None:
+        gauge = self._gauges.get(values)
+        if gauge is None:
+            group = self._group
+            for label, value in zip(self._labels, values):
+                group = group.add_group(label, value)
+            gauge = self._gauges[values] = Setting(group, self._name)
+        gauge.set(to)
 
 
 class Histogram:
@@ -301,6 +322,50 @@ class ModelMetrics:
         self._registry.sync({name: getattr(counts, name) for name in self.REGISTRY_COUNTS})
         for name, setting in self._versions.items():
             setting.set(int(counts.champion_versions.get(name) or 0))
+
+
+class DriftMetrics:
+    """Drift of what the task's champions score from their training data (journeys.drift): a gauge
+    per model and feature, its PSI in thousandths (Flink's settable gauges hold whole numbers), and
+    a counted alert each time a feature's PSI rises above the threshold. Figures are computed every
+    EVALUATE_EVERY decisions a champion scored, so they follow the decisions, not the clock; a new
+    champion version starts a new comparison with its own training data."""
+
+    EVALUATE_EVERY = 200
+
+    def __init__(self, group, source, threshold: float):
+        self._source, self._threshold = source, threshold
+        self._running: dict[str, tuple[str, RunningDrift]] = {}  # registered name -> (version, comparison)
+        self._psi = LabeledSettings(group, "drift_psi_milli", "model", "feature")
+        self._alerts = LabeledCounters(group, "drift_alerts", "model", "feature")
+        self._above: set[tuple[str, str]] = set()
+
+    def update(self, outputs: SortedOutputs) -> None:
+        if not outputs.decision_log:
+            return
+        for model in self._source.active().champions:
+            profile = getattr(model, "drift_profile", None)
+            if profile is None:
+                continue
+            current = self._running.get(model.name)
+            if current is None or current[0] != model.version:
+                current = self._running[model.name] = (model.version, RunningDrift(profile, self._threshold))
+                self._above = {pair for pair in self._above if pair[0] != model.name}
+            running = current[1]
+            for record in outputs.decision_log:
+                if running.add(record) and running.seen.rows % self.EVALUATE_EVERY == 0:
+                    self._evaluate(model.name, running)
+
+    def _evaluate(self, name: str, running: RunningDrift) -> None:
+        figures = running.psi()
+        drifted = set(running.drifted(figures))
+        for feature, value in figures.items():
+            self._psi.set(name, feature, to=int(round(value * 1000)))
+            if feature in drifted and (name, feature) not in self._above:
+                self._alerts.inc(name, feature)
+                log.warning("drift: %s's %s has a PSI of %.3f against its training data (threshold %.2f), over %d "
+                            "decisions", name, feature, value, self._threshold, running.seen.rows)
+        self._above = {pair for pair in self._above if pair[0] != name} | {(name, f) for f in drifted}
 
 
 class FeatureMetrics:

@@ -31,8 +31,8 @@ from journeys.timers import BOUNDED, END_OF_TIME
 from pipelines.feast.store import FeatureSettings
 from pipelines.flink import wire
 from pipelines.flink.state_cache import MISSING, RecentStates
-from pipelines.flink.metrics import (FLUSH_S, CounterBatch, DecisionMetrics, FeatureMetrics, IntakeMetrics,
-                                     JourneyMetrics, ModelMetrics, journeys_group)
+from pipelines.flink.metrics import (FLUSH_S, CounterBatch, DecisionMetrics, DriftMetrics, FeatureMetrics,
+                                     IntakeMetrics, JourneyMetrics, ModelMetrics, journeys_group)
 from pipelines.mlflow.serving import ModelServingSettings
 from pipelines.progress import Progress
 from pipelines.quiet import hush_third_party_warnings
@@ -284,13 +284,14 @@ class _JourneyOperator:
             profiles = FeastProfiles(store, self.features)
             self.pusher = FeastPusher(store, self.features)
             self.feature_metrics = FeatureMetrics(group, profiles, self.pusher)
-        self.model_source, self.model_metrics = None, None
+        self.model_source, self.model_metrics, self.drift_metrics = None, None, None
         if self.models is not None:
             from pipelines.mlflow.serving import RegistryModels, WatchedRegistry
 
             self.model_metrics = ModelMetrics(group)
             self.model_source = RegistryModels(self.models, WatchedRegistry(self.models), self.model_metrics.observe).start()
             self.model_metrics.watch(self.model_source)
+            self.drift_metrics = DriftMetrics(group, self.model_source, self.models.drift_threshold)
         feature_rows = self.pusher is not None or "feature-rows" in self.outputs
         self.policy = PolicyInForce(loads_policy(*self.policy_text, os.environ), os.environ)
         self.keyed = build_roles(self.ontology, self.settings, self.policy, time.perf_counter, profiles,
@@ -478,6 +479,7 @@ class _JourneyOperator:
             self.feature_metrics.update()
         if self.model_metrics is not None:
             self.model_metrics.update(outputs)
+            self.drift_metrics.update(outputs)
         self.decision_metrics.update(outputs)
         self.journey_metrics.update(outputs)
         yield from self._emit(outputs)

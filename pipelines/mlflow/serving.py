@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from journeys.drift import DriftProfile
 from journeys.scoring import CHALLENGER, CHAMPION, ActiveModels, ModelScore
 from pipelines import PROJECT_ROOT
 from pipelines.mlflow.settings import ModelServingSettings
@@ -45,12 +46,15 @@ class ServingCounts:
 
 
 class LinearModel:
-    """One registered version, scoring the rows of one call at once."""
+    """One registered version, scoring the rows of one call at once; drift_profile: its training
+    data's distributions (journeys.drift), where the version was logged with them."""
 
-    def __init__(self, kind: str, name: str, version: str, scorer, observe: Callable[[int, float], None] | None = None):
+    def __init__(self, kind: str, name: str, version: str, scorer, observe: Callable[[int, float], None] | None = None,
+                 drift_profile: DriftProfile | None = None):
         self.kind, self.name, self.version = kind, name, version
         self._scorer = scorer
         self._observe = observe
+        self.drift_profile = drift_profile
 
     def score(self, rows) -> list[ModelScore]:
         started = time.perf_counter()
@@ -227,7 +231,9 @@ class RegistryModels:
             if current is None and alias == CHAMPION:
                 notes.append(f"{name} version {version} failed to load ({pointed['error']})")
             return current
-        loaded = LinearModel(kind, name, version, LinearScorer.from_dict(pointed["weights"]), self._observe)
+        profile = pointed.get("drift_profile")
+        loaded = LinearModel(kind, name, version, LinearScorer.from_dict(pointed["weights"]), self._observe,
+                             DriftProfile.from_dict(profile) if profile else None)
         self.counts.loads += 1
         if current is not None:
             self.counts.swaps += 1

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from journeys.drift import DEFAULT_THRESHOLD
 from journeys.scoring import MODEL_KINDS
 from journeys.timeutil import parse_duration
 
@@ -20,6 +21,7 @@ class ModelServingSettings:
     request_timeout_s: float = 5.0
     startup_timeout_s: float = 60.0                 # how long open() waits for the first read
     python: str = sys.executable                    # the interpreter that runs the watcher (the driver's)
+    drift_threshold: float = DEFAULT_THRESHOLD      # the PSI above which a feature's drift raises an alert
 
     @classmethod
     def from_config(cls, registry_uri: str, section: dict) -> "ModelServingSettings":
@@ -36,7 +38,7 @@ class ModelServingSettings:
             raise ValueError("models.poll_interval must be positive")
         return cls(registry_uri, tuple((kind, str(name)) for kind, name in registered.items() if name), interval,
                    bool(section.get("shadow_challengers", True)), seconds("request_timeout", "5s"),
-                   seconds("startup_timeout", "60s"))
+                   seconds("startup_timeout", "60s"), drift_threshold=drift_threshold_of(section))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -46,6 +48,14 @@ class ModelServingSettings:
         doc = json.loads(text)
         doc["registered"] = tuple(tuple(pair) for pair in doc["registered"])
         return cls(**doc)
+
+
+def drift_threshold_of(section: dict) -> float:
+    """models.drift_threshold of the job configuration."""
+    threshold = section.get("drift_threshold", DEFAULT_THRESHOLD)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
+        raise ValueError(f"models.drift_threshold is a PSI above 0 (0.25: a significant shift), not {threshold!r}")
+    return float(threshold)
 
 
 def check_registry_uri(uri: str) -> None:

@@ -89,12 +89,13 @@ class RegistryReader:
         key = (name, version)
         if key not in self._weights:
             try:
-                self._weights[key] = {"version": version, "weights": self._load(kind, name, version)}
+                self._weights[key] = {"version": version} | self._load(kind, name, version)
             except Exception as error:  # a broken version is reported; the task keeps the one it uses
                 return {"version": version, "error": short_error(error)}
         return self._weights[key]
 
     def _load(self, kind: str, name: str, version: str) -> dict:
+        """The version's weights, and the drift profile of its training data where it was logged with one."""
         import mlflow.pyfunc
 
         found = self._registry().get_model_version(name, version)
@@ -105,7 +106,7 @@ class RegistryReader:
         linear = getattr(model, "linear", None)
         if linear is None:
             raise ValueError("its pipeline is not the journeys linear shape (scaler, one-hot, logistic regression)")
-        return linear.to_dict()
+        return {"weights": linear.to_dict(), "drift_profile": getattr(model, "drift_profile", None)}
 
 
 def write_state(path: Path, snapshot: dict) -> None:

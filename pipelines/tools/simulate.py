@@ -34,6 +34,7 @@ class SimulationSpec:
     disorder_rate: float = 0.15
     max_disorder_ms: int = 90 * SECOND
     v1_share: float = 0.3
+    cart_value_scale: float = 1.0  # a shifted population: carts this many times dearer (drift tests)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ class _Customer:
 
     def _add_to_cart(self, at: int, channel: str) -> int:
         self._set("intent", at)
-        value = self.rng.randint(10, 400)
+        value = round(self.rng.randint(10, 400) * self.spec.cart_value_scale, 2)
         return self._emit(at, channel, "add_to_cart", sku=f"sku-{self.rng.randint(1, 500):04d}", cart_value=value)
 
     def _purchase(self, at: int, channel: str) -> int:

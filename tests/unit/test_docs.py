@@ -62,10 +62,11 @@ def registered_metrics() -> dict[str, tuple]:
     models = metrics.ModelMetrics(group)
     models.watch(type("Source", (), {"settings": ModelServingSettings("sqlite:///unused")})())
     created.append(models)
+    created.append(metrics.DriftMetrics(group, None, threshold=0.25))
     found = {name: () for name in group.names}
     for holder in created:
         for value in vars(holder).values():
-            if isinstance(value, metrics.LabeledCounters):
+            if isinstance(value, (metrics.LabeledCounters, metrics.LabeledSettings)):
                 found[value._name] = value._labels
     return found
 

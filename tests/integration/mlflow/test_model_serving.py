@@ -174,3 +174,29 @@ def test_a_watcher_that_dies_is_started_again_and_the_task_keeps_its_models_mean
         assert models.counts.poll_failures >= 1 and models.counts.swaps == 1
     finally:
         models.stop()
+
+
+def test_a_champion_is_served_with_its_training_datas_drift_profile_and_the_drift_report_reads_it(registry, tmp_path,
+                                                                                                   capsys):
+    import orjson
+
+    from journeys.drift import SCORE
+    from pipelines.cli.main import main as journeys
+
+    models = served(registry["uri"], Clock())
+    run = play(a_cart_then_a_complaint("c-1") + a_cart_then_a_complaint("c-2"), models=models)
+    [propensity] = [m for m in models.active().champions if m.kind == PROPENSITY_MODEL]
+    log = tmp_path / "decision-log"
+    log.mkdir()
+    (log / "part-0.jsonl").write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in run.decision_log))
+
+    status = journeys(["drift", "--log", str(log), "--model", PROPENSITY_MODEL, "--tracking-uri", registry["uri"],
+                       "--out", str(tmp_path / "drift.html"), "--json", str(tmp_path / "drift.json")])
+
+    assert {"cart_value", "stage", SCORE} <= set(propensity.drift_profile.bins) and propensity.drift_profile.rows > 100
+    report = orjson.loads((tmp_path / "drift.json").read_bytes())
+    assert status == 0 and report["version"] == "1" and report["decisions"] == len(run.decision_log)
+    assert report["features"]["cart_value"]["expected"] == [round(c / propensity.drift_profile.rows, 4)
+                                                            for c in propensity.drift_profile.counts["cart_value"]]
+    assert f"Drift of {PROPENSITY_MODEL} v1" in capsys.readouterr().out
+    assert "Plotly.newPlot" in (tmp_path / "drift.html").read_text()
