@@ -136,7 +136,11 @@ class DriftProfile:
 
 
 def drift_row(decision: dict, model_kind: str) -> dict | None:
-    """What a decision record shows of one model's inputs and score (None: that model did not score it)."""
+    """What a decision record shows of one model's inputs and score: None where that model did not
+    score it, or the decision is an anonymous visitor's. Training sets hold the decision points of
+    identified customers (journeys replay --emit training-set), so those are what compare with them."""
+    if decision.get("customer_id") is None:
+        return None
     score = next((m["score"] for m in decision.get("models") or () if m.get("kind") == model_kind), None)
     if score is None:
         return None

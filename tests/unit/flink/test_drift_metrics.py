@@ -59,7 +59,7 @@ LABELS = (("model", "conversion_propensity"), ("feature", "cart_value"))
 
 def decided(cart_value: float, count: int = EVERY) -> SortedOutputs:
     outputs = SortedOutputs()
-    outputs.decision_log = [{"models": [{"kind": "conversion_propensity", "score": 0.3}],
+    outputs.decision_log = [{"customer_id": "c-1", "models": [{"kind": "conversion_propensity", "score": 0.3}],
                              "features": {"cart_value": cart_value}}] * count
     return outputs
 

@@ -67,6 +67,13 @@ def test_a_shifted_simulation_raises_the_drift_alert_and_an_unshifted_one_does_n
     for decision in decisions_of(tmp_path, seed=2, cart_value_scale=5):
         shifted.add(decision)
 
-    assert unshifted.seen.rows > 500 and unshifted.drifted() == []
+    assert unshifted.seen.rows > 200 and unshifted.drifted() == []
     assert {"cart_value", SCORE} <= set(shifted.drifted())
     assert shifted.psi()["stage"] < 0.1  # what did not move is not blamed
+
+
+def test_an_anonymous_visitors_decision_is_not_compared_with_training_data_of_customers():
+    scored = {"models": [{"kind": PROPENSITY_MODEL, "score": 0.4}], "stage": "discovery", "features": {}}
+
+    assert drift_row(scored | {"customer_id": None}, PROPENSITY_MODEL) is None
+    assert drift_row(scored | {"customer_id": "c-1"}, PROPENSITY_MODEL)[SCORE] == 0.4
