@@ -98,6 +98,9 @@ class ConversionAgent:
                              f"no purchase within {self.offer_after_ms // HOUR_MS} h of the cart reminder")
             return [Proposal(Candidate("abandoned_cart_reminder", "email", self.name, chance,
                                        f"left a cart worth {cart:.2f}" if cart else "left a cart"), offer)]
+        if seen.values.get("stage", seen.stage) != "intent":  # the stage model sees intent where the rules saw no
+            # cart (it was bought already, say): there is no cart to nudge, so show products
+            return [Proposal(Candidate("recommend_products", "web", self.name, chance, "shows intent without a cart"))]
         return [Proposal(Candidate("onsite_cart_nudge", "web", self.name, chance, "has a cart open"))]
 
 

@@ -26,6 +26,7 @@ DEFAULT_HOME = Path("var/mlflow")
 EXPERIMENT = "journey-agents"
 HISTORY_TAG = "journeys.champion_history"  # the versions that were champion, oldest first
 HELD_BACK_ARTIFACT = "evaluation/held_back.parquet"
+DRIFT_PROFILE_TAG = "journeys.drift_profile"  # "true": the model carries its training data's drift profile
 LABEL = "label"
 
 
@@ -107,7 +108,7 @@ def train_and_log(kind: str, training_set: str, truth: str | None = None, *, uri
         mlflow.log_params({"kind": kind, "held_back_share": held_back_share, "regularization": regularization,
                            "train_rows": int(train[LABEL].notna().sum()), "inputs": ",".join(MODEL_INPUTS)})
         mlflow.log_metrics({name: value for name, value in metrics.items() if value == value})
-        mlflow.set_tags(lineage(training_set, truth) | {KIND_TAG: kind})
+        mlflow.set_tags(lineage(training_set, truth) | {KIND_TAG: kind, DRIFT_PROFILE_TAG: "true"})
         mlflow.log_input(mlflow.data.from_pandas(frame.drop(columns=[LABEL]), source=str(Path(training_set).resolve()),
                                                  name="training_set"), context="training")
         with tempfile.TemporaryDirectory() as scratch:
@@ -290,7 +291,8 @@ def compare_on_held_back(client, name: str, candidate, champion_version: str) ->
 
 def alias_trained_on(client, name: str, alias: str, training_set: str, kind: str) -> str | None:
     """The version `alias` points at when it is a `kind` model trained on exactly this training
-    set (same sha256), else None: a rerun on the same data can reuse it instead of training again."""
+    set (same sha256) and logged with everything a version now carries (its drift profile), else
+    None: a rerun on the same data can reuse it instead of training again."""
     version = alias_version(client, name, alias)
     if version is None:
         return None
@@ -298,4 +300,6 @@ def alias_trained_on(client, name: str, alias: str, training_set: str, kind: str
     if found.tags.get(KIND_TAG) != kind:
         return None
     run = client.get_run(found.tags["journeys.run_id"])
+    if run.data.tags.get(DRIFT_PROFILE_TAG) != "true":
+        return None
     return version if run.data.tags.get("lineage.training_set_sha256") == files_digest(training_set) else None

@@ -166,7 +166,7 @@ audit_round_2() {  # the verdict is shown, not fatal: the rest of the run still 
 }
 step audit "guardrail audit of round 2 (journeys audit)" \
   audit_round_2 --signals "$run/signals-with-outcomes.jsonl" --decision-log "$run/round-2/decision-log" \
-  --profiles features/data/customer_profiles.parquet --out "$run/audit.json"
+  --profiles features/data/customer_profiles.parquet --journeys "$run/round-2/journeys" --out "$run/audit.json"
 step map "journey map (journeys map)" \
   "$journeys" map --journeys "$run/round-2/journeys" --decisions "$run/round-2/decision-log" --out "$run/map.html"
 

@@ -46,6 +46,8 @@ def add_commands(commands) -> None:
     audit.add_argument("--signals", required=True, help="the run's input (JSON lines, a file or directory)")
     audit.add_argument("--decision-log", required=True, help="the run's decision log")
     audit.add_argument("--profiles", help="the customer profiles (parquet), for zones and consent no signal gave")
+    audit.add_argument("--journeys", help="the run's journey log: cart actions that a purchase arriving after them "
+                                          "made stale are counted apart")
     audit.add_argument("--policy", help="the policy the run decided with (default: the one the job config names)")
     audit.add_argument("--ontology", help="ontology YAML (default: the one the job config names)")
     audit.add_argument("--out", help="also write the findings as JSON here")
@@ -159,6 +161,7 @@ def _drift(args) -> int:
 
 
 def _audit(args) -> int:
+    from journeys.outputs import LogKind
     from pipelines.config import read_ontology, read_policy, read_settings, settings_policy
     from pipelines.reports.audit import audit, decode_signals, format_audit
     from pipelines.reports.summary import read_records
@@ -168,8 +171,10 @@ def _audit(args) -> int:
     if not Path(args.decision_log).exists():
         raise FileNotFoundError(f"{args.decision_log}: no decision log there")
     policy = read_policy(args.policy) if args.policy else settings_policy(read_settings())
+    stale = frozenset(r["decision_id"] for r in read_records(args.journeys) if r["kind"] == LogKind.STALE_DECISION) \
+        if args.journeys else frozenset()
     found = audit(decode_signals(read_lines(args.signals)), read_records(args.decision_log), policy,
-                  read_ontology(args.ontology), read_profiles(args.profiles) if args.profiles else ())
+                  read_ontology(args.ontology), read_profiles(args.profiles) if args.profiles else (), stale)
     if args.out:
         Path(args.out).write_text(json.dumps(found.to_dict(), indent=2) + "\n")
     print(format_audit(found))

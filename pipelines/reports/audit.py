@@ -9,7 +9,9 @@ the job's own reading of it.
 - Arms: every person whose decision points fell in both the control group and the treated arm.
 - Cart actions after the purchase: every acted decision of an action the cart stage offers
   (CART_STAGE's actions) that the person's purchase (a signal into PURCHASE_STAGE) came before,
-  with no new cart between them.
+  with no new cart between them. Where the journey log is given, those the job could not have
+  known of, because the purchase reached it after the decision went out (the journey log's
+  stale_decision records, docs/policy.md "Cross-channel consistency"), are counted apart.
 
 A person is a customer id and every anonymous id that ever came in one signal with it, so a
 visitor counts as the customer they later turned out to be, whatever the job stitched.
@@ -43,6 +45,7 @@ class Audit:
     people: int = 0
     people_in_both_arms: list = field(default_factory=list)    # person ids
     cart_actions_after_purchase: list = field(default_factory=list)
+    purchase_arrived_after: list = field(default_factory=list)  # cart actions after a purchase the job heard of later
 
     @property
     def clean(self) -> bool:
@@ -55,6 +58,7 @@ class Audit:
                 "contacts_after_withdrawal": len(self.contacts_after_withdrawal), "people": self.people,
                 "people_in_both_arms": len(self.people_in_both_arms),
                 "cart_actions_after_purchase": len(self.cart_actions_after_purchase),
+                "purchase_arrived_after": len(self.purchase_arrived_after),
                 "examples": {"quiet_hour_contacts": sorted(self.quiet_hour_contacts)[:EXAMPLES],
                              "contacts_after_withdrawal": sorted(self.contacts_after_withdrawal)[:EXAMPLES],
                              "people_in_both_arms": sorted(self.people_in_both_arms)[:EXAMPLES],
@@ -88,8 +92,9 @@ class _Person:
 
 
 def audit(signals: Iterable[dict], decisions: Iterable[dict], policy: Policy, ontology: Ontology,
-          profiles: Iterable[dict] = ()) -> Audit:
-    """signals: the run's input, decoded (rejected lines left out); decisions: the decision log."""
+          profiles: Iterable[dict] = (), stale: frozenset[str] = frozenset()) -> Audit:
+    """signals: the run's input, decoded (rejected lines left out); decisions: the decision log;
+    stale: the ids of decisions a signal arriving after them made stale (the journey log's)."""
     people = _People()
     into = _stage_entering_types(ontology)
     cart_actions = frozenset(ontology.stage_by_id[CART_STAGE].actions) if CART_STAGE in ontology.stage_by_id else frozenset()
@@ -126,7 +131,8 @@ def audit(signals: Iterable[dict], decisions: Iterable[dict], policy: Policy, on
         _check_quiet_hours(decision, person, profile, policy, result)
         _check_withdrawals(decision, person, profile, policy, result)
         if decision.get("action") in cart_actions and _after_purchase(person.carts, decision["decided_at"]):
-            result.cart_actions_after_purchase.append(decision["decision_id"])
+            found = result.purchase_arrived_after if decision["decision_id"] in stale else result.cart_actions_after_purchase
+            found.append(decision["decision_id"])
     result.people = len(arms)
     result.people_in_both_arms = [person for person, seen in arms.items() if len(seen) == 2]
     return result
@@ -186,6 +192,9 @@ def format_audit(found: Audit) -> str:
             line("contacts after a withdrawal of consent", found.contacts_after_withdrawal, "on the withdrawn channel"),
             line("people in both arms", found.people_in_both_arms, "control and treated"),
             line("cart actions after the purchase", found.cart_actions_after_purchase, "no new cart between")]
+    if found.purchase_arrived_after:
+        rows.append(f"  {'  and after a purchase the job heard of later':<44}{len(found.purchase_arrived_after):>8,}"
+                    f"  stale when sent: not a broken guardrail")
     if found.zone_unknown:
         rows.append(f"  {'quiet-hours channel, zone never said':<44}{found.zone_unknown:>8,}  not checked")
     rows.append("  verdict: every guardrail held" if found.clean else "  verdict: GUARDRAILS BROKEN")

@@ -87,8 +87,10 @@ def test_a_cart_reminder_after_the_purchase_is_found_unless_a_new_cart_came_betw
                  a_decision("d-new-cart", NOON_IN_NEW_YORK, journey="c-2", customer="c-2")]
 
     found = audit(signals, decisions, POLICY, ONTOLOGY)
+    heard_of_later = audit(signals, decisions, POLICY, ONTOLOGY, stale=frozenset({"d-after-purchase"}))
 
     assert found.cart_actions_after_purchase == ["d-after-purchase"] and not found.clean
+    assert heard_of_later.purchase_arrived_after == ["d-after-purchase"] and heard_of_later.clean
 
 
 def test_the_command_reads_a_run_and_fails_when_a_guardrail_broke(tmp_path, capsys):
