@@ -32,10 +32,11 @@ def test_the_conversion_agent_nudges_an_open_cart_and_reminds_an_abandoned_one_w
 
 
 def test_intent_the_stage_model_sees_where_the_rules_saw_no_cart_gets_products_not_a_cart_nudge():
-    after_a_purchase = seen("intent", stage="consideration", cart_value=0.0)  # the model's stage; the rules' in values
+    def mapped_to_intent(rules_stage: str) -> Observation:  # the model's stage; the rules' is among the values
+        return Observation("c-1", True, "intent", "stage_entered", BEGINNING, CONSENTED | {"stage": rules_stage})
 
-    assert actions(after_a_purchase, ConversionAgent()) == ["recommend_products"]
-    assert actions(seen("intent", stage="intent"), ConversionAgent()) == ["onsite_cart_nudge"]
+    assert actions(mapped_to_intent("consideration"), ConversionAgent()) == ["recommend_products"]
+    assert actions(mapped_to_intent("intent"), ConversionAgent()) == ["onsite_cart_nudge"]
 
 
 def test_the_retention_agent_wins_back_the_at_risk_and_leaves_visitors_alone():
