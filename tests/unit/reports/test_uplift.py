@@ -26,13 +26,17 @@ def test_uplift_is_the_treated_rate_minus_the_control_rate_of_the_same_action():
     assert "cart_reminder" in format_uplift(table) and "50.0%" in format_uplift(table)
 
 
-def test_every_uplift_has_its_95_percent_interval_and_one_that_includes_zero_is_marked():
-    small = [decided(f"t{n}", "cart_reminder") for n in range(186)] + \
-            [decided(f"c{n}", "cart_reminder", True) for n in range(25)]
-    outcomes = [{"decision_id": f"t{n}", "outcome": "converted"} for n in range(20)] + \
-               [{"decision_id": f"c{n}", "outcome": "converted"} for n in range(3)]
+def reminders(treated: int, converted: int, control: int, converted_in_control: int) -> dict:
+    """The uplift row of cart reminders sent to `treated` customers and held back from `control`."""
+    decisions = [decided(f"t{n}", "cart_reminder") for n in range(treated)] + \
+        [decided(f"c{n}", "cart_reminder", True) for n in range(control)]
+    outcomes = [{"decision_id": f"t{n}", "outcome": "converted"} for n in range(converted)] + \
+        [{"decision_id": f"c{n}", "outcome": "converted"} for n in range(converted_in_control)]
+    return uplift_table(decisions, outcomes)["cart_reminder"]
 
-    row = uplift_table(small, outcomes)["cart_reminder"]
+
+def test_every_uplift_has_its_95_percent_interval_and_one_that_includes_zero_is_marked():
+    row = reminders(treated=186, converted=20, control=25, converted_in_control=3)
 
     assert row["uplift"] == round(20 / 186 - 3 / 25, 4)
     assert row["uplift_interval"]["low"] < 0 < row["uplift_interval"]["high"] and not row["uplift_interval"]["clear"]
@@ -40,12 +44,7 @@ def test_every_uplift_has_its_95_percent_interval_and_one_that_includes_zero_is_
 
 
 def test_a_large_clear_uplift_is_not_marked():
-    decisions = [decided(f"t{n}", "cart_reminder") for n in range(70)] + \
-                [decided(f"c{n}", "cart_reminder", True) for n in range(80)]
-    outcomes = [{"decision_id": f"t{n}", "outcome": "converted"} for n in range(56)] + \
-               [{"decision_id": f"c{n}", "outcome": "converted"} for n in range(48)]
-
-    row = uplift_table(decisions, outcomes)["cart_reminder"]
+    row = reminders(treated=70, converted=56, control=80, converted_in_control=48)
 
     assert row["uplift_interval"] == {"estimate": 0.2, "low": 0.0524, "high": 0.3339, "clear": True}
     assert "[+5.2%, +33.4%]" in format_uplift({"cart_reminder": row}) and "~" not in format_uplift({"cart_reminder": row})
