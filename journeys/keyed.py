@@ -25,8 +25,10 @@ time-driven events due until then happen first. A signal behind the clock by at 
 counts, takes its place among the touchpoints and joins the open session, and the time-driven
 events that already happened stay. A signal further behind is late: it goes to the journey log as
 `late`, whole, counts as accepted, and changes nothing of the path; it still withdraws the
-consent it withdraws and cancels the follow-ups whose goal it reaches. A visitor's handoff is never late: the
-visitor's journey always joins, and only its identifying signal can be late.
+consent it withdraws, counts for the session rules of the open session it happened in, cancels
+the follow-ups whose goal it reaches and reports the decisions it makes stale (Transitions.late).
+A visitor's handoff is never late: the visitor's journey always joins, and only its identifying
+signal can be late.
 
 Time. Time-driven events (a session gap, a stage time-out, a plan due, a visitor's expiry) happen
 when the key's next signal arrives, and otherwise when its one timer fires (journeys.timers):
