@@ -3,9 +3,11 @@
 A DriftProfile is saved beside each registered model (models.registry, the artifact
 DRIFT_PROFILE_FILE): for each model input, the training data's distribution over fixed bins
 (numeric inputs: edges at the training data's deciles; categorical ones: the categories seen, the
-rest counted under OTHER), and the same for the model's own scores on its training data. A
-RunningDrift counts what the job decides on in the same bins and compares it with the profile by
-the Population Stability Index of each feature:
+rest counted under OTHER), the same for the model's own scores on its training data, and, where
+the training set came with it, the signal mix of its customers (SIGNAL_FEATURES: the signals
+applied to their journeys, by event type and by channel). A RunningDrift counts what the job
+decides on, and the signals it applies to customers' journeys, in the same bins and compares them
+with the profile by the Population Stability Index of each feature:
 
     PSI = sum over bins of (observed share - expected share) * ln(observed share / expected share)
 
@@ -21,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from journeys.outputs import LogKind
 from journeys.scoring import CATEGORICAL_INPUTS, NUMERIC_INPUTS, model_input
 
 DRIFT_PROFILE_FILE = "drift_profile.json"
@@ -29,6 +32,7 @@ EPSILON = 1e-4           # the floor of a share, so that an empty bin does not m
 DEFAULT_BINS = 10
 DEFAULT_THRESHOLD = 0.25
 SCORE = "score"          # the name of the model's own score among the profile's features
+SIGNAL_FEATURES = ("event_type", "channel")  # the signal mix, counted over signals rather than decisions
 
 
 @dataclass(frozen=True)
@@ -117,8 +121,26 @@ class DriftProfile:
     def add(self, row: dict) -> None:
         self.rows += 1
         for name, bins in self.bins.items():
-            if name in row:
+            if name in row and name not in SIGNAL_FEATURES:
                 self.counts[name][bins.index(row[name])] += 1
+
+    def with_signal_mix(self, mix: Iterable[dict]) -> "DriftProfile":
+        """The profile and the signal mix of the training data: rows of event_type, channel and
+        signals (their count), as journeys replay writes them beside a training set."""
+        mix = list(mix)
+        for name in SIGNAL_FEATURES:
+            totals: dict[str, int] = {}
+            for row in mix:
+                totals[str(row[name])] = totals.get(str(row[name]), 0) + int(row["signals"])
+            bins = self.bins[name] = Bins(categories=tuple(sorted(totals)))
+            self.counts[name] = [totals[c] for c in bins.categories] + [0]
+        return self
+
+    def add_signal(self, record: dict) -> None:
+        """A journey log record of a signal applied to a customer's journey, into the signal mix."""
+        for name in SIGNAL_FEATURES:
+            if name in self.bins:
+                self.counts[name][self.bins[name].index(record[name])] += 1
 
     def empty(self) -> "DriftProfile":
         """The same bins with no counts: what a running comparison starts from."""
@@ -165,8 +187,15 @@ class RunningDrift:
         self.seen.add(row)
         return True
 
+    def add_signal(self, record: dict) -> None:
+        """A journey log record: a signal applied to an identified customer's journey counts in the mix."""
+        if record.get("kind") == LogKind.SIGNAL and not record.get("anonymous", True):
+            self.seen.add_signal(record)
+
     def psi(self) -> dict[str, float]:
-        return {name: round(psi(self.reference.counts[name], self.seen.counts[name]), 4) for name in self.reference.bins}
+        """The PSI of each feature seen so far (one with nothing counted yet is unknown, not unchanged)."""
+        return {name: round(psi(self.reference.counts[name], self.seen.counts[name]), 4)
+                for name in self.reference.bins if any(self.seen.counts[name])}
 
     def drifted(self, figures: dict[str, float] | None = None) -> list[str]:
         """The features whose PSI is above the threshold."""
@@ -175,4 +204,4 @@ class RunningDrift:
 
 
 __all__ = ["Bins", "DriftProfile", "RunningDrift", "drift_row", "numeric_bins", "psi", "DRIFT_PROFILE_FILE",
-           "DEFAULT_THRESHOLD", "SCORE", "OTHER"]
+           "DEFAULT_THRESHOLD", "SCORE", "OTHER", "SIGNAL_FEATURES"]

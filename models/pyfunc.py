@@ -55,12 +55,14 @@ class StageModel(mlflow.pyfunc.PythonModel):
             return self._answer(input_frame(rows))
         return self.linear.answers(self.kind, [model_input(row) for row in rows])
 
-    def profile(self, inputs: pd.DataFrame) -> dict:
-        """The drift profile (journeys.drift) of training inputs and this model's scores on them."""
+    def profile(self, inputs: pd.DataFrame, signal_mix: list[dict] | None = None) -> dict:
+        """The drift profile (journeys.drift) of training inputs, this model's scores on them and,
+        where given, the signal mix of the training data's customers."""
         from journeys.drift import SCORE, DriftProfile
 
         rows = [row | {SCORE: score} for row, (_, score) in zip(inputs.to_dict("records"), self._answer(inputs))]
-        return DriftProfile.of_rows(self.kind, rows).to_dict()
+        profile = DriftProfile.of_rows(self.kind, rows)
+        return (profile.with_signal_mix(signal_mix) if signal_mix else profile).to_dict()
 
     def _answer(self, inputs: pd.DataFrame) -> list[tuple[str, float]]:
         return answers(self.kind, self.pipeline.classes_, self.pipeline.predict_proba(inputs))

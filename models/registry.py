@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from journeys.drift import DRIFT_PROFILE_FILE
 from journeys.scoring import ALIASES, CHAMPION, KIND_TAG, MODEL_INPUTS, MODEL_KINDS, STAGE_MODEL
@@ -119,7 +120,7 @@ def train_and_log(kind: str, training_set: str, truth: str | None = None, *, uri
             pipeline_file = Path(scratch) / "pipeline.joblib"
             joblib.dump(pipeline, pipeline_file)
             profile_file = Path(scratch) / DRIFT_PROFILE_FILE
-            profile_file.write_text(json.dumps(python_model.profile(input_frame(train))))
+            profile_file.write_text(json.dumps(python_model.profile(input_frame(train), signal_mix_beside(training_set))))
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(Path(__file__).with_name("logged_model.py")),
                 artifacts={PIPELINE_ARTIFACT: str(pipeline_file), DRIFT_ARTIFACT: str(profile_file)},
@@ -127,6 +128,14 @@ def train_and_log(kind: str, training_set: str, truth: str | None = None, *, uri
                 input_example=example, signature=infer_signature(example, python_model.predict(None, example)))
         mlflow.set_tag("journeys.model_uri", info.model_uri)
     return Trained(run.info.run_id, info.model_uri, kind, metrics)
+
+
+def signal_mix_beside(training_set: str) -> list[dict] | None:
+    """The signal mix journeys replay writes beside a training set (its signal_mix table), if it is there."""
+    folder = Path(training_set).parent / "signal_mix"
+    if not folder.is_dir() or not any(folder.glob("*.parquet")):
+        return None
+    return pq.read_table(str(folder)).to_pylist()
 
 
 def lineage(training_set: str, truth: str | None) -> dict:

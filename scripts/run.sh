@@ -156,7 +156,8 @@ step compare "champion against challenger (journeys models compare)" \
   --truth "$run/signals.jsonl"
 drift_of_round_2() {  # each champion against its own training data
   for model in conversion_propensity journey_stage; do
-    "$journeys" drift --log "$run/round-2/decision-log" --model "$model" --tracking-uri "$registry" \
+    "$journeys" drift --log "$run/round-2/decision-log" --journeys "$run/round-2/journeys" --model "$model" \
+      --tracking-uri "$registry" \
       --out "$run/drift-$model.html" --json "$run/drift-$model.json" || return 1
   done
 }

@@ -33,7 +33,8 @@ from journeys.policy import Policy
 from journeys.replay import replay_key
 from journeys.settings import JourneySettings
 from journeys.timers import end_clock as end_clock_of
-from pipelines.beam.rows import Labels, journey_row, session_row, stage_history_row, training_rows
+from pipelines.beam.rows import (Labels, journey_row, session_row, signal_of_a_customer, stage_history_row,
+                                 training_rows)
 from pipelines.config import settings_policy
 from pipelines.progress import Progress
 
@@ -175,6 +176,12 @@ class ReplayJourneys(beam.PTransform):
         }
         if self.options.labels is not None:
             result["training_rows"] = customers[TRAINING]
+            result["signal_mix"] = (log
+                                    | "CustomerSignals" >> beam.FlatMap(lambda r: [(r["event_type"], r["channel"])]
+                                                                        if signal_of_a_customer(r) else [])
+                                    | "CountSignals" >> beam.combiners.Count.PerElement()
+                                    | "SignalMixRows" >> beam.MapTuple(lambda pair, count: {
+                                        "event_type": pair[0], "channel": pair[1], "signals": count}))
         return result
 
     def _end_clock(self, pipeline, taken):

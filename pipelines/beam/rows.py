@@ -27,6 +27,12 @@ def stage_history_row(record: dict) -> dict | None:
             "event_id": record.get("event_id"), "reason": record.get("reason")}
 
 
+def signal_of_a_customer(record: dict) -> bool:
+    """A journey log record of a signal applied to an identified customer's journey: what the signal
+    mix beside a training set counts (journeys.drift), the population the models are trained on."""
+    return record["kind"] == LogKind.SIGNAL and not record["anonymous"]
+
+
 def session_row(record: dict) -> dict | None:
     if record["kind"] != LogKind.SESSION:
         return None

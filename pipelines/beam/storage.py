@@ -142,6 +142,8 @@ SCHEMAS = {
         ("customer_id", pa.string()), ("events_last_hour", pa.int64()), ("events_last_day", pa.int64()),
         ("cart_value", pa.float64()), ("last_channel", pa.string()), ("support_contacts_7d", pa.int64()),
         ("event_timestamp", pa.timestamp("ms", tz="UTC"))]),
+    # What the training set's customers did between its decision points: signals by type and channel.
+    "signal_mix": pa.schema([("event_type", pa.string()), ("channel", pa.string()), ("signals", pa.int64())]),
     "training_set": pa.schema([
         ("customer_id", pa.string()), ("event_timestamp", pa.timestamp("ms", tz="UTC")), ("decision_id", pa.string()),
         ("stage", pa.string()), ("trigger", pa.string()), ("action", pa.string()), ("channel", pa.string()),

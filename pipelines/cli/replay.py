@@ -72,6 +72,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                  "training-set": "training_set"}.get(name, name)
         single = args.feature_history if name == "features" else None
         write_table(tables[SOURCES.get(table, table)], table, args.output, single)
+        if name == "training-set":  # the signal mix beside it, for the models' drift profiles
+            write_table(tables["signal_mix"], "signal_mix", args.output)
     result = pipeline.run()
     result.wait_until_finish()
     summary = _summary(result, time.time() - started, args, emit)

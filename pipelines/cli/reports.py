@@ -56,6 +56,7 @@ def add_commands(commands) -> None:
     drift = commands.add_parser("drift", help="drift of a run's decisions from the training data of the model "
                                               "version that scored them: PSI by feature, as a table and a page")
     drift.add_argument("--log", required=True, help="the run's decision log")
+    drift.add_argument("--journeys", help="the run's journey log, for the signal mix (event types and channels)")
     drift.add_argument("--model", required=True, metavar="NAME", help="the registered model")
     drift.add_argument("--version", help="the version (default: the one that scored most of the log's decisions)")
     drift.add_argument("--tracking-uri", help="MLflow tracking and registry URI (default: $MLFLOW_TRACKING_URI, "
@@ -150,7 +151,8 @@ def _drift(args) -> int:
               file=sys.stderr)
         return 1
     threshold = args.threshold or drift_threshold_of(read_settings().models)
-    report = drift_report(decisions, DriftProfile.from_dict(profile), args.model, version, threshold)
+    report = drift_report(decisions, DriftProfile.from_dict(profile), args.model, version, threshold,
+                          read_records(args.journeys) if args.journeys else ())
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(render_drift(report))

@@ -341,7 +341,7 @@ class DriftMetrics:
         self._above: set[tuple[str, str]] = set()
 
     def update(self, outputs: SortedOutputs) -> None:
-        if not outputs.decision_log:
+        if not outputs.decision_log and not outputs.journeys:
             return
         for model in self._source.active().champions:
             profile = getattr(model, "drift_profile", None)
@@ -352,6 +352,8 @@ class DriftMetrics:
                 current = self._running[model.name] = (model.version, RunningDrift(profile, self._threshold))
                 self._above = {pair for pair in self._above if pair[0] != model.name}
             running = current[1]
+            for record in outputs.journeys:
+                running.add_signal(record)
             for record in outputs.decision_log:
                 if running.add(record) and running.seen.rows % self.EVALUATE_EVERY == 0:
                     self._evaluate(model.name, running)

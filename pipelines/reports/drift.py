@@ -22,8 +22,11 @@ def scored_versions(decisions: Iterable[dict], name: str) -> Counter:
 
 
 def drift_report(decisions: Iterable[dict], profile: DriftProfile, name: str, version: str,
-                 threshold: float) -> dict:
+                 threshold: float, journey_records: Iterable[dict] = ()) -> dict:
+    """journey_records: the run's journey log, for the signal mix (where the profile has one)."""
     running = RunningDrift(profile, threshold)
+    for record in journey_records:
+        running.add_signal(record)
     for decision in decisions:
         if any(m.get("model") == name and m.get("version") == version for m in decision.get("models") or ()):
             running.add(decision)

@@ -84,7 +84,7 @@ def test_a_population_with_dearer_carts_raises_the_drift_alert_and_the_usual_one
     dearer_psi, dearer_alerts = psi_and_alerts(cluster, kafka_broker, registry, tmp_path, DEARER)
     threshold = DEFAULT_THRESHOLD * 1000
 
-    assert {"cart_value", "stage", SCORE} <= set(usual_psi) and max(usual_psi.values()) < threshold
+    assert {"cart_value", "stage", SCORE, "event_type", "channel"} <= set(usual_psi) and max(usual_psi.values()) < threshold
     assert sum(usual_alerts.values()) == 0
     assert dearer_psi["cart_value"] > threshold and dearer_alerts.get("cart_value", 0) >= 1
     assert dearer_alerts.get(SCORE, 0) >= 1 and not dearer_alerts.get("stage")

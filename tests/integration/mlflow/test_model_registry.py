@@ -185,6 +185,25 @@ def test_models_train_on_a_replayed_simulation_and_the_stage_model_beats_the_rul
     assert metrics["rows"] > 100
     assert metrics["accuracy"] > metrics["rules_accuracy"]
     assert "registered journey_stage version 1" in capsys.readouterr().out
+    _the_drift_profile_carries_the_signal_mix_of_the_replays_customers(uri, signals, tmp_path / "replay" / "signal_mix")
+
+
+def _the_drift_profile_carries_the_signal_mix_of_the_replays_customers(uri: str, signals, signal_mix) -> None:
+    from journeys.drift import DriftProfile
+    from journeys.ontology import packaged_ontology
+    from journeys.settings import packaged_settings
+    from models.registry import drift_profile_of
+    from pipelines.reference import ReferenceRun
+    from pipelines.tools.files import read_lines
+
+    profile = DriftProfile.from_dict(drift_profile_of(uri, STAGE_MODEL, "1"))
+    reference = ReferenceRun(packaged_ontology(), packaged_settings()).feed(read_lines(signals)).finish()
+    customers_signals = [r for r in reference.journey_records if r["kind"] == "signal" and not r["anonymous"]]
+    by_channel = {channel: sum(r["channel"] == channel for r in customers_signals) for channel in profile.bins["channel"].categories}
+
+    assert signal_mix.is_dir()
+    assert sum(profile.counts["event_type"]) == len(customers_signals) > 1000
+    assert profile.counts["channel"][:-1] == list(by_channel.values())
 
 
 def test_train_can_promote_and_a_rerun_on_the_same_training_set_reuses_the_version(data, tmp_path, capsys):

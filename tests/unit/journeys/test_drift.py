@@ -77,3 +77,23 @@ def test_an_anonymous_visitors_decision_is_not_compared_with_training_data_of_cu
 
     assert drift_row(scored | {"customer_id": None}, PROPENSITY_MODEL) is None
     assert drift_row(scored | {"customer_id": "c-1"}, PROPENSITY_MODEL)[SCORE] == 0.4
+
+
+def a_signal_record(event_type: str, channel: str, anonymous: bool = False) -> dict:
+    return {"kind": "signal", "anonymous": anonymous, "event_type": event_type, "channel": channel}
+
+
+def test_the_signal_mix_of_customers_is_compared_with_the_one_beside_the_training_set():
+    mix = [{"event_type": "page_view", "channel": "web", "signals": 80},
+           {"event_type": "purchase", "channel": "store", "signals": 20}]
+    profile = DriftProfile.of_rows(PROPENSITY_MODEL, [{"cart_value": 1.0, SCORE: 0.5}]).with_signal_mix(mix)
+    like_training, all_in_store = RunningDrift(profile), RunningDrift(profile)
+
+    for n in range(100):
+        like_training.add_signal(a_signal_record("page_view" if n < 80 else "purchase", "web" if n < 80 else "store"))
+        all_in_store.add_signal(a_signal_record("purchase", "store"))
+        all_in_store.add_signal(a_signal_record("page_view", "web", anonymous=True))  # a visitor's: not counted
+
+    assert like_training.psi() == {"event_type": 0.0, "channel": 0.0}  # nothing decided yet: no other figure
+    assert set(all_in_store.drifted()) == {"event_type", "channel"}
+    assert DriftProfile.from_dict(profile.to_dict()) == profile
