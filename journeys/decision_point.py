@@ -73,11 +73,11 @@ class DecisionPoint:
         candidates, plans = self._candidates(journey, stage, trigger, at, values, scored, plan)
         if not candidates:
             return
-        policy = self.policy.policy
+        arm_key = _arm_used(journey, at)
+        policy, rollout_arm = self.policy.policy_for(arm_key)
         withdrawn = withdrawn_channels(journey, profile_as_of, policy.consent) if journey.withdrawn else frozenset()
         context = Context(journey.key, at, customer_zone(journey, features), values,
-                          tuple((c[0], c[1]) for c in journey.contacts), journey.complaint_at, withdrawn,
-                          _arm_used(journey, at))
+                          tuple((c[0], c[1]) for c in journey.contacts), journey.complaint_at, withdrawn, arm_key)
         verdict = policy.decide(candidates, context, trigger)
         record = explained_record(verdict, journey=journey.key, customer_id=None if journey.anonymous else journey.key,
                                   trigger=trigger, event_ids=[event_id] if event_id else [], at=at, stage=journey.stage,
@@ -90,7 +90,7 @@ class DecisionPoint:
             "mapped_stage": stage, "justification": " ".join([why_text, record["justification"], *notes]),
             "features": features, "feature_source": source, "models": list(scored.models), "shadow": list(scored.shadow),
             "fast_path": fast_path, "latency_ms": None, "decision_us": int((self.clock() - started) * 1_000_000),
-            "schema_version": DECISION_VERSION,
+            "rollout_arm": rollout_arm, "schema_version": DECISION_VERSION,
         })
         self._remember(journey, record, plans.get(verdict.chosen), at)
         out.append(Decision(record, ingested_at))

@@ -9,6 +9,7 @@ is therefore a function of the order of the control records, the same on every r
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -19,6 +20,9 @@ from journeys.policy import Policy, loads_policy
 from journeys.yamlconf import NO_ENVIRONMENT, ConfigError
 
 
+CHAMPION, CANARY = "champion", "canary"  # the rollout arms a decision can be in
+
+
 @dataclass(frozen=True)
 class UpdateResult:
     source: str
@@ -26,60 +30,141 @@ class UpdateResult:
     version: str | None
     previous: str | None
     reason: str
+    canary_share: float | None = None  # for a canary update: the share it now acts for
 
     def to_record(self) -> dict:
-        return {"kind": LogKind.POLICY_UPDATE, "source": self.source, "accepted": self.accepted, "version": self.version,
-                "previous": self.previous, "reason": self.reason}
+        record = {"kind": LogKind.POLICY_UPDATE, "source": self.source, "accepted": self.accepted,
+                  "version": self.version, "previous": self.previous, "reason": self.reason}
+        return record if self.canary_share is None else record | {"canary_share": self.canary_share}
 
 
 class PolicyInForce:
+    """The policy in force and, while one is rolled out, a canary: a newer version that acts for a
+    deterministic share of people (by hash of the identity that places them in their arm, like the
+    control group, and never for anyone in the control group), while everyone else stays on the
+    policy in force. A canary update names the share; the same version published without one
+    promotes it, and a share of 0 stops it. A new policy in force ends any canary."""
+
     def __init__(self, policy: Policy, env: Mapping[str, str] = NO_ENVIRONMENT):
         """env fills the ${...} references of the policies that arrive (see journeys.yamlconf)."""
         self.policy = policy
+        self.canary: Policy | None = None
+        self.canary_share = 0.0
         self.env = env
         self.history: list[UpdateResult] = []
+        self.records: dict[str, str] = {}  # the accepted records that make the state: CHAMPION's, CANARY's
+
+    def policy_for(self, arm_key: str) -> tuple[Policy, str]:
+        """The policy that decides for this identity, and its rollout arm."""
+        canary = self.canary
+        if canary is not None and not self.policy.in_control_group(arm_key) and in_canary(canary, arm_key, self.canary_share):
+            return canary, CANARY
+        return self.policy, CHAMPION
 
     def update(self, text: str, source: str) -> UpdateResult:
+        previous = self.policy.version
+        candidate, refusal = self._candidate(text, source)
+        if refusal is not None:
+            result = refusal
+        elif candidate.version == previous:
+            result = UpdateResult(source, False, candidate.version, previous, f"version {previous} is already in force")
+        else:
+            promoted = self.canary is not None and self.canary.version == candidate.version
+            self.policy, self.canary, self.canary_share = candidate, None, 0.0
+            result = UpdateResult(source, True, candidate.version, previous,
+                                  f"policy {candidate.name} version {candidate.version} in force (was {previous}"
+                                  f"{', its canary promoted' if promoted else ''})")
+        self.history.append(result)
+        return result
+
+    def update_canary(self, text: str, source: str, share: float) -> UpdateResult:
+        previous = self.policy.version
+        candidate, refusal = self._candidate(text, source)
+        if refusal is None and not 0 <= share < 1:
+            refusal = UpdateResult(source, False, candidate.version, previous,
+                                   f"rejected: a canary's share is in [0, 1), not {share}")
+        if refusal is not None:
+            result = refusal
+        elif candidate.version == previous:
+            result = UpdateResult(source, False, candidate.version, previous,
+                                  f"version {previous} is already in force: no canary of it")
+        elif share == 0:
+            stopped = self.canary is not None and self.canary.version == candidate.version
+            if stopped:
+                self.canary, self.canary_share = None, 0.0
+            result = UpdateResult(source, stopped, candidate.version, previous,
+                                  f"canary of version {candidate.version} stopped; {previous} decides for everyone"
+                                  if stopped else f"no canary of version {candidate.version} to stop", 0.0)
+        else:
+            self.canary, self.canary_share = candidate, share
+            result = UpdateResult(source, True, candidate.version, previous,
+                                  f"policy {candidate.name} version {candidate.version} as a canary for {share:.0%} of "
+                                  f"people; {previous} stays in force for the rest", share)
+        self.history.append(result)
+        return result
+
+    def _candidate(self, text: str, source: str) -> tuple[Policy | None, UpdateResult | None]:
+        """(the policy in the text, None), or (None, why it is refused)."""
         previous = self.policy.version
         try:
             candidate = loads_policy(text, source, self.env)
         except ConfigError as error:
-            result = UpdateResult(source, False, None, previous, f"rejected, {previous} stays in force: {error}")
-        else:
-            if candidate.name != self.policy.name:
-                result = UpdateResult(source, False, candidate.version, previous,
+            return None, UpdateResult(source, False, None, previous, f"rejected, {previous} stays in force: {error}")
+        if candidate.name != self.policy.name:
+            return None, UpdateResult(source, False, candidate.version, previous,
                                       f"rejected: policy {candidate.name!r} is not {self.policy.name!r}")
-            elif candidate.version == previous:
-                result = UpdateResult(source, False, candidate.version, previous, f"version {previous} is already in force")
-            else:
-                self.policy = candidate
-                result = UpdateResult(source, True, candidate.version, previous,
-                                      f"policy {candidate.name} version {candidate.version} in force (was {previous})")
-        self.history.append(result)
-        return result
+        return candidate, None
 
     def apply_record(self, line: str) -> UpdateResult:
         """One control-stream record; one that is not a policy update is rejected like an invalid policy."""
         try:
-            source, text = read_update(line)
+            source, text, share = read_update(line)
         except ValueError as error:
             result = UpdateResult("control stream", False, None, self.policy.version,
                                   f"rejected, {self.policy.version} stays in force: {error}")
             self.history.append(result)
             return result
-        return self.update(text, source)
+        result = self.update(text, source) if share is None else self.update_canary(text, source, share)
+        if result.accepted:
+            if share is None:
+                self.records = {CHAMPION: line}
+            elif self.canary is None:
+                self.records.pop(CANARY, None)
+            else:
+                self.records[CANARY] = line
+        return result
+
+    def restore(self, records: Mapping[str, str]) -> None:
+        """Bring back the state that `records` (as apply_record left them) made, after a restore."""
+        for arm in (CHAMPION, CANARY):
+            if records.get(arm):
+                self.apply_record(records[arm])
 
 
-def update_record(text: str, source: str) -> str:
-    """One policy update as a control-stream record: a JSON line with the policy file's text."""
-    return orjson.dumps({"source": source, "policy": text}).decode()
+def in_canary(canary: Policy, identity: str, share: float) -> bool:
+    """Whether the identity is in a canary's share: BLAKE2b of the canary's salt and the identity,
+    drawn apart from the control group's hash, read as a number in [0, 1), below the share."""
+    digest = hashlib.blake2b(f"canary\0{canary.control_salt}\0{identity}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2 ** 64 < share
 
 
-def read_update(line: str) -> tuple[str, str]:
-    """(source, policy text) of a control-stream record; ValueError when it is not one."""
+def update_record(text: str, source: str, canary_share: float | None = None) -> str:
+    """One policy update as a control-stream record: a JSON line with the policy file's text, and
+    for a canary the share of people it acts for (0: stop it)."""
+    record = {"source": source, "policy": text}
+    return orjson.dumps(record if canary_share is None else record | {"canary": {"share": canary_share}}).decode()
+
+
+def read_update(line: str) -> tuple[str, str, float | None]:
+    """(source, policy text, canary share or None) of a control-stream record; ValueError when it is not one."""
     try:
         record = orjson.loads(line)
-        return str(record["source"]), str(record["policy"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        raise ValueError(f"not a policy update record (a JSON line with source and policy; "
-                         f"use `journeys policy publish`): {line[:80]!r}") from None
+        source, text = str(record["source"]), str(record["policy"])
+        canary = record.get("canary")
+        share = None if canary is None else float(canary["share"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        raise ValueError(f"not a policy update record (a JSON line with source and policy, and optionally "
+                         f"canary.share; use `journeys policy publish`): {line[:80]!r}") from None
+    if share is not None and share != share:  # NaN
+        raise ValueError(f"a canary's share is a number, not NaN: {line[:80]!r}")
+    return source, text, share

@@ -16,6 +16,9 @@ def add_commands(commands) -> None:
                                                         "watched policy-updates directory")
     publish.add_argument("file")
     publish.add_argument("--to", required=True, metavar="DIR", help="the job's --policy-updates directory")
+    publish.add_argument("--canary", type=float, metavar="SHARE",
+                         help="roll the version out as a canary for this share of people (0.05: 5%%), the policy in "
+                              "force staying for the rest; 0 stops it; publishing it again without --canary promotes it")
     publish.set_defaults(run=_policy_publish)
 
 
@@ -54,7 +57,9 @@ def _policy_publish(args) -> int:
     from journeys.yamlconf import ConfigError
 
     try:
-        written = publish(args.file, args.to)
+        if args.canary is not None and not 0 <= args.canary < 1:
+            raise ConfigError(f"--canary is a share in [0, 1), not {args.canary}")
+        written = publish(args.file, args.to, canary_share=args.canary)
     except ConfigError as error:
         print(f"journeys: not published: {error}", file=sys.stderr)
         return 1

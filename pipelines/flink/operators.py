@@ -24,7 +24,7 @@ from journeys.keyed import CUSTOMER, VISITOR, KeyCall, passes_through
 from journeys.ontology import Ontology
 from journeys.outputs import JourneyLog, OutputName, SortedOutputs, feature_row_record, sort_outputs
 from journeys.policy import loads_policy
-from journeys.policy_updates import PolicyInForce
+from journeys.policy_updates import CANARY, CHAMPION, PolicyInForce
 from journeys.settings import JourneySettings
 from journeys.state import KEY, decode, encode, item_head
 from journeys.timers import BOUNDED, END_OF_TIME
@@ -230,10 +230,11 @@ class SharedKeys:
 POSITION_SEPARATOR = "\x1c"  # between a buffered item's read position and the item (JSON has it only escaped)
 
 
-# The policy in force, as broadcast state: the text of the last accepted update, so that a task
-# restored from a checkpoint decides with the policy that was in force when it was taken.
+# The policy in force, as broadcast state: the records of the accepted updates that make it (the
+# policy in force, and a canary rolled out beside it), so that a task restored from a checkpoint
+# decides with the policies that were in force when it was taken.
 POLICY_STATE = MapStateDescriptor("policy-in-force", Types.STRING(), Types.STRING())
-CURRENT_POLICY = "current"
+BROADCAST_KEYS = {CHAMPION: "current", CANARY: "canary"}  # "current": the key releases before canaries used
 
 
 class _JourneyOperator:
@@ -557,7 +558,9 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
         self._restored = True
         result = self.policy.apply_record(line)
         if result.accepted:
-            ctx.get_broadcast_state(POLICY_STATE).put(CURRENT_POLICY, line)
+            state = ctx.get_broadcast_state(POLICY_STATE)
+            for arm, key in BROADCAST_KEYS.items():
+                state.put(key, self.policy.records.get(arm, ""))
         self.decision_metrics.updated(result)
         self.counts.flush()  # rare, and watched for
         if self.first_task:
@@ -584,9 +587,10 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
         if self._restored:
             return
         self._restored = True
-        line = ctx.get_broadcast_state(POLICY_STATE).get(CURRENT_POLICY)
-        if line:
-            self.policy.apply_record(line)
+        state = ctx.get_broadcast_state(POLICY_STATE)
+        records = {arm: state.get(key) for arm, key in BROADCAST_KEYS.items()}
+        if any(records.values()):
+            self.policy.restore(records)
             self.decision_metrics.policy_changed()
 
 

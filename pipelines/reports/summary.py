@@ -184,7 +184,22 @@ def _decisions(decision_points: list[dict]) -> dict:
                                          Counter()).most_common()),
         "fast_path": sum(1 for d in decision_points if d.get("fast_path")),
         "policy_versions": dict(sorted(Counter(str(d.get("policy_version")) for d in decision_list).items())),
+        "rollout_arms": rollout_arms(decision_points),
     }
+
+
+def rollout_arms(decision_points: list[dict]) -> dict:
+    """Per rollout arm (docs/rollouts.md), its decision points outside the control group, the share
+    acted on, the share where the policy suppressed every candidate, and the policy versions."""
+    arms: dict[str, list[dict]] = {}
+    for point in decision_points:
+        if not point.get("control"):
+            arms.setdefault(point.get("rollout_arm") or "champion", []).append(point)
+    return {arm: {"decision_points": len(points),
+                  "acted_rate": round(sum(1 for p in points if p.get("acted", True)) / len(points), 4),
+                  "suppressed_rate": round(sum(1 for p in points if not p.get("acted", True)) / len(points), 4),
+                  "policy_versions": sorted({str(p.get("policy_version")) for p in points})}
+            for arm, points in sorted(arms.items())}
 
 
 def _model_usage(decisions: list[dict]) -> dict:
@@ -260,6 +275,12 @@ def _decision_rows(rows: _Rows, summary: dict) -> None:
         rows.row("  fast path (latency budget, rules alone)", f"{summary['fast_path']:,} "
                  f"({summary['fast_path'] / summary['decision_points']:.2%} of decision points)")
         rows.row("  policy versions used", ", ".join(f"v{k}: {v:,}" for k, v in summary["policy_versions"].items()))
+    arms = summary.get("rollout_arms") or {}
+    if "canary" in arms:
+        for arm, figures in arms.items():
+            rows.row(f"  rollout arm {arm} (v{', v'.join(figures['policy_versions'])})",
+                     f"{figures['decision_points']:,} decision points, acted {figures['acted_rate']:.1%}, "
+                     f"all suppressed {figures['suppressed_rate']:.1%}")
     _consistency_rows(rows, summary.get("consistency") or {})
 
 

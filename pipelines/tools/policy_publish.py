@@ -9,15 +9,16 @@ from journeys.policy import loads_policy
 from journeys.policy_updates import update_record
 
 
-def publish(path: str | Path, directory: str | Path, validate: bool = True) -> Path:
+def publish(path: str | Path, directory: str | Path, validate: bool = True, canary_share: float | None = None) -> Path:
     """Put a policy file into a watched directory as one control record, checked first unless told
-    otherwise. Written under a hidden name and renamed, so the job never reads half a file."""
+    otherwise; with canary_share, as a canary for that share of people (0 stops it). Written under
+    a hidden name and renamed, so the job never reads half a file."""
     path, directory = Path(path), Path(directory)
     text = path.read_text()
     policy = loads_policy(text, str(path), os.environ) if validate else None
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{time.time_ns()}-{policy.name if policy else 'unchecked'}-v{policy.version if policy else 'x'}.json"
     hidden = directory / f".{name}.inprogress"
-    hidden.write_text(update_record(text, path.name) + "\n")
+    hidden.write_text(update_record(text, path.name, canary_share) + "\n")
     os.replace(hidden, directory / name)
     return directory / name

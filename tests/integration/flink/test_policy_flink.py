@@ -169,3 +169,49 @@ def test_a_job_restored_from_a_checkpoint_keeps_the_policy_that_was_in_force(kaf
         restored.wait()
 
     assert {d["policy_version"] for d in after} == {"2"}
+
+
+def test_a_canary_policy_decides_for_its_share_of_people_and_the_rest_stay_on_the_policy_in_force(kafka_broker,
+                                                                                                   tmp_path: Path):
+    signals = tmp_path / "signals.jsonl"
+    write_simulation(SimulationSpec(customers=120, days=10, seed=17, late_rate=0.0), signals)
+    lines = list(read_lines(signals))
+    settings = packaged_settings()
+    end_clock = (scan_records(lines, SignalDecoder(settings.intake).decode_json).latest_event_time
+                 - settings.max_out_of_orderness_ms - 1)
+    bootstrap = kafka_broker.bootstrap_servers
+    prefix = f"canary-{time.time_ns()}"
+    topics = {name: f"{prefix}-{name}" for name in ("signals", "decisions", "journeys", "dead-letter")}
+    create_topics(bootstrap, dict.fromkeys(topics.values(), 1))
+    (tmp_path / "retail-v1.yaml").write_text(version("1"))
+    (tmp_path / "retail-v2.yaml").write_text(version("2"))
+    updates = tmp_path / "policy-updates"
+    publish(tmp_path / "retail-v2.yaml", updates, canary_share=0.3)
+    in_force = PolicyInForce(loads_policy(version("1")))
+    in_force.apply_record(update_record(version("2"), "retail-v2.yaml", 0.3))
+    expected = ReferenceRun(packaged_ontology(), settings, end_clock=end_clock, policy=in_force).feed(lines).finish().decisions
+
+    job = start_driver(["--signals", f"kafka://{bootstrap}/{topics['signals']}", "--stop-offsets", f"0:{len(lines)}",
+                        *(arg for name in ("decisions", "journeys", "dead-letter")
+                          for arg in (f"--{name}", f"kafka://{bootstrap}/{topics[name]}")),
+                        "--end-clock", str(end_clock), "--parallelism", "2", "--delivery-guarantee", "at-least-once",
+                        "--transactional-id-prefix", prefix, "--checkpoints", str(tmp_path / "checkpoints"),
+                        "--policy", str(tmp_path / "retail-v1.yaml"), "--policy-updates", updates.as_uri()])
+    try:
+        canary_taken = lambda: at_least(2, [r for r in records(bootstrap, topics["journeys"])  # noqa: E731
+                                            if r["kind"] == LogKind.POLICY_UPDATE and r.get("canary_share") == 0.3])
+        taken = wait_for(canary_taken, job, "both journey operators to take the canary")
+        produce_signals(bootstrap, topics["signals"], lines)
+        decisions = wait_for(lambda: at_least(len(expected), records(bootstrap, topics["decisions"])), job,
+                             "every decision", timeout=300)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+
+    def arms(found: list[dict]) -> list[tuple]:
+        return sorted((d["decision_id"], d["rollout_arm"], d["policy_version"]) for d in found)
+
+    assert {r["operator"] for r in taken} == {"visitor", "customer"}
+    assert arms(decisions) == arms(expected)
+    assert {(arm, v) for _, arm, v in arms(decisions)} == {("champion", "1"), ("canary", "2")}

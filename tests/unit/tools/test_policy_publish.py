@@ -43,3 +43,18 @@ def test_the_publish_command_puts_a_checked_policy_into_the_directory_and_refuse
     assert journeys(["policy", "publish", str(tmp_path / "v3.yaml"), "--to", str(tmp_path / "updates")]) == 1
     assert "v3.yaml line 3" in capsys.readouterr().err
     assert len(list((tmp_path / "updates").iterdir())) == 1
+
+
+def test_publish_with_a_canary_share_writes_a_canary_record_and_refuses_a_share_outside_0_to_1(tmp_path, capsys):
+    from journeys.policy_updates import read_update
+    from pipelines.cli.main import main as journeys
+
+    (tmp_path / "v2.yaml").write_text(VERSION_2)
+
+    assert journeys(["policy", "publish", str(tmp_path / "v2.yaml"), "--to", str(tmp_path / "updates"),
+                     "--canary", "0.05"]) == 0
+    assert journeys(["policy", "publish", str(tmp_path / "v2.yaml"), "--to", str(tmp_path / "updates"),
+                     "--canary", "1.5"]) == 1
+    [written] = (tmp_path / "updates").iterdir()
+    assert read_update(written.read_text().strip())[2] == 0.05
+    assert "--canary is a share in [0, 1)" in capsys.readouterr().err
