@@ -53,6 +53,24 @@ def wait_for(condition, job, what: str, timeout: float = 180):
         time.sleep(1)
 
 
+def a_simulated_run(tmp_path: Path, bootstrap: str, name: str, customers: int,
+                    seed: int) -> tuple[list, int, str, dict]:
+    """(signal lines, the end clock, this test's prefix, its topics: signals, decisions, journeys,
+    dead-letter), with versions 1 and 2 of the retail policy written beside them."""
+    signals = tmp_path / "signals.jsonl"
+    write_simulation(SimulationSpec(customers=customers, days=10, seed=seed, late_rate=0.0), signals)
+    lines = list(read_lines(signals))
+    settings = packaged_settings()
+    end_clock = (scan_records(lines, SignalDecoder(settings.intake).decode_json).latest_event_time
+                 - settings.max_out_of_orderness_ms - 1)
+    prefix = f"{name}-{time.time_ns()}"
+    topics = {topic: f"{prefix}-{topic}" for topic in ("signals", "decisions", "journeys", "dead-letter")}
+    create_topics(bootstrap, dict.fromkeys(topics.values(), 1))
+    (tmp_path / "retail-v1.yaml").write_text(version("1"))
+    (tmp_path / "retail-v2.yaml").write_text(version("2"))
+    return lines, end_clock, prefix, topics
+
+
 @pytest.mark.parametrize("control", ["directory", "kafka"])
 def test_a_policy_published_mid_stream_is_in_force_without_a_restart_and_a_bad_one_is_rejected(kafka_broker, control,
                                                                                                  tmp_path: Path):
@@ -119,19 +137,9 @@ def test_a_policy_published_mid_stream_is_in_force_without_a_restart_and_a_bad_o
 
 
 def test_a_job_restored_from_a_checkpoint_keeps_the_policy_that_was_in_force(kafka_broker, tmp_path: Path):
-    signals = tmp_path / "signals.jsonl"
-    write_simulation(SimulationSpec(customers=80, days=10, seed=11, late_rate=0.0), signals)
-    lines = list(read_lines(signals))
-    first_half, second_half = lines[:len(lines) // 2], lines[len(lines) // 2:]
-    settings = packaged_settings()
-    end_clock = (scan_records(lines, SignalDecoder(settings.intake).decode_json).latest_event_time
-                 - settings.max_out_of_orderness_ms - 1)
     bootstrap = kafka_broker.bootstrap_servers
-    prefix = f"policy-restore-{time.time_ns()}"
-    topics = {name: f"{prefix}-{name}" for name in ("signals", "decisions", "journeys", "dead-letter")}
-    create_topics(bootstrap, dict.fromkeys(topics.values(), 1))
-    (tmp_path / "retail-v1.yaml").write_text(version("1"))
-    (tmp_path / "retail-v2.yaml").write_text(version("2"))
+    lines, end_clock, prefix, topics = a_simulated_run(tmp_path, bootstrap, "policy-restore", customers=80, seed=11)
+    first_half, second_half = lines[:len(lines) // 2], lines[len(lines) // 2:]
     checkpoints = tmp_path / "checkpoints"
 
     def start(updates: Path, *more: str):
@@ -173,23 +181,14 @@ def test_a_job_restored_from_a_checkpoint_keeps_the_policy_that_was_in_force(kaf
 
 def test_a_canary_policy_decides_for_its_share_of_people_and_the_rest_stay_on_the_policy_in_force(kafka_broker,
                                                                                                    tmp_path: Path):
-    signals = tmp_path / "signals.jsonl"
-    write_simulation(SimulationSpec(customers=120, days=10, seed=17, late_rate=0.0), signals)
-    lines = list(read_lines(signals))
-    settings = packaged_settings()
-    end_clock = (scan_records(lines, SignalDecoder(settings.intake).decode_json).latest_event_time
-                 - settings.max_out_of_orderness_ms - 1)
     bootstrap = kafka_broker.bootstrap_servers
-    prefix = f"canary-{time.time_ns()}"
-    topics = {name: f"{prefix}-{name}" for name in ("signals", "decisions", "journeys", "dead-letter")}
-    create_topics(bootstrap, dict.fromkeys(topics.values(), 1))
-    (tmp_path / "retail-v1.yaml").write_text(version("1"))
-    (tmp_path / "retail-v2.yaml").write_text(version("2"))
+    lines, end_clock, prefix, topics = a_simulated_run(tmp_path, bootstrap, "canary", customers=120, seed=17)
     updates = tmp_path / "policy-updates"
     publish(tmp_path / "retail-v2.yaml", updates, canary_share=0.3)
     in_force = PolicyInForce(loads_policy(version("1")))
     in_force.apply_record(update_record(version("2"), "retail-v2.yaml", 0.3))
-    expected = ReferenceRun(packaged_ontology(), settings, end_clock=end_clock, policy=in_force).feed(lines).finish().decisions
+    expected = ReferenceRun(packaged_ontology(), packaged_settings(), end_clock=end_clock,
+                            policy=in_force).feed(lines).finish().decisions
 
     job = start_driver(["--signals", f"kafka://{bootstrap}/{topics['signals']}", "--stop-offsets", f"0:{len(lines)}",
                         *(arg for name in ("decisions", "journeys", "dead-letter")
