@@ -37,7 +37,7 @@ setup(
     description="Real-time customer journey mapping and next-best-action decisions on PyFlink",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["journeys", "journeys.*", "pipelines", "pipelines.*", "models", "models.*"]),
-    package_data={"journeys": ["schemas/*.avsc", "conf/*.yaml", "conf/ontology/*.yaml", "conf/policy/*.yaml"]},
+    package_data={"journeys": ["schemas/*.avsc", "conf/*.yaml", "conf/ontology/*.yaml", "conf/policy/*.yaml", "conf/gates/*.yaml"]},
     install_requires=CORE_REQUIREMENTS + ENGINE_REQUIREMENTS,
     extras_require={"test": TEST_REQUIREMENTS},
     entry_points={"console_scripts": ["journeys=pipelines.cli.main:main"]},

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines.cli import features, policy, reports, tools
+from pipelines.cli import canary, features, policy, reports, tools
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(models)
     policy.add_commands(commands)
     reports.add_commands(commands)
+    canary.add_commands(commands)
     return parser
 
 
