@@ -32,7 +32,7 @@ RESTORE_TIMEOUT_S = 180
 JOB_NAME = "journey-job-ten-kills"
 # No signals beyond the watermark bound (late_rate=0.0): which of those count as late depends on
 # where the source's progress is when they arrive, and that progress starts over after a restore.
-INPUT = SimulationSpec(customers=3000, days=30, seed=53, late_rate=0.0)
+INPUT = SimulationSpec(customers=6000, days=30, seed=53, late_rate=0.0)
 # Test-scale time for the restart strategy: a failure 3 s after the last restart counts as a new
 # one, as failures ten minutes apart do for a live job, so ten kills fit under the attempt limit.
 RESTART_STRATEGY = ["-D", "restart-strategy.exponential-delay.reset-backoff-threshold=3s"]
