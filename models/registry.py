@@ -27,7 +27,9 @@ DEFAULT_HOME = Path("var/mlflow")
 EXPERIMENT = "journey-agents"
 HISTORY_TAG = "journeys.champion_history"  # the versions that were champion, oldest first
 HELD_BACK_ARTIFACT = "evaluation/held_back.parquet"
-DRIFT_PROFILE_TAG = "journeys.drift_profile"  # "true": the model carries its training data's drift profile
+# The form of the drift profile a model carries (2: model inputs, the score and the signal mix); a
+# version logged with another form is trained again rather than reused.
+DRIFT_PROFILE_TAG, DRIFT_PROFILE_FORM = "journeys.drift_profile", "2"
 LABEL = "label"
 
 
@@ -109,7 +111,7 @@ def train_and_log(kind: str, training_set: str, truth: str | None = None, *, uri
         mlflow.log_params({"kind": kind, "held_back_share": held_back_share, "regularization": regularization,
                            "train_rows": int(train[LABEL].notna().sum()), "inputs": ",".join(MODEL_INPUTS)})
         mlflow.log_metrics({name: value for name, value in metrics.items() if value == value})
-        mlflow.set_tags(lineage(training_set, truth) | {KIND_TAG: kind, DRIFT_PROFILE_TAG: "true"})
+        mlflow.set_tags(lineage(training_set, truth) | {KIND_TAG: kind, DRIFT_PROFILE_TAG: DRIFT_PROFILE_FORM})
         mlflow.log_input(mlflow.data.from_pandas(frame.drop(columns=[LABEL]), source=str(Path(training_set).resolve()),
                                                  name="training_set"), context="training")
         with tempfile.TemporaryDirectory() as scratch:
@@ -309,6 +311,6 @@ def alias_trained_on(client, name: str, alias: str, training_set: str, kind: str
     if found.tags.get(KIND_TAG) != kind:
         return None
     run = client.get_run(found.tags["journeys.run_id"])
-    if run.data.tags.get(DRIFT_PROFILE_TAG) != "true":
+    if run.data.tags.get(DRIFT_PROFILE_TAG) != DRIFT_PROFILE_FORM:
         return None
     return version if run.data.tags.get("lineage.training_set_sha256") == files_digest(training_set) else None
