@@ -70,6 +70,7 @@ class _People:
 
     def __init__(self):
         self._parent: dict[str, str] = {}
+        self._customers: set[str] = set()
 
     def find(self, key: str) -> str:
         parent = self._parent.setdefault(key, key)
@@ -78,9 +79,10 @@ class _People:
         return parent
 
     def join(self, customer_id: str, anonymous_id: str) -> None:
+        self._customers.add(customer_id)
         a, b = self.find(customer_id), self.find(anonymous_id)
         if a != b:  # a customer id names the person
-            keep, drop = (a, b) if not a.startswith("anon") or b.startswith("anon") else (b, a)
+            keep, drop = (a, b) if a in self._customers or b not in self._customers else (b, a)
             self._parent[drop] = keep
 
 

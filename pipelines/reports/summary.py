@@ -13,6 +13,7 @@ from typing import Iterable, Iterator
 
 import orjson
 
+from journeys.gates import arm_points
 from journeys.outputs import ACCEPTED_KINDS, STAGE_KINDS, LogKind
 from pipelines.reports.uplift import format_uplift, uplift_table
 from pipelines.tools.files import input_files, read_lines
@@ -191,15 +192,11 @@ def _decisions(decision_points: list[dict]) -> dict:
 def rollout_arms(decision_points: list[dict]) -> dict:
     """Per rollout arm (docs/rollouts.md), its decision points outside the control group, the share
     acted on, the share where the policy suppressed every candidate, and the policy versions."""
-    arms: dict[str, list[dict]] = {}
-    for point in decision_points:
-        if not point.get("control"):
-            arms.setdefault(point.get("rollout_arm") or "champion", []).append(point)
     return {arm: {"decision_points": len(points),
                   "acted_rate": round(sum(1 for p in points if p.get("acted", True)) / len(points), 4),
                   "suppressed_rate": round(sum(1 for p in points if not p.get("acted", True)) / len(points), 4),
                   "policy_versions": sorted({str(p.get("policy_version")) for p in points})}
-            for arm, points in sorted(arms.items())}
+            for arm, points in sorted(arm_points(decision_points).items())}
 
 
 def _model_usage(decisions: list[dict]) -> dict:

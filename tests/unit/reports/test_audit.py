@@ -105,3 +105,12 @@ def test_the_command_reads_a_run_and_fails_when_a_guardrail_broke(tmp_path, caps
     assert status == 1 and "GUARDRAILS BROKEN" in capsys.readouterr().out
     assert orjson.loads((tmp_path / "a.json").read_bytes())["quiet_hour_contacts"] == 1
     assert [s["event_type"] for s in decode_signals(signals.read_bytes().split(b"\n"))] == ["page_view"]
+
+
+def test_a_person_is_named_by_their_customer_id_whatever_the_ids_look_like():
+    signals = [a_signal("page_view", NOON_IN_NEW_YORK, visitor="device-7"),
+               a_login("device-7", "anon-corp-17", NOON_IN_NEW_YORK + MINUTE)]
+    decisions = [a_decision("d-1", NOON_IN_NEW_YORK, journey="device-7", customer=None, channel="web", control=True),
+                 a_decision("d-2", NOON_IN_NEW_YORK + HOUR, journey="anon-corp-17", customer="anon-corp-17", channel="web")]
+
+    assert audit(signals, decisions, POLICY, ONTOLOGY).people_in_both_arms == ["anon-corp-17"]
