@@ -27,7 +27,8 @@ from journeys.timeutil import parse_instant  # noqa: E402
 from journeys.yamlconf import ConfigError  # noqa: E402
 from pipelines import PROJECT_ROOT  # noqa: E402
 from pipelines.addresses import AddressError, FileAddress, KafkaAddress, parse_address  # noqa: E402
-from pipelines.config import read_ontology, read_settings, settings_ontology, start_policy_text  # noqa: E402
+from pipelines.config import (read_ontology, read_settings, settings_ontology, start_canary,  # noqa: E402
+                              start_gates, start_policy_text)
 from pipelines.flink.env import DEFAULT_FLINK_CONF_DIR, load_flink_conf, load_live_conf  # noqa: E402
 from pipelines.kafka.settings import (KafkaSettings, check_transaction_timeout, load_properties_file,  # noqa: E402
                                       parse_property, parse_stop_offsets)
@@ -58,7 +59,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     policy.add_argument("--policy-updates", metavar="ADDRESS",
                         help="control stream of new policy versions, in force without a restart: file:///dir (a watched "
                              "directory; `journeys policy publish FILE --to DIR`) or kafka://host:port/topic. "
-                             "It is unbounded: the job then runs until cancelled")
+                             "It is unbounded: the job then runs until cancelled. The job writes here too: the stop "
+                             "of a canary whose gates failed")
+    policy.add_argument("--canary-policy", metavar="FILE",
+                        help="a newer version of the policy that decides, from the start, for a share of people (by "
+                             "hash, never the control group), judged by the gates (docs/rollouts.md)")
+    policy.add_argument("--canary-share", type=float, metavar="SHARE", help="the canary's share of people, in (0, 1); 0.1 by default")
+    policy.add_argument("--gates", metavar="FILE", help="the rollout gates a canary is judged by in the job; overrides "
+                                                        "the configuration's decisions.gates (docs/rollouts.md)")
     parser.add_argument("--conf", help="job configuration YAML (default: the packaged journeys/conf/journeys.yaml)")
     parser.add_argument("--ontology", help="ontology YAML; overrides the configuration's `ontology`")
     parser.add_argument("--summary", help="after a bounded run, write the run summary JSON here and print it")
@@ -141,6 +149,11 @@ class Plan:
             print(f"journey_job: {models.said()}", file=sys.stderr)
             self.models = models.settings
         self.policy = start_policy_text(args.policy, self.settings)
+        self.canary = start_canary(args.canary_policy, args.canary_share, self.policy)
+        judged = self.policy_updates is not None or self.canary is not None
+        self.gates = start_gates(args.gates, self.settings) if judged else None
+        if args.gates and not judged:
+            raise ValueError("--gates judges canaries: give --canary-policy or --policy-updates too")
         if args.end_clock not in ("auto", "none"):
             parse_instant(args.end_clock)  # fail now, not after the input scan
         self.bounded = isinstance(self.signals, FileAddress) or self.kafka.stop_offsets is not None
@@ -216,7 +229,8 @@ def _build(env, plan: Plan, end_clock: int | None, args: argparse.Namespace) -> 
                                      policy_updates=control, progress_s=args.progress,
                                      time_mode=BOUNDED if plan.bounded else LIVE,
                                      metrics=python_metrics_enabled(args.flink_conf, plan.overrides),
-                                     roles_apart=args.slot_sharing == "per-role")
+                                     roles_apart=args.slot_sharing == "per-role", gates=plan.gates,
+                                     canary=plan.canary)
     sinks = Sinks(env, plan.kafka, roll_at_checkpoints=not plan.bounded)
 
     def sink(stream, name: str) -> None:
@@ -233,6 +247,8 @@ def _build(env, plan: Plan, end_clock: int | None, args: argparse.Namespace) -> 
         sink(streams.decision_log, OutputName.DECISION_LOG)
     if streams.feature_rows is not None:
         sink(streams.feature_rows, OutputName.FEATURE_ROWS)
+    if streams.control_records is not None:  # the job's own stops of failed canaries, beside the publishes
+        sinks.add_control(streams.control_records, plan.policy_updates)
     sinks.finish()
 
 

@@ -6,6 +6,7 @@ of an arm outside the control group, which way is worse, and how much worse is t
     gates: retail
     version: "1"
     min_decision_points: 300          # per arm, before any verdict
+    judge_every: 1h                   # the job judges at each hour of event time (journeys.rollback)
     figures:
       - {figure: acted_rate, worse: lower, tolerance: 0.05}
 
@@ -16,12 +17,13 @@ not failed; before that it is pending.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Iterable, Mapping
 
 from journeys.features import FALLBACK
 from journeys.stats import Interval, difference_interval
+from journeys.timeutil import parse_duration
 from journeys.yamlconf import NO_ENVIRONMENT, ConfigError, loads_yaml, where
 
 PASS, FAIL, PENDING = "pass", "fail", "pending"
@@ -59,6 +61,16 @@ class Gates:
     version: str
     min_decision_points: int
     gates: tuple[Gate, ...]
+    judge_every_ms: int = 3_600_000  # the job judges at every such mark of event time
+
+    def without_outcomes(self) -> tuple["Gates", list[str]]:
+        """These gates less those that need the outcomes joined to decisions, and those figures'
+        names: the job, and a report without the journey log, judge what a decision point carries."""
+        left_out = [g.figure for g in self.gates if g.figure in OUTCOME_FIGURES]
+        return replace(self, gates=tuple(g for g in self.gates if g.figure not in OUTCOME_FIGURES)), left_out
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
 
 
 @dataclass(frozen=True)
@@ -83,10 +95,17 @@ def loads_gates(text: str, source: str = "<gates>", env: Mapping[str, str] = NO_
     if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
         raise ConfigError(f"{where(doc, 'min_decision_points')}: min_decision_points is a whole number above 0, "
                           f"not {minimum!r}")
+    try:
+        every = parse_duration(doc.get("judge_every", "1h"))
+    except ValueError as error:
+        raise ConfigError(f"{where(doc, 'judge_every')}: judge_every: {error}") from None
+    if every <= 0:
+        raise ConfigError(f"{where(doc, 'judge_every')}: judge_every is a positive duration, not {every} ms")
     raw = doc.get("figures")
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{where(doc, 'figures')}: figures is a list of gates: figure, worse, tolerance")
-    return Gates(str(doc["gates"]), str(doc["version"]), minimum, tuple(_gate(raw, i, g) for i, g in enumerate(raw)))
+    return Gates(str(doc["gates"]), str(doc["version"]), minimum, tuple(_gate(raw, i, g) for i, g in enumerate(raw)),
+                 every)
 
 
 def _gate(figures, index: int, raw) -> Gate:
@@ -119,18 +138,63 @@ def arm_points(decision_points: Iterable[dict], converted: set[str] = frozenset(
     return arms
 
 
-def _count(figure: str, points: list[dict]) -> tuple[int, int]:
-    counts, over = FIGURES[figure]
-    base = [p for p in points if over is None or over(p)]
-    return sum(1 for p in base if counts(p)), len(base)
+@dataclass
+class ArmCounts:
+    """What the gates need of an arm's decision points: how many, and per figure (counted, out of).
+    Counts add up, so an arm's figures are the same whatever order its points came in."""
+
+    points: int = 0
+    figures: dict[str, list[int]] | None = None
+
+    def add(self, point: dict) -> None:
+        self.points += 1
+        figures = self.figures if self.figures is not None else {}
+        for figure, (counts, over) in FIGURES.items():
+            if over is None or over(point):
+                tally = figures.setdefault(figure, [0, 0])
+                tally[0] += bool(counts(point))
+                tally[1] += 1
+        self.figures = figures
+
+    def merge(self, other: "ArmCounts") -> None:
+        self.points += other.points
+        figures = self.figures if self.figures is not None else {}
+        for figure, (counted, out_of) in (other.figures or {}).items():
+            tally = figures.setdefault(figure, [0, 0])
+            tally[0] += counted
+            tally[1] += out_of
+        self.figures = figures
+
+    def figure(self, name: str) -> tuple[int, int]:
+        counted, out_of = (self.figures or {}).get(name, (0, 0))
+        return counted, out_of
+
+    def to_dict(self) -> dict:
+        return {"points": self.points, "figures": self.figures or {}}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "ArmCounts":
+        return cls(int(raw["points"]), {k: [int(a), int(b)] for k, (a, b) in raw["figures"].items()})
+
+    @classmethod
+    def of(cls, points: Iterable[dict]) -> "ArmCounts":
+        counts = cls()
+        for point in points:
+            counts.add(point)
+        return counts
 
 
 def judge(gates: Gates, champion: list[dict], canary: list[dict]) -> list[Verdict]:
     """Each gate's verdict on the canary's decision points against the champion's."""
-    enough = min(len(champion), len(canary)) >= gates.min_decision_points
+    return judge_counts(gates, ArmCounts.of(champion), ArmCounts.of(canary))
+
+
+def judge_counts(gates: Gates, champion: ArmCounts, canary: ArmCounts) -> list[Verdict]:
+    """Each gate's verdict on the canary's counts against the champion's."""
+    enough = min(champion.points, canary.points) >= gates.min_decision_points
     verdicts = []
     for gate in gates.gates:
-        mine, theirs = _count(gate.figure, champion), _count(gate.figure, canary)
+        mine, theirs = champion.figure(gate.figure), canary.figure(gate.figure)
         if not enough or not mine[1] or not theirs[1]:
             verdicts.append(Verdict(gate, PENDING, mine, theirs, None))
             continue
@@ -146,5 +210,6 @@ def overall(verdicts: list[Verdict]) -> str:
     return FAIL if FAIL in found else PASS if found == {PASS} else PENDING
 
 
-__all__ = ["Gates", "Gate", "Verdict", "loads_gates", "packaged_gates", "arm_points", "judge", "overall", "FIGURES",
+__all__ = ["Gates", "Gate", "Verdict", "ArmCounts", "loads_gates", "packaged_gates", "arm_points", "judge",
+           "judge_counts", "overall", "FIGURES",
            "OUTCOME_FIGURES", "PASS", "FAIL", "PENDING"]

@@ -115,8 +115,23 @@ class PolicyInForce:
                                       f"rejected: policy {candidate.name!r} is not {self.policy.name!r}")
         return candidate, None
 
+    def stop_canary(self, version: str, source: str, reason: str) -> UpdateResult:
+        """A canary stopped by name, as its gates stop it (journeys.rollback): no policy text needed."""
+        stopped = self.canary is not None and self.canary.version == version
+        if stopped:
+            self.canary, self.canary_share = None, 0.0
+            self.records.pop(CANARY, None)
+        said = (f"canary of version {version} stopped ({reason}); {self.policy.version} decides for everyone"
+                if stopped else f"no canary of version {version} to stop ({reason})")
+        result = UpdateResult(source, stopped, version, self.policy.version, said, 0.0)
+        self.history.append(result)
+        return result
+
     def apply_record(self, line: str) -> UpdateResult:
         """One control-stream record; one that is not a policy update is rejected like an invalid policy."""
+        stop = read_stop(line)
+        if stop is not None:
+            return self.stop_canary(*stop)
         try:
             source, text, share = read_update(line)
         except ValueError as error:
@@ -153,6 +168,22 @@ def update_record(text: str, source: str, canary_share: float | None = None) -> 
     for a canary the share of people it acts for (0: stop it)."""
     record = {"source": source, "policy": text}
     return orjson.dumps(record if canary_share is None else record | {"canary": {"share": canary_share}}).decode()
+
+
+def stop_record(version: str, source: str, reason: str) -> str:
+    """A control-stream record that stops the canary of this version, whatever its text: what the
+    job writes when the canary's gates fail (journeys.rollback)."""
+    return orjson.dumps({"source": source, "stop_canary": {"version": version, "reason": reason}}).decode()
+
+
+def read_stop(line: str) -> tuple[str, str, str] | None:
+    """(version, source, reason) of a stop record; None for any other line."""
+    try:
+        record = orjson.loads(line)
+        stop = record["stop_canary"]
+        return str(stop["version"]), str(record["source"]), str(stop["reason"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def read_update(line: str) -> tuple[str, str, float | None]:

@@ -31,6 +31,7 @@ class JourneySettings:
     models: dict  # which registered models the job loads, and how (pipelines.mlflow.serving)
     stage_override_confidence: float  # the stage model overrides the rules' stage from this probability
     policy_ref: str = "retail"        # the decision policy at start: a packaged name or a file
+    gates_ref: str = "retail"         # the rollout gates a canary is judged by: a packaged name, a file, or none
     latency_budget_ms: float = 50.0   # per decision; past it, decisions skip the models (fast path)
     outcome_window_ms: int = 7 * 24 * 3_600_000  # how long a decision waits for its outcomes
     state_cache_keys: int = 20_000    # per journey task: the keys whose last written state it keeps in memory
@@ -93,6 +94,7 @@ def parse_settings(doc, source: str = "<config>") -> JourneySettings:
         models=dict(section("models")),
         stage_override_confidence=_probability(section("models"), "stage_override_confidence", 0.8),
         policy_ref=str(section("decisions").get("policy", "retail")),
+        gates_ref=str(section("decisions").get("gates", "retail")),
         latency_budget_ms=duration("decisions", "latency_budget", "50ms") / 1.0,
         outcome_window_ms=duration("decisions", "outcome_window", "7d"),
         state_cache_keys=_count(section("state"), "cache_keys", 20_000, "state"),

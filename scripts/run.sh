@@ -2,8 +2,10 @@
 # make run: simulate signals and customer profiles, load the profiles into the feature store with
 # the Feast CLI, train the stage models on a Beam replay and promote them in the MLflow registry,
 # run the journey job with features, models and the retail policy (round 1), answer its decisions
-# with simulated outcomes, run it again on the signals with the outcomes merged in (round 2), and
-# print round 2's summary, the champion/challenger comparison and where everything is.
+# with simulated outcomes, run it again on the signals with the outcomes merged in (round 2, with
+# version 2 of the policy as a canary for a fifth of people, judged by the gates in the job), and
+# print round 2's summary, the canary's gates, the champion/challenger comparison and where
+# everything is.
 #
 # Each step prints one line with its time; what the step's command says goes to var/run/logs/.
 # The feature store is loaded while the models train. When the simulated input and the code are
@@ -144,8 +146,12 @@ end_clock=$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["
 step outcomes "outcomes: the simulated customers answer round 1's decisions" \
   "$journeys" simulate-outcomes --decision-log "$run/round-1/decision-log" --signals "$run/signals.jsonl" \
   --out "$run/signals-with-outcomes.jsonl" --until "$end_clock"
-live_step round-2 "round 2: the same signals with the outcomes merged in" \
-  job "$run/signals-with-outcomes.jsonl" "$run/round-2" --end-clock "$end_clock"
+# The canary: version 2 of the retail policy, which values a cross-sell a little more.
+sed 's/^version: "1"$/version: "2"/; s/cross_sell: 2.0,/cross_sell: 2.5,/' journeys/conf/policy/retail.yaml >"$run/retail-v2.yaml"
+grep -q '^version: "2"$' "$run/retail-v2.yaml" || { echo "  could not make version 2 of the policy from journeys/conf/policy/retail.yaml"; exit 1; }
+live_step round-2 "round 2: the same signals with the outcomes merged in, and a canary" \
+  job "$run/signals-with-outcomes.jsonl" "$run/round-2" --end-clock "$end_clock" \
+  --canary-policy "$run/retail-v2.yaml" --canary-share 0.2
 printf '  %-62s' "offline store: the feature rows of round 1 (Feast push)"
 wait "$pushing" || fail "$logs/push-offline.log"
 printf '   done\n'
@@ -168,6 +174,11 @@ audit_round_2() {  # the verdict is shown, not fatal: the rest of the run still 
 step audit "guardrail audit of round 2 (journeys audit)" \
   audit_round_2 --signals "$run/signals-with-outcomes.jsonl" --decision-log "$run/round-2/decision-log" \
   --profiles features/data/customer_profiles.parquet --journeys "$run/round-2/journeys" --out "$run/audit.json"
+canary_of_round_2() {  # every gate, conversion too; a failing gate is shown, not fatal
+  "$journeys" canary status --decision-log "$run/round-2/decision-log" --journeys "$run/round-2/journeys" \
+    --json "$run/canary.json" || echo "(a gate failed: the canary would not be promoted)"
+}
+step canary "the canary's gates on round 2 (journeys canary status)" canary_of_round_2
 step map "journey map (journeys map)" \
   "$journeys" map --journeys "$run/round-2/journeys" --decisions "$run/round-2/decision-log" --out "$run/map.html"
 
@@ -179,6 +190,8 @@ echo
 cat "$logs/drift.log"
 echo
 cat "$logs/audit.log"
+echo
+cat "$logs/canary.log"
 echo
 elapsed=$((SECONDS - began))
 echo "done in $((elapsed / 60)) min $((elapsed % 60)) s; what each step said is in $logs/"

@@ -160,6 +160,9 @@ def _java_message(error: Exception) -> str:
 
 
 # -- sinks --------------------------------------------------------------------------------------
+CONTROL_SINK = "canary-stop"  # the name (and file prefix) of the job's writes to its control stream
+
+
 class Sinks:
     """Attaches each output stream to its address. Kafka outputs are Table API sinks (the
     connector's raw format with a key field gives keyed records without custom Java); call
@@ -182,16 +185,24 @@ class Sinks:
         else:
             self._kafka(records, address, name, keyed)
 
+    def add_control(self, records: DataStream, address: FileAddress | KafkaAddress) -> None:
+        """Control records into the job's own control stream: a file in the watched directory
+        (visible, so read, at the next checkpoint), or a record of the control topic."""
+        if isinstance(address, FileAddress):
+            self._file(records, address, CONTROL_SINK, roll_at_checkpoints=True)
+        else:
+            self._kafka(records, address, CONTROL_SINK, keyed=False)
+
     def finish(self) -> None:
         if self._statements is not None:
             self._statements.attach_as_datastream()
 
-    def _file(self, records: DataStream, address: FileAddress, name: str) -> None:
+    def _file(self, records: DataStream, address: FileAddress, name: str, roll_at_checkpoints: bool = False) -> None:
         """JSON-lines part files in a directory; files become visible when a checkpoint commits them."""
         builder = (FileSink.for_row_format(str(address.path), Encoder.simple_string_encoder())
                    .with_bucket_assigner(BucketAssigner.base_path_bucket_assigner())
                    .with_output_file_config(OutputFileConfig.builder().with_part_prefix(name).with_part_suffix(".jsonl").build()))
-        if self.roll_at_checkpoints:
+        if self.roll_at_checkpoints or roll_at_checkpoints:
             builder = builder.with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy())
         sink = builder.build()
         records.sink_to(sink).name(f"write_{name.replace('-', '_')}").uid(f"write-{name}")

@@ -238,7 +238,7 @@ class JourneyMetrics:
 class DecisionMetrics:
     """Decisions by agent and action, held for the control group, suppressions by rule, fallbacks
     by kind (features: the store's defaults; model: rules alone although models are configured;
-    fast_path: the latency budget), policy updates and the policy version in force."""
+    fast_path: the latency budget), policy updates, the policy version in force and a canary's share."""
 
     def __init__(self, group, policy, models_configured: bool):
         self._decisions = LabeledCounters(group, "decisions", "agent", "action")
@@ -249,6 +249,7 @@ class DecisionMetrics:
         self._policy = policy
         self._models_configured = models_configured
         self._version = Setting(group, "policy_version")
+        self._canary_share = Setting(group, "canary_share_milli")  # 0 once a canary is stopped or promoted
         self.policy_changed()
 
     def update(self, outputs: SortedOutputs) -> None:
@@ -274,6 +275,20 @@ class DecisionMetrics:
         """After an update, and after a restore brings back the policy from broadcast state."""
         version = self._policy.policy.version
         self._version.set(int(version) if version.isdigit() else 0)
+        self._canary_share.set(round(self._policy.canary_share * 1000))
+
+
+class CanaryMetrics:
+    """The canary's judge (journeys.rollback): each change of verdict, and the canaries it stopped."""
+
+    def __init__(self, group):
+        self._verdicts = LabeledCounters(group, "canary_verdicts", "verdict")
+        self._rollbacks = group.counter("canary_rollbacks")
+
+    def judged(self, verdict: str, stopped: bool) -> None:
+        self._verdicts.inc(verdict)
+        if stopped:
+            self._rollbacks.inc()
 
 
 class CountersFromTotals:

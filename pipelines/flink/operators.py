@@ -24,7 +24,8 @@ from journeys.keyed import CUSTOMER, VISITOR, KeyCall, passes_through
 from journeys.ontology import Ontology
 from journeys.outputs import JourneyLog, OutputName, SortedOutputs, feature_row_record, sort_outputs
 from journeys.policy import loads_policy
-from journeys.policy_updates import CANARY, CHAMPION, PolicyInForce
+from journeys.policy_updates import CANARY, CHAMPION, PolicyInForce, update_record
+from journeys.rollback import TaskClock, tally
 from journeys.settings import JourneySettings
 from journeys.state import KEY, decode, encode, item_head
 from journeys.timers import BOUNDED, END_OF_TIME
@@ -235,6 +236,12 @@ POSITION_SEPARATOR = "\x1c"  # between a buffered item's read position and the i
 # decides with the policies that were in force when it was taken.
 POLICY_STATE = MapStateDescriptor("policy-in-force", Types.STRING(), Types.STRING())
 BROADCAST_KEYS = {CHAMPION: "current", CANARY: "canary"}  # "current": the key releases before canaries used
+# While a canary is in force, the journey operators' decision points go to its judge as tallies
+# (journeys.rollback): Row(JUDGE_KEY, JSON lines: the task's clock, then its tallies), at most one
+# element per operator call.
+TALLIES = "canary-tallies"
+TALLIES_SPEC = OutputSpec(keyed=True)
+JUDGE_KEY = "canary"
 
 
 class _JourneyOperator:
@@ -251,8 +258,12 @@ class _JourneyOperator:
     def __init__(self, role: str, ontology: Ontology, settings: JourneySettings, end_clock: int | None,
                  outputs: dict[str, OutputSpec], policy: tuple[str, str], features: FeatureSettings | None = None,
                  models: ModelServingSettings | None = None, metrics: bool = True, time_mode: str = BOUNDED,
-                 lines: LineIntake | None = None):
+                 lines: LineIntake | None = None, judge_every_ms: int | None = None,
+                 canary: tuple[str, str, float] | None = None):
         """policy: (text, source) of the policy in force at start.
+        judge_every_ms: while a canary is in force, send its judge tallies (on TALLIES) and this
+        task's clock at each such mark (journeys.rollback); None: no judge.
+        canary: (text, source, share) of a canary policy in force from the start.
         lines: the visitor operator takes raw lines (keyed by their first id in the JVM) and does
         intake itself, with this, rather than items from ParseSignals.
         metrics: register the Flink metrics (pipelines.flink.metrics).
@@ -269,6 +280,8 @@ class _JourneyOperator:
         self.models = models  # both roles decide, so both score
         self.time_mode = time_mode
         self.lines = lines
+        self.judge_every_ms = judge_every_ms
+        self.canary_text = canary
 
     def open(self, runtime_context: RuntimeContext):
         hush_third_party_warnings()
@@ -295,10 +308,15 @@ class _JourneyOperator:
             self.drift_metrics = DriftMetrics(group, self.model_source, self.models.drift_threshold)
         feature_rows = self.pusher is not None or "feature-rows" in self.outputs
         self.policy = PolicyInForce(loads_policy(*self.policy_text, os.environ), os.environ)
+        if self.canary_text is not None:
+            self.policy.apply_record(update_record(*self.canary_text))  # checked by the driver: it is accepted
         self.keyed = build_roles(self.ontology, self.settings, self.policy, time.perf_counter, profiles,
                                  self.model_source, push_features=feature_rows, time_mode=self.time_mode)[self.role]
         self.wall_timers = self.time_mode != BOUNDED
         self.first_task = _subtask_index(runtime_context) == 0
+        self.task_clock = (TaskClock(f"{self.role}-{_subtask_index(runtime_context)}", _subtask_count(runtime_context),
+                                     self.judge_every_ms, self.settings.max_out_of_orderness_ms)
+                           if self.judge_every_ms else None)
         self.decision_metrics = DecisionMetrics(group, self.policy, models_configured=self.models is not None)
         self.journey_metrics = JourneyMetrics(group)
         state_descriptor = ValueStateDescriptor("journey", wire.KEY_STATE)
@@ -506,10 +524,21 @@ class _JourneyOperator:
             yield Row(routed.key, routed.item)
         yield from self._records(OutputName.DECISIONS, outputs.decisions)
         yield from self._records(OutputName.DECISION_LOG, outputs.decision_log)
+        yield from self._tallies(outputs)
         yield from self._records(OutputName.JOURNEYS, outputs.journeys)
         yield from self._records(OutputName.LATE, outputs.late)
         if outputs.feature_rows and OutputName.FEATURE_ROWS in self.outputs:
             yield from self._records(OutputName.FEATURE_ROWS, [feature_row_record(row) for row in outputs.feature_rows])
+
+    def _tallies(self, outputs: SortedOutputs):
+        """While a canary is in force: this call's tallies, after this task's clock, when there are
+        any or the clock has passed a mark (journeys.rollback)."""
+        canary = self.policy.canary
+        if canary is None or self.task_clock is None:
+            return
+        tallies = [orjson.dumps(t).decode() for t in (tally(p, canary.version) for p in outputs.decision_log) if t]
+        if self.task_clock.advance(outputs.journeys, outputs.decision_log) or tallies:
+            yield self.tags[TALLIES], Row(JUDGE_KEY, "\n".join([orjson.dumps(self.task_clock.header()).decode(), *tallies]))
 
     def _records(self, name: str, records: list[dict]):
         """One output's records: one Row(key, value) each where it is keyed, else one element of JSON lines."""
@@ -616,4 +645,5 @@ class RouteOutputs(ProcessFunction):
 
 
 __all__ = ["LineIntake", "ParseSignals", "MapJourneys", "MapJourneysWithPolicyUpdates", "RouteOutputs", "POLICY_STATE",
+           "TALLIES", "TALLIES_SPEC", "JUDGE_KEY",
            "OutputSpec", "output_tag"]

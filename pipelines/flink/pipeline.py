@@ -37,6 +37,7 @@ from pyflink.common import Duration, WatermarkStrategy
 from pyflink.datastream import DataStream, KeyedStream
 from pyflink.java_gateway import get_gateway
 
+from journeys.gates import Gates
 from journeys.keyed import CUSTOMER, VISITOR
 from journeys.timers import BOUNDED
 from journeys.ontology import Ontology
@@ -46,8 +47,10 @@ from journeys.settings import JourneySettings
 from pipelines.config import settings_policy_text
 from pipelines.feast.store import FeatureSettings
 from pipelines.flink import wire
-from pipelines.flink.operators import (KEY_TOKEN_SEPARATOR, POLICY_STATE, SHARED, LineIntake, MapJourneys,
-                                       MapJourneysWithPolicyUpdates, OutputSpec, ParseSignals, RouteOutputs, output_tag)
+from pipelines.flink.judge import CONTROL_TAG, JudgeCanary
+from pipelines.flink.operators import (KEY_TOKEN_SEPARATOR, POLICY_STATE, SHARED, TALLIES, TALLIES_SPEC, LineIntake,
+                                       MapJourneys, MapJourneysWithPolicyUpdates, OutputSpec, ParseSignals,
+                                       RouteOutputs, output_tag)
 from pipelines.mlflow.serving import ModelServingSettings
 
 
@@ -76,6 +79,7 @@ class JourneyStreams:
     dead_letters: DataStream   # rejected input with reason and original bytes, one per element
     feature_rows: DataStream | None = None  # behavioural feature rows, for the offline store (when asked for)
     decision_log: DataStream | None = None  # every decision point, acted on or not, in full (when asked for)
+    control_records: DataStream | None = None  # the canary judge's stop records, for the job's control stream
 
 
 def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: JourneySettings,
@@ -86,7 +90,8 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
                            policy: tuple[str, str] | None = None,
                            policy_updates: DataStream | None = None, metrics: bool = True,
                            progress_s: float | None = None, time_mode: str = BOUNDED,
-                           roles_apart: bool = False) -> JourneyStreams:
+                           roles_apart: bool = False, gates: Gates | None = None,
+                           canary: tuple[str, str, float] | None = None) -> JourneyStreams:
     """Wire the job onto a stream of raw input records (STRING, ISO-8859-1 characters for bytes).
 
     end_clock: for a bounded input, the event time at which time stops when the input ends (see
@@ -108,6 +113,9 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     roles_apart: the customer operator in a slot-sharing group of its own (CUSTOMER_SLOTS). Every
     Python operator of a TaskManager shares one interpreter and its GIL; on a cluster of one-slot
     TaskManagers this gives each journey role a TaskManager, and an interpreter, of its own.
+    gates: judge each canary's gates in the job (journeys.rollback), and with policy_updates stop
+    a failing one: its stop records come out as control_records, for the control stream.
+    canary: (text, source, share) of a canary policy in force from the start, beside `policy`.
     """
     outputs = {name: (outputs or {}).get(name, OutputSpec()) for name in OUTPUT_NAMES}
     policy = policy or settings_policy_text(settings)
@@ -132,6 +140,9 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     journey_outputs = {name: outputs[name] for name in (OutputName.DECISIONS, OutputName.JOURNEYS, OutputName.LATE)}
     if decision_log:
         journey_outputs[OutputName.DECISION_LOG] = outputs[OutputName.DECISION_LOG]
+    judged = gates is not None and (policy_updates is not None or canary is not None)
+    if judged:
+        journey_outputs[TALLIES] = TALLIES_SPEC
     customer_outputs = journey_outputs | ({OutputName.FEATURE_ROWS: outputs[OutputName.FEATURE_ROWS]} if feature_rows else {})
     operator = MapJourneys if policy_updates is None else MapJourneysWithPolicyUpdates
     control = policy_updates.broadcast(POLICY_STATE) if policy_updates is not None else None
@@ -148,26 +159,38 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
         return (mapped.process(RouteOutputs(function.outputs), output_type=output_type)
                 .name(f"route_{role}_outputs").uid(f"route-{role}-outputs"))
 
+    judge_every_ms = gates.judge_every_ms if judged else None
     visitors = journeys(_keyed(items),
                         operator(VISITOR, ontology, settings, end_clock, journey_outputs, policy, models=models,
-                                 metrics=metrics, time_mode=time_mode, lines=lines),
+                                 metrics=metrics, time_mode=time_mode, lines=lines, judge_every_ms=judge_every_ms,
+                                 canary=canary),
                         wire.KEYED_ITEM, VISITOR)
     customers = journeys(_keyed(visitors),
                          operator(CUSTOMER, ontology, settings, end_clock, customer_outputs, policy, features, models,
-                                  metrics, time_mode),
+                                  metrics, time_mode, judge_every_ms=judge_every_ms, canary=canary),
                          wire.RECORD, CUSTOMER)
 
     def both(name):
         tag = output_tag(name, outputs[name])
         return visitors.get_side_output(tag).union(customers.get_side_output(tag))
 
+    journey_log, control_records = both(OutputName.JOURNEYS), None
+    if judged:
+        tallies = visitors.get_side_output(output_tag(TALLIES, TALLIES_SPEC)).union(
+            customers.get_side_output(output_tag(TALLIES, TALLIES_SPEC)))
+        judge = JudgeCanary(gates, settings, outputs[OutputName.JOURNEYS], metrics, stops=policy_updates is not None)
+        verdicts = (_keyed(tallies).process(judge, output_type=outputs[OutputName.JOURNEYS].type_info())
+                    .name("judge_canary").uid("judge-canary").set_parallelism(1))
+        journey_log = journey_log.union(verdicts)
+        control_records = verdicts.get_side_output(CONTROL_TAG) if policy_updates is not None else None
     dead_letters = output_tag(OutputName.DEAD_LETTERS, outputs[OutputName.DEAD_LETTERS])
     feature_rows_tag = output_tag(OutputName.FEATURE_ROWS, outputs[OutputName.FEATURE_ROWS])
-    return JourneyStreams(decisions=both(OutputName.DECISIONS), journeys=both(OutputName.JOURNEYS),
+    return JourneyStreams(decisions=both(OutputName.DECISIONS), journeys=journey_log,
                           late=both(OutputName.LATE),
                           dead_letters=(visitors if lines is not None else parsed).get_side_output(dead_letters),
                           feature_rows=customers.get_side_output(feature_rows_tag) if feature_rows else None,
-                          decision_log=both(OutputName.DECISION_LOG) if decision_log else None)
+                          decision_log=both(OutputName.DECISION_LOG) if decision_log else None,
+                          control_records=control_records)
 
 
 def _keyed_by_first_id(raw_lines: DataStream, pseudonymized: bool = True) -> DataStream:

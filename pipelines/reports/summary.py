@@ -15,6 +15,7 @@ import orjson
 
 from journeys.gates import arm_points
 from journeys.outputs import ACCEPTED_KINDS, STAGE_KINDS, LogKind
+from journeys.timeutil import iso
 from pipelines.reports.uplift import format_uplift, uplift_table
 from pipelines.tools.files import input_files, read_lines
 
@@ -70,10 +71,14 @@ class _LogTally:
         self.per_stage: dict[str, list[int]] = {}
         self.outcomes: list[dict] = []
         self.stale: Counter = Counter()  # (signal channel, decision channel) -> stale decisions
+        self.canary_verdicts: list[dict] = []  # the job's judge of a canary (journeys.rollback)
 
     def add(self, order: int, record: dict) -> None:
         kind = record["kind"]
         self.kinds[kind] += 1
+        if kind == LogKind.CANARY_VERDICT:  # the job's, about no journey
+            self.canary_verdicts.append(record)
+            return
         if "matched" in record:  # an answer to a decision, joined or not
             self.outcomes.append(record)
         self.keys[record["anonymous"]].add(record["journey"])
@@ -128,6 +133,8 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
         "signals_with_truth": log.compared,
         "consistency": consistency(len(acted), log.stale),
     }
+    if log.canary_verdicts:
+        summary["canary"] = canary_verdict(log.canary_verdicts)
     answered = [{"decision_id": o["decision_id"], "outcome": o["event_type"]} for o in log.outcomes if o.get("matched")]
     if answered:
         summary["uplift"] = uplift_table([d for d in decision_points if d.get("action")], answered)
@@ -197,6 +204,17 @@ def rollout_arms(decision_points: list[dict]) -> dict:
                   "suppressed_rate": round(sum(1 for p in points if not p.get("acted", True)) / len(points), 4),
                   "policy_versions": sorted({str(p.get("policy_version")) for p in points})}
             for arm, points in sorted(arm_points(decision_points).items())}
+
+
+def canary_verdict(verdicts: list[dict]) -> dict:
+    """The job's last word on its latest canary (journeys.rollback): the verdict, each gate's, and
+    whether the job stopped it; with every change of verdict before it."""
+    last = max(verdicts, key=lambda v: (v["at"], bool(v.get("final")), v["verdict"] == "fail"))
+    return {"canary_version": last["canary_version"], "gates": last["gates"], "verdict": last["verdict"],
+            "at": last["at"], "stopped": last["stopped"], "decision_points": last["decision_points"],
+            "gate_verdicts": {v["figure"]: v["verdict"] for v in last["verdicts"]}, "not_judged": last["not_judged"],
+            "changes": [[v["at"], v["verdict"]] for v in sorted(verdicts, key=lambda v: v["at"])
+                        if v["canary_version"] == last["canary_version"] and not v.get("final")]}
 
 
 def _model_usage(decisions: list[dict]) -> dict:
@@ -278,7 +296,20 @@ def _decision_rows(rows: _Rows, summary: dict) -> None:
             rows.row(f"  rollout arm {arm} (v{', v'.join(figures['policy_versions'])})",
                      f"{figures['decision_points']:,} decision points, acted {figures['acted_rate']:.1%}, "
                      f"all suppressed {figures['suppressed_rate']:.1%}")
+    _canary_rows(rows, summary.get("canary"))
     _consistency_rows(rows, summary.get("consistency") or {})
+
+
+def _canary_rows(rows: _Rows, canary: dict | None) -> None:
+    if not canary:
+        return
+    said = "the job stopped it" if canary["stopped"] else "when the input ended"
+    rows.row(f"  canary v{canary['canary_version']}, gates {canary['gates']}",
+             f"{canary['verdict'].upper()}, {said} (judged to {iso(canary['at'])})")
+    rows.row("    gates", ", ".join(f"{figure} {verdict}" for figure, verdict in canary["gate_verdicts"].items()))
+    if canary["not_judged"]:
+        rows.row("    not judged in the job (needs outcomes)",
+                 f"{', '.join(canary['not_judged'])}: journeys canary status --journeys")
 
 
 def _consistency_rows(rows: _Rows, figures: dict) -> None:

@@ -63,6 +63,7 @@ def registered_metrics() -> dict[str, tuple]:
     models.watch(type("Source", (), {"settings": ModelServingSettings("sqlite:///unused")})())
     created.append(models)
     created.append(metrics.DriftMetrics(group, None, threshold=0.25))
+    created.append(metrics.CanaryMetrics(group))
     found = {name: () for name in group.names}
     for holder in created:
         for value in vars(holder).values():

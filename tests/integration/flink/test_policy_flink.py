@@ -1,11 +1,13 @@
 """A new policy version reaches the running Flink job through its control stream (a watched
 directory or a Kafka topic, fed to broadcast state): decisions cite the old version before the swap and the new one
-after, an invalid update is rejected and logged while the old policy stays, and no signal is lost."""
+after, an invalid update is rejected and logged while the old policy stays, and no signal is lost. A canary decides
+for its share of people, and the job stops a canary whose gates fail, by itself."""
 from __future__ import annotations
 
 import os
 import signal
 import time
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 
@@ -13,11 +15,14 @@ import orjson
 import pytest
 
 from journeys.contract import SignalDecoder
+from journeys.gates import loads_gates
 from journeys.ontology import packaged_ontology
 from journeys.outputs import LogKind
 from journeys.policy import loads_policy
-from journeys.policy_updates import PolicyInForce, update_record
+from journeys.policy_updates import PolicyInForce, read_stop, update_record
+from journeys.rollback import CanaryJudge, tally
 from journeys.settings import packaged_settings
+from journeys.timeutil import HOUR
 from pipelines.kafka.tools import create_topics, produce_signals, read_topic
 from pipelines.reference import ReferenceRun
 from pipelines.tools.files import read_lines, scan_records
@@ -214,3 +219,73 @@ def test_a_canary_policy_decides_for_its_share_of_people_and_the_rest_stay_on_th
     assert {r["operator"] for r in taken} == {"visitor", "customer"}
     assert arms(decisions) == arms(expected)
     assert {(arm, v) for _, arm, v in arms(decisions)} == {("champion", "1"), ("canary", "2")}
+
+
+# A deliberately worse version: quiet hours all day, on-site too, so nearly every action is held back.
+WORSE = version("3").replace('quiet_hours: {start: "21:00", end: "08:00", channels: [email, sms, push]}',
+                             'quiet_hours: {start: "00:00", end: "23:59", channels: [email, sms, push, web]}')
+HOURLY_GATES = ("gates: hourly\nversion: '1'\nmin_decision_points: 50\njudge_every: 1h\n"
+                "figures: [{figure: acted_rate, worse: lower, tolerance: 0.05}]\n")
+
+
+def test_a_canary_of_a_worse_policy_is_stopped_by_its_gates_in_the_running_job(kafka_broker, tmp_path: Path):
+    bootstrap = kafka_broker.bootstrap_servers
+    lines, _, prefix, topics = a_simulated_run(tmp_path, bootstrap, "rollback", customers=200, seed=17)
+    topics["decision-log"] = f"{prefix}-decision-log"
+    create_topics(bootstrap, {topics["decision-log"]: 1})
+    (tmp_path / "worse.yaml").write_text(WORSE)
+    (tmp_path / "gates.yaml").write_text(HOURLY_GATES)
+    updates = tmp_path / "policy-updates"
+    publish(tmp_path / "worse.yaml", updates, canary_share=0.3)
+    first_part, rest = lines[:len(lines) * 6 // 10], lines[len(lines) * 6 // 10:]
+
+    # Live: no stop offsets, so the job's time is the signals' and the wall clock's, as in production.
+    job = start_driver(["--signals", f"kafka://{bootstrap}/{topics['signals']}",
+                        *(arg for name in ("decisions", "journeys", "dead-letter", "decision-log")
+                          for arg in (f"--{name}", f"kafka://{bootstrap}/{topics[name]}")),
+                        "--parallelism", "2", "--delivery-guarantee", "at-least-once", "--transactional-id-prefix", prefix,
+                        "--checkpoints", str(tmp_path / "checkpoints"), "-D", "execution.checkpointing.interval=1s",
+                        "--policy", str(tmp_path / "retail-v1.yaml"), "--policy-updates", updates.as_uri(),
+                        "--gates", str(tmp_path / "gates.yaml")])
+    journey_log = lambda kind: [r for r in records(bootstrap, topics["journeys"]) if r["kind"] == kind]  # noqa: E731
+    try:
+        wait_for(lambda: at_least(2, [r for r in journey_log(LogKind.POLICY_UPDATE) if r.get("canary_share") == 0.3]),
+                 job, "both journey operators to take the canary")
+        produce_signals(bootstrap, topics["signals"], first_part)
+        [verdict] = wait_for(lambda: [r for r in journey_log(LogKind.CANARY_VERDICT) if r["stopped"]], job,
+                             "the canary's gates to fail")
+        stops = wait_for(lambda: at_least(2, [r for r in journey_log(LogKind.POLICY_UPDATE)
+                                              if r["accepted"] and r.get("canary_share") == 0]),
+                         job, "both journey operators to stop the canary")
+        produce_signals(bootstrap, topics["signals"], rest)
+        rest_ids = event_ids(rest)
+        later = wait_for(lambda: at_least(100, [p for p in records(bootstrap, topics["decision-log"])
+                                                if set(p["event_ids"]) & rest_ids]), job,
+                         "decision points on the signals sent after the stop")
+        log = records(bootstrap, topics["decision-log"])
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+
+    assert verdict["verdict"] == "fail" and verdict["canary_version"] == "3" and verdict["gates"] == "hourly v1"
+    assert {v["figure"]: v["verdict"] for v in verdict["verdicts"]} == {"acted_rate": "fail"}
+    assert {r["operator"] for r in stops} == {"visitor", "customer"}
+    assert all("stopped (gates hourly v1 failed" in r["reason"] for r in stops)
+    # The stop is a record of the job's own control stream, beside the publish that started the canary.
+    written = [read_stop(line) for f in updates.glob("canary-stop*") for line in f.read_text().splitlines()]
+    assert [(version, source) for version, source, _ in written] == [("3", "gates hourly v1")]
+    assert any(p["rollout_arm"] == "canary" for p in log)
+    assert {(p["rollout_arm"], p["policy_version"]) for p in later} == {("champion", "1")}
+    # The verdict is the gates' on the decision log itself. Every point it counted was decided before
+    # its mark (a point that reached the judge late counts at a later mark), and judged offline in
+    # event-time order, the log fails the same gate within one mark of the job.
+    before_mark = Counter(p["rollout_arm"] for p in log if not p["control"] and p["decided_at"] < verdict["at"])
+    assert all(0 < counted <= before_mark[arm] for arm, counted in verdict["decision_points"].items())
+    settings = packaged_settings()
+    judge = CanaryJudge(loads_gates(HOURLY_GATES), settings.max_out_of_orderness_ms, settings.idle_source_timeout_ms)
+    in_event_time = sorted(log, key=lambda p: (p["decided_at"], p["decision_id"]))
+    offline = [said.log for t in filter(None, (tally(p, "3") for p in in_event_time))
+               for said in judge.take({"task": "log-0", "tasks": 1, "clock": t["at"]}, [t], 0, "offline")]
+    failed = [said for said in offline if said["verdict"] == "fail"]
+    assert failed and abs(failed[0]["at"] - verdict["at"]) <= HOUR

@@ -1,0 +1,185 @@
+"""The job's own judge of a canary: its gates judged live, and the canary stopped when one fails.
+
+While a canary is in force, every decision point outside the control group leaves the journey
+operators as a tally (`tally`): the canary it was decided beside, its arm, its event time and the
+few fields the gates count. One judge sees every tally. It counts them into marks of event time
+(the gate file's `judge_every`), and judges the gates on the counts up to a mark once every task
+that sends tallies is past it (journeys.gates: the same figures, intervals and minimum sample as
+`journeys canary status`). When the verdict changes it says so in the journey log (kind
+`canary_verdict`), and when it is FAIL it stops the canary: a stop record
+(journeys.policy_updates.stop_record) goes onto the job's own control stream, and the journey
+operators take it like any update there, so the canary's share falls to 0 for everyone.
+
+How far a task is: each task's tallies come with its clock (`TaskClock`), the latest event time it
+has applied, and a task says it again, with no tally, each time its clock passes a mark by the
+lateness bound. The judge's clock is the slowest task's, less that bound: a watermark of the
+tallies, made here because the judge reads no Flink watermark (nothing else on a live job's path
+waits for one, and a bounded run's above parallelism 1 are read positions, not event times). A
+task that has said nothing for the idle timeout (wall clock, as Flink's source idleness) does not
+hold the others back, and a restart at a lower parallelism forgets the tasks that are gone.
+
+Deterministic on replay: a task's tallies reach the judge in the order it sent them, and counts
+add up, so a mark's verdict is the verdict on the points decided before it, in whatever order they
+came: judged offline from the decision log, by event time, it is the same. A point decided before
+a mark that reaches the judge after the mark was judged (a late signal's, or a bounded run's
+timer-driven decision, which waits for its key's next signal) counts at the next mark. Figures
+that need outcomes (conversion_rate) are left to `journeys canary status --journeys`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from journeys.gates import FAIL, PENDING, ArmCounts, Gates, judge_counts, overall
+from journeys.outputs import LogKind
+from journeys.policy_updates import CANARY, CHAMPION, stop_record
+
+TALLY_FIELDS = ("acted", "feature_source", "fast_path", "latency_ms")  # what the gates count of a point
+
+
+def tally(point: dict, canary_version: str) -> dict | None:
+    """The judge's view of a decision point decided while a canary of this version is in force;
+    None for a point in the control group, which is in neither arm."""
+    if point.get("control"):
+        return None
+    return ({"canary": canary_version, "arm": point.get("rollout_arm") or CHAMPION, "at": point["decided_at"]}
+            | {field: point[field] for field in TALLY_FIELDS if field in point})
+
+
+class TaskClock:
+    """One sending task's clock: the latest event time it has applied, and whether the judge must
+    hear it now, with or without tallies (when it has passed a mark by the lateness bound)."""
+
+    def __init__(self, task: str, tasks: int, judge_every_ms: int, lateness_ms: int):
+        self.task, self.tasks = task, tasks
+        self.every, self.lateness = judge_every_ms, lateness_ms
+        self.clock: int | None = None
+        self._told: int | None = None  # the last mark it said it was past
+
+    def advance(self, applied: list[dict], decided: list[dict]) -> bool:
+        """Move on by a call's signal records and decision points; whether a passed mark is news."""
+        times = [r["at"] for r in applied if r.get("kind") == LogKind.SIGNAL] + [p["decided_at"] for p in decided]
+        if times:
+            self.clock = max(times + ([self.clock] if self.clock is not None else []))
+        if self.clock is None:
+            return False
+        passed = (self.clock - self.lateness) // self.every * self.every
+        news, self._told = passed != self._told, passed
+        return news
+
+    def header(self) -> dict:
+        return {"task": self.task, "tasks": self.tasks, "clock": self.clock}
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What a judgement said: a journey log record, and the control record that stops a failed canary."""
+
+    log: dict
+    stop: str | None = None
+
+
+class CanaryJudge:
+    """The gates of one canary at a time, judged at marks of event time once every task sending
+    tallies is past the mark by the lateness bound (event_time.max_out_of_orderness, within which
+    the job applies a signal with its own event time). `state` is plain JSON, so that it survives
+    upgrades in the job's keyed state."""
+
+    def __init__(self, gates: Gates, lateness_ms: int, idle_ms: int, state: dict | None = None, stops: bool = True):
+        """idle_ms: wall-clock time after which a task that has said nothing stops holding the judge back.
+        stops: a FAIL stops the canary; False for a job with no control stream to send the stop
+        through (a bounded run with a canary from the start), where a FAIL is only said."""
+        self.gates, self.left_out = gates.without_outcomes()
+        self.lateness_ms, self.idle_ms = lateness_ms, idle_ms
+        self.stops = stops
+        self.state = state or {"canary": None, "tasks": {}}
+
+    def take(self, header: dict, points: list[dict], now_ms: int, source: str) -> list[Judged]:
+        """One element from a task: its clock (TaskClock.header) and its tallies, heard at now_ms
+        (wall clock). What the marks it let the judge judge said; source: who a stop says sent it."""
+        for point in points:
+            self._count(point)
+        self._hear(header, now_ms)
+        tasks = [clock for clock, heard in self.state["tasks"].values() if now_ms - heard <= self.idle_ms]
+        return self._judge_until(min(tasks) - self.lateness_ms, source) if tasks else []
+
+    def finish(self, source: str) -> list[Judged]:
+        """At the end of the input: judge every mark still open, and say the verdict at the end
+        (marked `final`) even when it has not changed, so that a run's summary has it."""
+        said = self._judge_until(None, source)
+        state = self.state
+        if state["canary"] is None or state.get("stopped_version") == state["canary"] or state["judged_to"] is None:
+            return said
+        if said and said[-1].log["at"] == state["judged_to"]:
+            said[-1].log["final"] = True
+            return said
+        return said + [Judged(self._record(state["judged_to"], *self._verdicts()) | {"final": True})]
+
+    def _hear(self, header: dict, now_ms: int) -> None:
+        tasks = self.state["tasks"]
+        role, _, _ = header["task"].rpartition("-")
+        for task in [t for t in tasks if t.rpartition("-")[0] == role and int(t.rpartition("-")[2]) >= header["tasks"]]:
+            del tasks[task]  # a task of a parallelism the job no longer runs at
+        if header["clock"] is not None:
+            tasks[header["task"]] = [header["clock"], now_ms]
+
+    def _count(self, point: dict) -> None:
+        state = self.state
+        if state.get("stopped_version") == point["canary"]:
+            return
+        if point["canary"] != state["canary"]:
+            state.update(canary=point["canary"], judged_to=None, verdict=PENDING, totals={}, marks={})
+        every = self.gates.judge_every_ms
+        mark = (point["at"] // every + 1) * every
+        if state["judged_to"] is not None and mark <= state["judged_to"]:
+            mark = state["judged_to"] + every  # late for its own mark: counted at the next one
+        arms = state["marks"].setdefault(str(mark), {})
+        counts = ArmCounts.from_dict(arms[point["arm"]]) if point["arm"] in arms else ArmCounts()
+        counts.add(point)
+        arms[point["arm"]] = counts.to_dict()
+
+    def _judge_until(self, until: int | None, source: str) -> list[Judged]:
+        said = []
+        for mark in sorted(int(m) for m in self.state.get("marks", {}) if until is None or int(m) <= until):
+            judged = self._judge(mark, source)
+            if judged is not None:
+                said.append(judged)
+                if judged.stop is not None:
+                    break
+        return said
+
+    def _judge(self, mark: int, source: str) -> Judged | None:
+        """Judge the gates on the counts of every mark up to this one. A Judged when the verdict
+        changed; with a stop record when it became FAIL."""
+        state = self.state
+        for arm, raw in state["marks"].pop(str(mark)).items():
+            totals = ArmCounts.from_dict(state["totals"][arm]) if arm in state["totals"] else ArmCounts()
+            totals.merge(ArmCounts.from_dict(raw))
+            state["totals"][arm] = totals.to_dict()
+        state["judged_to"] = mark
+        arms, verdicts = self._verdicts()
+        verdict = overall(verdicts)
+        if verdict == state["verdict"]:
+            return None
+        state["verdict"] = verdict
+        log = self._record(mark, arms, verdicts)
+        if not log["stopped"]:
+            return Judged(log)
+        failed = [v.gate.figure for v in verdicts if v.verdict == FAIL]
+        state["stopped_version"], state["marks"] = state["canary"], {}
+        reason = f"gates {self.gates} failed at {mark}: {', '.join(failed)}"
+        return Judged(log, stop_record(state["canary"], source, reason))
+
+    def _verdicts(self) -> tuple[dict[str, ArmCounts], list]:
+        arms = {arm: ArmCounts.from_dict(raw) for arm, raw in self.state["totals"].items()}
+        return arms, judge_counts(self.gates, arms.get(CHAMPION, ArmCounts()), arms.get(CANARY, ArmCounts()))
+
+    def _record(self, mark: int, arms: dict[str, ArmCounts], verdicts: list) -> dict:
+        verdict = overall(verdicts)
+        return {"kind": LogKind.CANARY_VERDICT, "journey": "", "at": mark, "canary_version": self.state["canary"],
+                "verdict": verdict, "gates": str(self.gates),
+                "decision_points": {arm: counts.points for arm, counts in sorted(arms.items())},
+                "verdicts": [v.to_dict() for v in verdicts], "not_judged": self.left_out,
+                "stopped": verdict == FAIL and self.stops}
+
+
+__all__ = ["CanaryJudge", "Judged", "TaskClock", "tally", "TALLY_FIELDS"]
