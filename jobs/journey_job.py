@@ -32,6 +32,7 @@ from pipelines.config import (read_ontology, read_settings, settings_ontology, s
 from pipelines.flink.env import DEFAULT_FLINK_CONF_DIR, load_flink_conf, load_live_conf  # noqa: E402
 from pipelines.kafka.settings import (KafkaSettings, check_transaction_timeout, load_properties_file,  # noqa: E402
                                       parse_property, parse_stop_offsets)
+from pipelines.mlflow.settings import drift_holds_canary  # noqa: E402
 from pipelines.quiet import hush_third_party_warnings  # noqa: E402
 
 # Output name -> its argument; the sinks' names (and uids) stay as the arguments call them.
@@ -152,6 +153,7 @@ class Plan:
         self.canary = start_canary(args.canary_policy, args.canary_share, self.policy)
         judged = self.policy_updates is not None or self.canary is not None
         self.gates = start_gates(args.gates, self.settings) if judged else None
+        drift_holds_canary(self.settings.models)  # checked now, not in a task
         if args.gates and not judged:
             raise ValueError("--gates judges canaries: give --canary-policy or --policy-updates too")
         if args.end_clock not in ("auto", "none"):

@@ -24,16 +24,21 @@ came: judged offline from the decision log, by event time, it is the same. A poi
 a mark that reaches the judge after the mark was judged (a late signal's, or a bounded run's
 timer-driven decision, which waits for its key's next signal) counts at the next mark. Figures
 that need outcomes (conversion_rate) are left to `journeys canary status --journeys`.
+
+A drift alert holds a canary: each task's clock carries the model features whose drift is above
+the threshold there (journeys.drift), and while any is, gates that all pass say HELD instead of
+PASS, and `journeys canary promote` will not promote. A failing gate still stops the canary.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from journeys.gates import FAIL, PENDING, ArmCounts, Gates, judge_counts, overall
+from journeys.gates import FAIL, PASS, PENDING, ArmCounts, Gates, judge_counts, overall
 from journeys.outputs import LogKind
 from journeys.policy_updates import CANARY, CHAMPION, stop_record
 
 TALLY_FIELDS = ("acted", "feature_source", "fast_path", "latency_ms")  # what the gates count of a point
+HELD = "held"  # every gate passed, but a drift alert holds the canary back from a pass
 
 
 def tally(point: dict, canary_version: str) -> dict | None:
@@ -66,8 +71,9 @@ class TaskClock:
         news, self._told = passed != self._told, passed
         return news
 
-    def header(self) -> dict:
-        return {"task": self.task, "tasks": self.tasks, "clock": self.clock}
+    def header(self, drifting: list[str] | None = None) -> dict:
+        """drifting: the model features whose drift is above the threshold in this task now."""
+        return {"task": self.task, "tasks": self.tasks, "clock": self.clock, "drifting": sorted(drifting or ())}
 
 
 @dataclass(frozen=True)
@@ -84,13 +90,16 @@ class CanaryJudge:
     the job applies a signal with its own event time). `state` is plain JSON, so that it survives
     upgrades in the job's keyed state."""
 
-    def __init__(self, gates: Gates, lateness_ms: int, idle_ms: int, state: dict | None = None, stops: bool = True):
+    def __init__(self, gates: Gates, lateness_ms: int, idle_ms: int, state: dict | None = None, stops: bool = True,
+                 drift_holds: bool = True):
         """idle_ms: wall-clock time after which a task that has said nothing stops holding the judge back.
         stops: a FAIL stops the canary; False for a job with no control stream to send the stop
-        through (a bounded run with a canary from the start), where a FAIL is only said."""
+        through (a bounded run with a canary from the start), where a FAIL is only said.
+        drift_holds: while a task reports a drift alert, gates that all pass say HELD, not PASS:
+        the figures were measured on traffic unlike the one the models were trained on."""
         self.gates, self.left_out = gates.without_outcomes()
         self.lateness_ms, self.idle_ms = lateness_ms, idle_ms
-        self.stops = stops
+        self.stops, self.drift_holds = stops, drift_holds
         self.state = state or {"canary": None, "tasks": {}}
 
     def take(self, header: dict, points: list[dict], now_ms: int, source: str) -> list[Judged]:
@@ -99,7 +108,7 @@ class CanaryJudge:
         for point in points:
             self._count(point)
         self._hear(header, now_ms)
-        tasks = [clock for clock, heard in self.state["tasks"].values() if now_ms - heard <= self.idle_ms]
+        tasks = [task[0] for task in self.state["tasks"].values() if now_ms - task[1] <= self.idle_ms]
         return self._judge_until(min(tasks) - self.lateness_ms, source) if tasks else []
 
     def finish(self, source: str) -> list[Judged]:
@@ -120,7 +129,7 @@ class CanaryJudge:
         for task in [t for t in tasks if t.rpartition("-")[0] == role and int(t.rpartition("-")[2]) >= header["tasks"]]:
             del tasks[task]  # a task of a parallelism the job no longer runs at
         if header["clock"] is not None:
-            tasks[header["task"]] = [header["clock"], now_ms]
+            tasks[header["task"]] = [header["clock"], now_ms, header.get("drifting") or []]
 
     def _count(self, point: dict) -> None:
         state = self.state
@@ -157,7 +166,7 @@ class CanaryJudge:
             state["totals"][arm] = totals.to_dict()
         state["judged_to"] = mark
         arms, verdicts = self._verdicts()
-        verdict = overall(verdicts)
+        verdict = self._overall(verdicts)
         if verdict == state["verdict"]:
             return None
         state["verdict"] = verdict
@@ -173,13 +182,21 @@ class CanaryJudge:
         arms = {arm: ArmCounts.from_dict(raw) for arm, raw in self.state["totals"].items()}
         return arms, judge_counts(self.gates, arms.get(CHAMPION, ArmCounts()), arms.get(CANARY, ArmCounts()))
 
-    def _record(self, mark: int, arms: dict[str, ArmCounts], verdicts: list) -> dict:
+    def _overall(self, verdicts: list) -> str:
         verdict = overall(verdicts)
+        return HELD if verdict == PASS and self.drift_holds and self._drifting() else verdict
+
+    def _drifting(self) -> list[str]:
+        """The drifting features any task reported with its latest clock."""
+        return sorted({feature for task in self.state["tasks"].values() for feature in (task[2] if len(task) > 2 else ())})
+
+    def _record(self, mark: int, arms: dict[str, ArmCounts], verdicts: list) -> dict:
+        verdict = self._overall(verdicts)
         return {"kind": LogKind.CANARY_VERDICT, "journey": "", "at": mark, "canary_version": self.state["canary"],
                 "verdict": verdict, "gates": str(self.gates),
                 "decision_points": {arm: counts.points for arm, counts in sorted(arms.items())},
                 "verdicts": [v.to_dict() for v in verdicts], "not_judged": self.left_out,
-                "stopped": verdict == FAIL and self.stops}
+                "drifting": self._drifting(), "stopped": verdict == FAIL and self.stops}
 
 
-__all__ = ["CanaryJudge", "Judged", "TaskClock", "tally", "TALLY_FIELDS"]
+__all__ = ["CanaryJudge", "Judged", "TaskClock", "tally", "TALLY_FIELDS", "HELD"]

@@ -1,6 +1,7 @@
 """`journeys canary status` and `promote`: a policy canary's arms, their figures and the gates'
 verdicts (journeys.gates), from a run's decision log and journey log; and its promotion, which
-publishes the canary's version as the policy in force only when every gate passed."""
+publishes the canary's version as the policy in force only when every gate passed and no drift
+alert held it in the job (journeys.rollback)."""
 from __future__ import annotations
 
 import json
@@ -60,31 +61,46 @@ def _promote(args) -> int:
 
 
 def _report(args) -> dict:
-    from dataclasses import replace
-
-    from journeys.gates import OUTCOME_FIGURES, arm_points, judge, loads_gates, overall, packaged_gates
+    from journeys.gates import PASS, arm_points, judge, loads_gates, overall, packaged_gates
     from journeys.outputs import LogKind
+    from journeys.rollback import HELD
     from pipelines.reports.summary import read_records
 
     if not Path(args.decision_log).exists():
         raise FileNotFoundError(f"{args.decision_log}: no decision log there")
     gates = loads_gates(Path(args.gates).read_text(), args.gates) if args.gates else packaged_gates()
-    not_judged = []
+    not_judged, job_verdicts = [], []
     if args.journeys:
-        converted = {r["decision_id"] for r in read_records(args.journeys)
+        journey_log = list(read_records(args.journeys))
+        converted = {r["decision_id"] for r in journey_log
                      if r["kind"] == LogKind.OUTCOME and r.get("matched") and r.get("event_type") == "converted"}
+        job_verdicts = [r for r in journey_log if r["kind"] == LogKind.CANARY_VERDICT]
     else:  # no outcomes to judge conversions by: that gate says nothing, rather than 0% against 0%
-        converted, not_judged = set(), [g.figure for g in gates.gates if g.figure in OUTCOME_FIGURES]
-        gates = replace(gates, gates=tuple(g for g in gates.gates if g.figure not in OUTCOME_FIGURES))
-    arms = arm_points(read_records(args.decision_log), converted)
+        gates, not_judged = gates.without_outcomes()
+    arms = arm_points(read_records(args.decision_log), converted if args.journeys else set())
     champion, canary = arms.get("champion", []), arms.get("canary", [])
     verdicts = judge(gates, champion, canary)
+    versions = sorted({str(p.get("policy_version")) for p in canary})
+    verdict, held_by = overall(verdicts), _drifting(job_verdicts, versions)
+    if verdict == PASS and held_by:
+        verdict = HELD
     return {"gates": f"{gates.name} v{gates.version}", "min_decision_points": gates.min_decision_points,
             "arms": {arm: {"decision_points": len(points),
                            "policy_versions": sorted({str(p.get("policy_version")) for p in points})}
                      for arm, points in (("champion", champion), ("canary", canary))},
-            "canary_versions": sorted({str(p.get("policy_version")) for p in canary}),
-            "verdicts": [v.to_dict() for v in verdicts], "verdict": overall(verdicts), "not_judged": not_judged}
+            "canary_versions": versions, "verdicts": [v.to_dict() for v in verdicts], "verdict": verdict,
+            "held_by_drift": held_by, "not_judged": not_judged}
+
+
+def _drifting(job_verdicts: list[dict], versions: list[str]) -> list[str]:
+    """What drifted when the job last judged this canary, if its judge held it (journeys.rollback)."""
+    from journeys.rollback import HELD
+
+    mine = [v for v in job_verdicts if v["canary_version"] in versions]
+    if not mine:
+        return []
+    last = max(mine, key=lambda v: (v["at"], bool(v.get("final"))))
+    return (last.get("drifting") or []) if last["verdict"] == HELD else []
 
 
 def _format(report: dict) -> str:
@@ -103,5 +119,7 @@ def _format(report: dict) -> str:
                     f"{verdict['worse']} is worse, tolerance {verdict['tolerance']:.0%}: {verdict['verdict'].upper()}")
     if report["not_judged"]:
         rows.append(f"  not judged without the journey log's outcomes (--journeys): {', '.join(report['not_judged'])}")
+    if report["held_by_drift"]:
+        rows.append(f"  held: the job's judge saw drift above the threshold in {', '.join(report['held_by_drift'])}")
     rows.append(f"  verdict: {report['verdict'].upper()}")
     return "\n".join(rows)

@@ -15,6 +15,7 @@ from journeys.rollback import CanaryJudge, Judged
 from journeys.settings import JourneySettings
 from journeys.timers import END_OF_TIME
 from pipelines.flink.metrics import CanaryMetrics, journeys_group
+from pipelines.mlflow.settings import drift_holds_canary
 from pipelines.flink.operators import OutputSpec
 
 CONTROL_RECORDS = "control-records"  # stop records, for the job's own control stream
@@ -34,6 +35,7 @@ class JudgeCanary(KeyedProcessFunction):
         self.gates = gates
         self.stops = stops
         self.lateness_ms, self.idle_ms = settings.max_out_of_orderness_ms, settings.idle_source_timeout_ms
+        self.drift_holds = drift_holds_canary(settings.models)
         self.keyed = journeys.keyed
         self.metrics_enabled = metrics
 
@@ -66,7 +68,8 @@ class JudgeCanary(KeyedProcessFunction):
 
     def _judge(self) -> CanaryJudge:
         raw = self.state.value()
-        return CanaryJudge(self.gates, self.lateness_ms, self.idle_ms, orjson.loads(raw) if raw else None, self.stops)
+        return CanaryJudge(self.gates, self.lateness_ms, self.idle_ms, orjson.loads(raw) if raw else None, self.stops,
+                           self.drift_holds)
 
     @staticmethod
     def _source(judge: CanaryJudge) -> str:

@@ -373,6 +373,10 @@ class DriftMetrics:
                 if running.add(record) and running.seen.rows % self.EVALUATE_EVERY == 0:
                     self._evaluate(model.name, running)
 
+    def drifting(self) -> list[str]:
+        """The features above the threshold now, as model.feature: what holds a canary (journeys.rollback)."""
+        return sorted(f"{model}.{feature}" for model, feature in self._above)
+
     def _evaluate(self, name: str, running: RunningDrift) -> None:
         figures = running.psi()
         drifted = set(running.drifted(figures))

@@ -538,7 +538,9 @@ class _JourneyOperator:
             return
         tallies = [orjson.dumps(t).decode() for t in (tally(p, canary.version) for p in outputs.decision_log) if t]
         if self.task_clock.advance(outputs.journeys, outputs.decision_log) or tallies:
-            yield self.tags[TALLIES], Row(JUDGE_KEY, "\n".join([orjson.dumps(self.task_clock.header()).decode(), *tallies]))
+            drifting = self.drift_metrics.drifting() if self.drift_metrics is not None else None
+            header = orjson.dumps(self.task_clock.header(drifting)).decode()
+            yield self.tags[TALLIES], Row(JUDGE_KEY, "\n".join([header, *tallies]))
 
     def _records(self, name: str, records: list[dict]):
         """One output's records: one Row(key, value) each where it is keyed, else one element of JSON lines."""

@@ -58,6 +58,14 @@ def drift_threshold_of(section: dict) -> float:
     return float(threshold)
 
 
+def drift_holds_canary(section: dict) -> bool:
+    """models.drift_holds_canary of the job configuration: whether a drift alert holds a canary back from a pass."""
+    holds = section.get("drift_holds_canary", True)
+    if not isinstance(holds, bool):
+        raise ValueError(f"models.drift_holds_canary is true or false, not {holds!r}")
+    return holds
+
+
 def check_registry_uri(uri: str) -> None:
     """Refuse at start what no poll could ever read: a registry in plain files. MLflow 3.17's file
     store is in maintenance mode and raises a notice about that on first use, which would otherwise

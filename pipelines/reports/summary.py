@@ -213,6 +213,7 @@ def canary_verdict(verdicts: list[dict]) -> dict:
     return {"canary_version": last["canary_version"], "gates": last["gates"], "verdict": last["verdict"],
             "at": last["at"], "stopped": last["stopped"], "decision_points": last["decision_points"],
             "gate_verdicts": {v["figure"]: v["verdict"] for v in last["verdicts"]}, "not_judged": last["not_judged"],
+            "drifting": last.get("drifting") or [],
             "changes": [[v["at"], v["verdict"]] for v in sorted(verdicts, key=lambda v: v["at"])
                         if v["canary_version"] == last["canary_version"] and not v.get("final")]}
 
@@ -307,6 +308,8 @@ def _canary_rows(rows: _Rows, canary: dict | None) -> None:
     rows.row(f"  canary v{canary['canary_version']}, gates {canary['gates']}",
              f"{canary['verdict'].upper()}, {said} (judged to {iso(canary['at'])})")
     rows.row("    gates", ", ".join(f"{figure} {verdict}" for figure, verdict in canary["gate_verdicts"].items()))
+    if canary["drifting"]:
+        rows.row("    drift above the threshold", ", ".join(canary["drifting"]))
     if canary["not_judged"]:
         rows.row("    not judged in the job (needs outcomes)",
                  f"{', '.join(canary['not_judged'])}: journeys canary status --journeys")

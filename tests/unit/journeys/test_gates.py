@@ -9,6 +9,8 @@ import orjson
 import pytest
 
 from journeys.gates import FAIL, PASS, PENDING, arm_points, judge, loads_gates, overall
+from journeys.outputs import LogKind
+from journeys.rollback import HELD
 from journeys.ontology import packaged_ontology
 from journeys.policy import loads_policy
 from journeys.policy_updates import PolicyInForce, read_update, update_record
@@ -112,3 +114,19 @@ def test_a_canary_no_worse_than_the_policy_in_force_passes_and_is_promoted(tmp_p
     in_force = PolicyInForce(loads_policy(RETAIL))
     in_force.apply_record(update_record(BETTER, "canary.yaml", 0.4))
     assert in_force.apply_record(record.read_text().strip()).accepted and in_force.policy.version == "2"
+
+
+def test_a_canary_the_jobs_judge_held_for_drift_is_not_promoted_though_its_gates_pass(tmp_path, capsys):
+    log = canary_run(tmp_path, BETTER)
+    journey_log = tmp_path / "journeys"
+    journey_log.mkdir()
+    held = {"kind": LogKind.CANARY_VERDICT, "journey": "", "at": 1, "canary_version": "2", "verdict": HELD,
+            "drifting": ["conversion_propensity.cart_value"], "final": True}
+    (journey_log / "part-0.jsonl").write_bytes(orjson.dumps(held) + b"\n")
+
+    refused = journeys(["canary", "promote", str(tmp_path / "canary.yaml"), "--decision-log", log,
+                        "--journeys", str(journey_log), "--to", str(tmp_path / "updates")])
+
+    out = capsys.readouterr().out
+    assert refused == 1 and "verdict: HELD" in out and "drift above the threshold in conversion_propensity.cart_value" in out
+    assert not (tmp_path / "updates").exists()

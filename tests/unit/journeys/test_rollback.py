@@ -13,7 +13,7 @@ from journeys.gates import FAIL, PASS, PENDING, loads_gates
 from journeys.outputs import LogKind
 from journeys.policy import loads_policy
 from journeys.policy_updates import CANARY, CHAMPION, PolicyInForce, read_stop, update_record
-from journeys.rollback import CanaryJudge, TaskClock, tally
+from journeys.rollback import HELD, CanaryJudge, TaskClock, tally
 from journeys.timeutil import HOUR, MINUTE
 from tests.harness import BEGINNING
 
@@ -165,7 +165,7 @@ def test_a_task_tells_its_clock_when_it_passes_a_mark_by_the_lateness_bound():
                                   [{"decided_at": ONE_HOUR_ON + HOUR}])
 
     assert said == [True, False, False, True] and by_a_decision  # a policy update's wall-clock time is no event time
-    assert clock.header() == {"task": "visitor-0", "tasks": 2, "clock": ONE_HOUR_ON + HOUR}
+    assert clock.header(["m.f"]) == {"task": "visitor-0", "tasks": 2, "clock": ONE_HOUR_ON + HOUR, "drifting": ["m.f"]}
 
 
 def test_the_control_group_is_in_neither_arm():
@@ -179,3 +179,18 @@ def test_a_judge_with_no_control_stream_to_stop_through_says_fail_and_stops_noth
 
     assert [(v.log["verdict"], v.log["stopped"], v.stop) for v in said] == [(FAIL, False, None)]
     assert "stopped_version" not in judge.state
+
+
+def test_a_drift_alert_holds_a_canary_whose_gates_pass_until_the_drift_is_gone():
+    judge, unheld = a_judge(), CanaryJudge(GATES, LATENESS, IDLE, drift_holds=False)
+    sound = points(CHAMPION, 0.8, 200) + points(CANARY, 0.79, 200)
+    drifting = {"drifting": ["conversion_propensity.cart_value"]}
+    next_hour = points(CHAMPION, 0.8, 10, start=FIRST_MARK) + points(CANARY, 0.8, 10, start=FIRST_MARK)
+
+    held = judge.take(told("customer-0", ONE_HOUR_ON, tasks=1) | drifting, sound, WALL, "g")
+    passed = judge.take(told("customer-0", ONE_HOUR_ON + HOUR, tasks=1), next_hour, WALL, "g")
+    not_held = unheld.take(told("customer-0", ONE_HOUR_ON, tasks=1) | drifting, sound, WALL, "g")
+
+    assert [(v.log["verdict"], v.log["drifting"], v.stop) for v in held] == \
+        [(HELD, ["conversion_propensity.cart_value"], None)]
+    assert [v.log["verdict"] for v in passed] == [PASS] and [v.log["verdict"] for v in not_held] == [PASS]
