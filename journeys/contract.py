@@ -36,7 +36,7 @@ from journeys.timeutil import MINUTE, format_duration, iso, parse_duration, pars
 SUPPORTED_SIGNAL_VERSIONS = (1, 2)
 CURRENT_SIGNAL_VERSION = 2
 AVRO_SINGLE_OBJECT_MAGIC = b"\xc3\x01"
-DECISION_VERSION = 5
+DECISION_VERSION = 6
 DECISION_SCHEMA = f"decision.v{DECISION_VERSION}"  # what the job writes; readers of Avro decisions name it
 
 # Machine-readable rejection reasons. Each one is documented in the README's contract section.

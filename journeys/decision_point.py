@@ -67,13 +67,14 @@ class DecisionPoint:
         started = self.clock()
         notes: list[str] = []
         features, source, profile_as_of = self._features(journey, at, notes)
-        scored, fast_path = self._score(journey, trigger, features, source, started, notes)
+        arm_key = _arm_used(journey, at)
+        canary_key = None if self.policy.policy.in_control_group(arm_key) else arm_key
+        scored, fast_path = self._score(journey, trigger, features, source, started, notes, canary_key)
         stage = scored.mapped_stage or journey.stage
         values = features | self._journey_values(journey, at)
         candidates, plans = self._candidates(journey, stage, trigger, at, values, scored, plan)
         if not candidates:
             return
-        arm_key = _arm_used(journey, at)
         policy, rollout_arm = self.policy.policy_for(arm_key)
         withdrawn = withdrawn_channels(journey, profile_as_of, policy.consent) if journey.withdrawn else frozenset()
         context = Context(journey.key, at, customer_zone(journey, features), values,
@@ -90,7 +91,7 @@ class DecisionPoint:
             "mapped_stage": stage, "justification": " ".join([why_text, record["justification"], *notes]),
             "features": features, "feature_source": source, "models": list(scored.models), "shadow": list(scored.shadow),
             "fast_path": fast_path, "latency_ms": None, "decision_us": int((self.clock() - started) * 1_000_000),
-            "rollout_arm": rollout_arm, "schema_version": DECISION_VERSION,
+            "rollout_arm": rollout_arm, "model_arm": scored.model_arm, "schema_version": DECISION_VERSION,
         })
         self._remember(journey, record, plans.get(verdict.chosen), at)
         out.append(Decision(record, ingested_at))
@@ -107,8 +108,9 @@ class DecisionPoint:
         return lookup.values | features, source, lookup.as_of
 
     def _score(self, journey: Journey, trigger: str, features: dict, source: str, started: float,
-               notes: list) -> tuple[Scored, bool]:
-        """The models' answers, unless the features took so long that a model call would exceed the budget."""
+               notes: list, canary_key: str | None) -> tuple[Scored, bool]:
+        """The models' answers, unless the features took so long that a model call would exceed the
+        budget. canary_key: who a model canary may score for (None in the control group)."""
         if self.models is None:
             slow = self.budget_ms and source == FALLBACK and (self.clock() - started) * 1000 > self.budget_ms
             return NOT_SCORED, bool(slow)
@@ -122,7 +124,7 @@ class DecisionPoint:
             return NOT_SCORED, True
         before = self.clock()
         scored = score_decision({"stage": journey.stage, "trigger": trigger, "features": features},
-                                self.models.active(), self.override_confidence)
+                                self.models.active(), self.override_confidence, canary_key)
         if scored.models or scored.shadow:
             if self._models_warm:
                 self._model_cost_ms = 0.8 * self._model_cost_ms + 0.2 * (self.clock() - before) * 1000

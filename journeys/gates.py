@@ -127,13 +127,18 @@ def packaged_gates(name: str = "retail") -> Gates:
     return loads_gates(resources.files("journeys.conf").joinpath(f"gates/{name}.yaml").read_text(), source)
 
 
-def arm_points(decision_points: Iterable[dict], converted: set[str] = frozenset()) -> dict[str, list[dict]]:
-    """The decision points of each rollout arm outside the control group, each marked `converted`
-    when its decision id is among those an outcome says converted."""
+POLICY_ARM, MODEL_ARM = "rollout_arm", "model_arm"  # the decision fields that say a point's arm
+
+
+def arm_points(decision_points: Iterable[dict], converted: set[str] = frozenset(),
+               by: str = POLICY_ARM) -> dict[str, list[dict]]:
+    """The decision points of each arm (of the policy canary, or by=MODEL_ARM of a model canary)
+    outside the control group, each marked `converted` when its decision id is among those an
+    outcome says converted."""
     arms: dict[str, list[dict]] = {}
     for point in decision_points:
         if not point.get("control"):
-            arms.setdefault(point.get("rollout_arm") or "champion", []).append(
+            arms.setdefault(point.get(by) or "champion", []).append(
                 point | {"converted": point["decision_id"] in converted})
     return arms
 
@@ -211,5 +216,5 @@ def overall(verdicts: list[Verdict]) -> str:
 
 
 __all__ = ["Gates", "Gate", "Verdict", "ArmCounts", "loads_gates", "packaged_gates", "arm_points", "judge",
-           "judge_counts", "overall", "FIGURES",
+           "judge_counts", "overall", "FIGURES", "POLICY_ARM", "MODEL_ARM",
            "OUTCOME_FIGURES", "PASS", "FAIL", "PENDING"]

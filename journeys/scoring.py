@@ -6,6 +6,7 @@ cannot drift apart. Missing values get the same fill in both places.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -19,10 +20,12 @@ STAGE_MODEL = "journey_stage"                    # which stage the customer is r
 PROPENSITY_MODEL = "conversion_propensity"       # how likely the customer converts within the horizon
 MODEL_KINDS = (STAGE_MODEL, PROPENSITY_MODEL)
 
-# The registry aliases: the champion's answers act, the challenger's are recorded beside them.
-CHAMPION, CHALLENGER = "champion", "challenger"
+# The registry aliases: the champion's answers act, the challenger's are recorded beside them, and
+# a canary's act in its champion's place for a share of people.
+CHAMPION, CHALLENGER, CANARY = "champion", "challenger", "canary"
 ALIASES = (CHAMPION, CHALLENGER)
 KIND_TAG = "journeys.kind"  # the model version tag that says which of MODEL_KINDS a model is
+CANARY_SHARE_TAG = "journeys.canary_share"  # the model version tag that sets its share as a canary
 
 
 def model_input(values: dict) -> dict:
@@ -69,14 +72,31 @@ class Scorer(Protocol):
 
 
 @dataclass(frozen=True)
+class ModelCanary:
+    """A version under the alias canary: it scores in its champion's place for a share of people."""
+
+    scorer: Scorer
+    share: float
+
+
+@dataclass(frozen=True)
 class ActiveModels:
     """The model versions decisions are scored with now. Champions act; challengers are scored on
-    the same inputs and recorded, and never act. `note` says why a model is missing (registry
+    the same inputs and recorded, and never act; a canary acts in its champion's place for the
+    people in its share (in_model_canary). `note` says why a model is missing (registry
     unreachable, a version failed to load): such decisions are made on rules alone and say so."""
 
     champions: tuple = ()
     challengers: tuple = ()
     note: str | None = None
+    canaries: tuple = ()  # ModelCanary, at most one per registered name
+
+
+def in_model_canary(name: str, identity: str, share: float) -> bool:
+    """Whether the identity is in a model canary's share: BLAKE2b of the registered name and the
+    identity, drawn apart from the control group's and a policy canary's hashes, below the share."""
+    digest = hashlib.blake2b(f"model-canary\0{name}\0{identity}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2 ** 64 < share
 
 
 class ModelSource(Protocol):
@@ -93,20 +113,25 @@ class Scored:
     mapped_stage: str | None = None
     propensity: float | None = None
     notes: tuple = ()
+    model_arm: str = CHAMPION  # CANARY when a model canary scored in its champion's place
 
 
 NOT_SCORED = Scored()
 
 
-def score_decision(values: dict, models: ActiveModels, override_confidence: float) -> Scored:
+def score_decision(values: dict, models: ActiveModels, override_confidence: float,
+                   canary_key: str | None = None) -> Scored:
     """Score one decision point (its stage, trigger and features) with every active model.
 
     The rules' stage stays the journey's stage. The stage model maps the decision point to another
     stage only when it disagrees with at least `override_confidence`; the agents then see that
-    stage. The propensity model's score is the propensity the agents propose with."""
+    stage. The propensity model's score is the propensity the agents propose with.
+    canary_key: the identity that places the person in a model canary's share (None: no canary,
+    as for the control group)."""
     stage = values["stage"]
     row = [model_input(values)]
-    champions = [scorer.score(row)[0] for scorer in models.champions]
+    acting, model_arm = _acting(models, canary_key)
+    champions = [scorer.score(row)[0] for scorer in acting]
     challengers = [scorer.score(row)[0] for scorer in models.challengers]
     mapped, propensity, notes = stage, None, []
     for score in champions:
@@ -124,4 +149,14 @@ def score_decision(values: dict, models: ActiveModels, override_confidence: floa
     if models.note:
         notes.append(f"Models: {models.note}." if champions else f"Models: {models.note}; decided on rules alone.")
     return Scored(tuple(s.to_record() for s in champions), tuple(s.to_record() for s in challengers), mapped,
-                  propensity, tuple(notes))
+                  propensity, tuple(notes), model_arm)
+
+
+def _acting(models: ActiveModels, canary_key: str | None) -> tuple[list, str]:
+    """The scorers that act for this person, and their arm: each champion, or its canary in its place."""
+    if not models.canaries or canary_key is None:
+        return list(models.champions), CHAMPION
+    chosen = {c.scorer.name: c.scorer for c in models.canaries if in_model_canary(c.scorer.name, canary_key, c.share)}
+    if not chosen:
+        return list(models.champions), CHAMPION
+    return [chosen.get(scorer.name, scorer) for scorer in models.champions], CANARY

@@ -1,4 +1,4 @@
-"""`journeys models ...`: train, register, promote and roll back the stage models."""
+"""`journeys models ...`: train, register, promote, roll out as a canary and roll back the stage models."""
 from __future__ import annotations
 
 import argparse
@@ -47,6 +47,15 @@ def add_arguments(models: argparse.ArgumentParser) -> None:
     rollback = command("rollback", "move champion back to the version that held it before")
     rollback.add_argument("name")
     rollback.set_defaults(run=_rollback)
+
+    canary = command("canary", "roll a version out as a canary: it scores in its champion's place for a share of "
+                               "people (`journeys canary status --model NAME` judges it, `promote` makes it champion)")
+    canary.add_argument("name")
+    canary.add_argument("version", nargs="?", help="the version to roll out (not with --stop)")
+    canary.add_argument("--share", type=float, help="its share of people, in (0, 1), kept as the version's "
+                                                    "journeys.canary_share tag (default: the job's models.canary_share)")
+    canary.add_argument("--stop", action="store_true", help="take the canary alias away")
+    canary.set_defaults(run=_canary)
 
     compare = commands.add_parser("compare", help="champion against challenger on the decisions a job logged: "
                                                    "agreement, and each one's accuracy against what happened")
@@ -127,6 +136,29 @@ def _promote(args) -> int:
         line += (f"; {metric} on the candidate's held-back customers: {done.candidate_metrics[metric]:.4f} against "
                  f"{done.champion_metrics[metric]:.4f}" + (" (forced)" if done.forced else ""))
     print(line)
+    return 0
+
+
+def _canary(args) -> int:
+    from models.registry import start_canary, stop_canary
+
+    if args.stop == (args.version is not None):
+        print("journeys: give a VERSION to roll out, or --stop")
+        return 2
+    client = _client(args)
+    if args.stop:
+        stopped = stop_canary(client, args.name)
+        print(f"{args.name}@canary removed (was version {stopped}): the champion scores for everyone"
+              if stopped else f"{args.name} has no canary")
+        return 0
+    try:
+        previous = start_canary(client, args.name, args.version, args.share)
+    except ValueError as error:
+        print(f"journeys: {error}")
+        return 1
+    share = f"{args.share:.0%} of people" if args.share is not None else "the job's models.canary_share of people"
+    print(f"{args.name}@canary -> version {args.version}" + (f" (was {previous})" if previous else "")
+          + f": it scores in its champion's place for {share}")
     return 0
 
 

@@ -18,7 +18,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from journeys.drift import DRIFT_PROFILE_FILE
-from journeys.scoring import ALIASES, CHAMPION, KIND_TAG, MODEL_INPUTS, MODEL_KINDS, STAGE_MODEL
+from journeys.scoring import (ALIASES, CANARY, CANARY_SHARE_TAG, CHAMPION, KIND_TAG, MODEL_INPUTS, MODEL_KINDS,
+                              STAGE_MODEL)
 from models.evaluate import PRIMARY_METRIC, better_or_equal, evaluate
 from models.frames import conversion_labels, input_frame, read_training_set, split_by_customer, true_stages
 from models.train import train_propensity, train_stage_classifier
@@ -264,6 +265,28 @@ def rollback(client, name: str) -> Promotion:
     client.set_registered_model_alias(name, CHAMPION, previous)
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     return Promotion(name, previous, CHAMPION, current)
+
+
+def start_canary(client, name: str, version: str, share: float | None = None) -> str | None:
+    """Point the alias canary at `version`: a running job's tasks then score with it, in its
+    champion's place, for a share of people: `share` (the version's journeys.canary_share tag), else
+    the job's models.canary_share. The version the alias pointed at before, if any."""
+    if share is not None and not 0 < share < 1:
+        raise ValueError(f"a canary's share is in (0, 1), not {share}")
+    _version(client, name, version)
+    previous = alias_version(client, name, CANARY)
+    if share is not None:
+        client.set_model_version_tag(name, str(version), CANARY_SHARE_TAG, str(share))
+    client.set_registered_model_alias(name, CANARY, str(version))
+    return previous
+
+
+def stop_canary(client, name: str) -> str | None:
+    """Take the alias canary away: the champion scores for everyone again. The version it pointed at."""
+    previous = alias_version(client, name, CANARY)
+    if previous is not None:
+        client.delete_registered_model_alias(name, CANARY)
+    return previous
 
 
 def champion_history(client, name: str) -> list[str]:

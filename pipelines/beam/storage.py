@@ -132,7 +132,8 @@ SCHEMAS = {
         ("acted", pa.bool_()), ("control", pa.bool_()), ("mandatory", pa.bool_()), ("fast_path", pa.bool_()),
         ("rule", pa.string()), ("justification", pa.string()), ("event_ids", pa.list_(pa.string())),
         ("candidates", pa.string()), ("suppressions", pa.string()), ("policy", pa.string()),
-        ("policy_version", pa.string()), ("rollout_arm", pa.string()), ("features", pa.string()), ("feature_source", pa.string()),
+        ("policy_version", pa.string()), ("rollout_arm", pa.string()), ("model_arm", pa.string()),
+        ("features", pa.string()), ("feature_source", pa.string()),
         ("models", pa.string()), ("shadow", pa.string()), ("mapped_stage", pa.string()),
         ("schema_version", pa.int32())]),
     "dead_letters": pa.schema([

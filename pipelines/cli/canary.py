@@ -1,7 +1,9 @@
-"""`journeys canary status` and `promote`: a policy canary's arms, their figures and the gates'
-verdicts (journeys.gates), from a run's decision log and journey log; and its promotion, which
-publishes the canary's version as the policy in force only when every gate passed and no drift
-alert held it in the job (journeys.rollback)."""
+"""`journeys canary status` and `promote`: a canary's arms, their figures and the gates' verdicts
+(journeys.gates), from a run's decision log and journey log; and its promotion only when every
+gate passed and no drift alert held it in the job (journeys.rollback). A policy canary is
+promoted by publishing its version to the job's control stream; a model canary (`--model NAME`,
+the registry alias canary) by pointing the alias champion at its version and taking the alias
+canary away."""
 from __future__ import annotations
 
 import json
@@ -10,7 +12,8 @@ from pathlib import Path
 
 
 def add_commands(commands) -> None:
-    canary = commands.add_parser("canary", help="a policy canary: its arms, figures and gate verdicts; its promotion")
+    canary = commands.add_parser("canary", help="a policy or model canary: its arms, figures and gate verdicts; "
+                                                "its promotion")
     canary_commands = canary.add_subparsers(dest="canary_command", required=True)
 
     def command(name: str, help: str):
@@ -18,15 +21,20 @@ def add_commands(commands) -> None:
         parser.add_argument("--decision-log", required=True, help="the running job's decision log")
         parser.add_argument("--journeys", help="its journey log, for the outcomes (conversion_rate)")
         parser.add_argument("--gates", help="a gate file (default: the packaged retail gates, journeys/conf/gates)")
+        parser.add_argument("--model", metavar="NAME", help="judge the canary of this registered model (its decisions' "
+                                                            "model_arm), not the policy canary")
         return parser
 
     status = command("status", "the canary's arms, their figures and each gate's verdict")
     status.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     status.set_defaults(run=_status)
-    promote = command("promote", "publish the canary's version as the policy in force, when every gate passed")
-    promote.add_argument("file", help="the canary's policy file")
-    promote.add_argument("--to", required=True, metavar="DIR", help="the job's --policy-updates directory")
-    promote.add_argument("--force", action="store_true", help="promote although a gate failed or is pending")
+    promote = command("promote", "make the canary the policy in force (publish FILE --to DIR) or, with --model, "
+                                 "the model's champion, when every gate passed")
+    promote.add_argument("file", nargs="?", help="the canary's policy file (not with --model)")
+    promote.add_argument("--to", metavar="DIR", help="the job's --policy-updates directory (not with --model)")
+    promote.add_argument("--tracking-uri", help="with --model: the MLflow registry (default: $MLFLOW_TRACKING_URI, "
+                                                "else sqlite under var/mlflow)")
+    promote.add_argument("--force", action="store_true", help="promote although a gate failed, is pending or is held")
     promote.set_defaults(run=_promote)
 
 
@@ -42,26 +50,63 @@ def _status(args) -> int:
 
 def _promote(args) -> int:
     from journeys.gates import PASS
-    from pipelines.config import read_policy
-    from pipelines.tools.policy_publish import publish
 
+    if (args.model is None) == (args.file is None) or (args.file is not None) != (args.to is not None):
+        print("journeys: promote a policy canary (FILE --to DIR) or a model canary (--model NAME)", file=sys.stderr)
+        return 2
     report = _report(args)
     print(_format(report))
-    version = read_policy(args.file).version
-    if version not in report["canary_versions"]:
-        print(f"journeys: {args.file} is version {version}, and the canary in the log is "
-              f"{', '.join(report['canary_versions']) or 'not there'}: not promoted", file=sys.stderr)
+    version = _canary_version(args, report)
+    if version is None:
         return 1
     if report["verdict"] != PASS and not args.force:
         print(f"journeys: the gates say {report['verdict']}: not promoted (--force promotes anyway)", file=sys.stderr)
         return 1
-    written = publish(args.file, args.to)
-    print(f"promoted version {version}{' (forced)' if report['verdict'] != PASS else ''}: {args.file} -> {written}")
+    forced = " (forced)" if report["verdict"] != PASS else ""
+    if args.model is None:
+        from pipelines.tools.policy_publish import publish
+
+        print(f"promoted version {version}{forced}: {args.file} -> {publish(args.file, args.to)}")
+        return 0
+    return _promote_model(args, version, forced)
+
+
+def _canary_version(args, report: dict) -> str | None:
+    """The version to promote: the policy file's, or the model's canary in the log; None (said) when it is not there."""
+    if args.model is not None:
+        if len(report["canary_versions"]) == 1:
+            return report["canary_versions"][0]
+        print(f"journeys: the log has {len(report['canary_versions']) or 'no'} canary versions of {args.model}: "
+              f"not promoted", file=sys.stderr)
+        return None
+    from pipelines.config import read_policy
+
+    version = read_policy(args.file).version
+    if version in report["canary_versions"]:
+        return version
+    print(f"journeys: {args.file} is version {version}, and the canary in the log is "
+          f"{', '.join(report['canary_versions']) or 'not there'}: not promoted", file=sys.stderr)
+    return None
+
+
+def _promote_model(args, version: str, forced: str) -> int:
+    from journeys.scoring import CHAMPION
+    from models.registry import PromotionRefused, client_for, promote, stop_canary, tracking_uri
+
+    client = client_for(tracking_uri(args.tracking_uri))
+    try:
+        done = promote(client, args.model, version, CHAMPION, force=args.force)
+    except PromotionRefused as refused:
+        print(f"journeys: {refused}", file=sys.stderr)
+        return 1
+    stop_canary(client, args.model)
+    print(f"promoted {args.model} version {version}{forced}: {args.model}@champion -> {version} (was {done.previous}); "
+          f"{args.model}@canary removed")
     return 0
 
 
 def _report(args) -> dict:
-    from journeys.gates import PASS, arm_points, judge, loads_gates, overall, packaged_gates
+    from journeys.gates import MODEL_ARM, PASS, POLICY_ARM, arm_points, judge, loads_gates, overall, packaged_gates
     from journeys.outputs import LogKind
     from journeys.rollback import HELD
     from pipelines.reports.summary import read_records
@@ -77,19 +122,28 @@ def _report(args) -> dict:
         job_verdicts = [r for r in journey_log if r["kind"] == LogKind.CANARY_VERDICT]
     else:  # no outcomes to judge conversions by: that gate says nothing, rather than 0% against 0%
         gates, not_judged = gates.without_outcomes()
-    arms = arm_points(read_records(args.decision_log), converted if args.journeys else set())
+    by = MODEL_ARM if args.model else POLICY_ARM
+    arms = arm_points(read_records(args.decision_log), converted if args.journeys else set(), by)
     champion, canary = arms.get("champion", []), arms.get("canary", [])
     verdicts = judge(gates, champion, canary)
-    versions = sorted({str(p.get("policy_version")) for p in canary})
-    verdict, held_by = overall(verdicts), _drifting(job_verdicts, versions)
+    versions = sorted({_version_of(p, args.model) for p in canary} - {None})
+    verdict, held_by = overall(verdicts), _drifting(job_verdicts if args.model is None else [], versions)
     if verdict == PASS and held_by:
         verdict = HELD
     return {"gates": f"{gates.name} v{gates.version}", "min_decision_points": gates.min_decision_points,
+            "canary_of": f"model {args.model}" if args.model else "policy",
             "arms": {arm: {"decision_points": len(points),
-                           "policy_versions": sorted({str(p.get("policy_version")) for p in points})}
+                           "versions": sorted({_version_of(p, args.model) for p in points} - {None})}
                      for arm, points in (("champion", champion), ("canary", canary))},
             "canary_versions": versions, "verdicts": [v.to_dict() for v in verdicts], "verdict": verdict,
             "held_by_drift": held_by, "not_judged": not_judged}
+
+
+def _version_of(point: dict, model: str | None) -> str | None:
+    """The version that decided a point: its policy's, or the named model's that scored it."""
+    if model is None:
+        return str(point.get("policy_version"))
+    return next((str(m["version"]) for m in point.get("models") or () if m["model"] == model), None)
 
 
 def _drifting(job_verdicts: list[dict], versions: list[str]) -> list[str]:
@@ -105,10 +159,11 @@ def _drifting(job_verdicts: list[dict], versions: list[str]) -> list[str]:
 
 def _format(report: dict) -> str:
     arms = report["arms"]
-    rows = [f"Canary against the policy in force (gates {report['gates']}, at least "
+    against = "the policy in force" if report["canary_of"] == "policy" else f"its champion ({report['canary_of']})"
+    rows = [f"Canary against {against} (gates {report['gates']}, at least "
             f"{report['min_decision_points']:,} decision points an arm)"]
     for arm, figures in arms.items():
-        rows.append(f"  {arm:<10} {', '.join('v' + v for v in figures['policy_versions']) or '-':<10}"
+        rows.append(f"  {arm:<10} {', '.join('v' + v for v in figures['versions']) or '-':<10}"
                     f"{figures['decision_points']:>9,} decision points")
     for verdict in report["verdicts"]:
         (mine, n), (theirs, m) = verdict["champion"], verdict["canary"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from journeys.drift import DriftProfile
-from journeys.scoring import CHALLENGER, CHAMPION, ActiveModels, ModelScore
+from journeys.scoring import CANARY, CHALLENGER, CHAMPION, ActiveModels, ModelCanary, ModelScore
 from pipelines import PROJECT_ROOT
 from pipelines.mlflow.settings import ModelServingSettings
 from pipelines.mlflow.watcher import RegistryReader
@@ -187,15 +187,31 @@ class RegistryModels:
                 self._active = ActiveModels(note=f"{snapshot['error']}; retrying every {self.settings.poll_interval_s:g} s")
             return
         aliases = (CHAMPION, CHALLENGER) if self.settings.shadow_challengers else (CHAMPION,)
-        champions, challengers, notes = [], [], []
+        champions, challengers, canaries, notes = [], [], [], []
         for kind, name in self.settings.registered:
             entry = snapshot["entries"].get(name, {"registered": False})
             for alias in aliases:
                 model = self._resolve(kind, name, alias, entry, notes)
                 if model is not None:
                     (champions if alias == CHAMPION else challengers).append(model)
+            canary = self._canary(kind, name, entry, champions, notes)
+            if canary is not None:
+                canaries.append(canary)
         self.counts.champion_versions = {m.name: m.version for m in champions}
-        self._active = ActiveModels(tuple(champions), tuple(challengers), "; ".join(notes) or None)
+        self._active = ActiveModels(tuple(champions), tuple(challengers), "; ".join(notes) or None, tuple(canaries))
+
+    def _canary(self, kind: str, name: str, entry: dict, champions: list, notes: list) -> ModelCanary | None:
+        """The version under the alias canary, with its share; none where it is the champion's
+        version, has no share, or the model has no champion to stand in for."""
+        model = self._resolve(kind, name, CANARY, entry, notes)
+        pointed = entry.get(CANARY) or {}
+        if pointed.get("share_error") and (name, pointed["version"], "share") not in self._failed:
+            self._failed.add((name, pointed["version"], "share"))
+            log.warning("%s: the canary scores for no one", pointed["share_error"])
+        champion = next((m for m in champions if m.name == name), None)
+        if model is None or champion is None or champion.version == model.version or not pointed.get("share"):
+            return None
+        return ModelCanary(model, float(pointed["share"]))
 
     def _count_polls(self, snapshot: dict) -> None:
         """Running totals across watcher restarts (a new watcher counts from zero again)."""

@@ -22,6 +22,7 @@ class ModelServingSettings:
     startup_timeout_s: float = 60.0                 # how long open() waits for the first read
     python: str = sys.executable                    # the interpreter that runs the watcher (the driver's)
     drift_threshold: float = DEFAULT_THRESHOLD      # the PSI above which a feature's drift raises an alert
+    canary_share: float = 0.1                       # a version under the alias canary scores for this share of people
 
     @classmethod
     def from_config(cls, registry_uri: str, section: dict) -> "ModelServingSettings":
@@ -38,7 +39,8 @@ class ModelServingSettings:
             raise ValueError("models.poll_interval must be positive")
         return cls(registry_uri, tuple((kind, str(name)) for kind, name in registered.items() if name), interval,
                    bool(section.get("shadow_challengers", True)), seconds("request_timeout", "5s"),
-                   seconds("startup_timeout", "60s"), drift_threshold=drift_threshold_of(section))
+                   seconds("startup_timeout", "60s"), drift_threshold=drift_threshold_of(section),
+                   canary_share=canary_share_of(section.get("canary_share", 0.1), "models.canary_share"))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -56,6 +58,17 @@ def drift_threshold_of(section: dict) -> float:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
         raise ValueError(f"models.drift_threshold is a PSI above 0 (0.25: a significant shift), not {threshold!r}")
     return float(threshold)
+
+
+def canary_share_of(value, where: str) -> float:
+    """A model canary's share of people: from the configuration, or a version's journeys.canary_share tag."""
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = float("nan")
+    if isinstance(value, bool) or not 0 < share < 1:
+        raise ValueError(f"{where} is a share of people in (0, 1), not {value!r}")
+    return share
 
 
 def drift_holds_canary(section: dict) -> bool:

@@ -20,8 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-from journeys.scoring import CHALLENGER, CHAMPION, KIND_TAG
-from pipelines.mlflow.settings import ModelServingSettings, short_error
+from journeys.scoring import CANARY, CANARY_SHARE_TAG, CHALLENGER, CHAMPION, KIND_TAG
+from pipelines.mlflow.settings import ModelServingSettings, canary_share_of, short_error
 from pipelines.quiet import hush_third_party_warnings
 
 
@@ -66,7 +66,7 @@ class RegistryReader:
         from mlflow.exceptions import MlflowException
 
         client = self._registry()
-        aliases = (CHAMPION, CHALLENGER) if self.settings.shadow_challengers else (CHAMPION,)
+        aliases = ((CHAMPION, CHALLENGER) if self.settings.shadow_challengers else (CHAMPION,)) + (CANARY,)
         entries = {}
         for kind, name in self.settings.registered:
             try:
@@ -82,8 +82,21 @@ class RegistryReader:
                 version = pointing.get(alias)
                 if version is not None:
                     entry[alias] = self._version(kind, name, str(version))
+            if CANARY in entry and "error" not in entry[CANARY]:
+                entry[CANARY] = entry[CANARY] | self._canary_share(name, entry[CANARY]["version"])
             entries[name] = entry
         return entries
+
+    def _canary_share(self, name: str, version: str) -> dict:
+        """The share the canary scores for: its version's journeys.canary_share tag, read at every
+        poll so that it can change at run time, else the configuration's models.canary_share."""
+        tag = self._registry().get_model_version(name, version).tags.get(CANARY_SHARE_TAG)
+        if tag is None:
+            return {"share": self.settings.canary_share}
+        try:
+            return {"share": canary_share_of(tag, f"{name} version {version}'s {CANARY_SHARE_TAG} tag")}
+        except ValueError as error:
+            return {"share": 0.0, "share_error": str(error)}
 
     def _version(self, kind: str, name: str, version: str) -> dict:
         key = (name, version)

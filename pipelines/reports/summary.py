@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 import orjson
 
-from journeys.gates import arm_points
+from journeys.gates import MODEL_ARM, POLICY_ARM, arm_points
 from journeys.outputs import ACCEPTED_KINDS, STAGE_KINDS, LogKind
 from journeys.timeutil import iso
 from pipelines.reports.uplift import format_uplift, uplift_table
@@ -193,17 +193,24 @@ def _decisions(decision_points: list[dict]) -> dict:
         "fast_path": sum(1 for d in decision_points if d.get("fast_path")),
         "policy_versions": dict(sorted(Counter(str(d.get("policy_version")) for d in decision_list).items())),
         "rollout_arms": rollout_arms(decision_points),
+        "model_arms": rollout_arms(decision_points, MODEL_ARM),
     }
 
 
-def rollout_arms(decision_points: list[dict]) -> dict:
-    """Per rollout arm (docs/rollouts.md), its decision points outside the control group, the share
-    acted on, the share where the policy suppressed every candidate, and the policy versions."""
+def rollout_arms(decision_points: list[dict], by: str = POLICY_ARM) -> dict:
+    """Per arm of the policy canary (or by=MODEL_ARM of a model canary; docs/rollouts.md), its
+    decision points outside the control group, the share acted on, the share where the policy
+    suppressed every candidate, and the policy versions, or the versions of the models that scored."""
+    def versions(points: list[dict]) -> list[str]:
+        if by == POLICY_ARM:
+            return sorted({str(p.get("policy_version")) for p in points})
+        return sorted({f"{m['model']} v{m['version']}" for p in points for m in p.get("models") or ()})
+
     return {arm: {"decision_points": len(points),
                   "acted_rate": round(sum(1 for p in points if p.get("acted", True)) / len(points), 4),
                   "suppressed_rate": round(sum(1 for p in points if not p.get("acted", True)) / len(points), 4),
-                  "policy_versions": sorted({str(p.get("policy_version")) for p in points})}
-            for arm, points in sorted(arm_points(decision_points).items())}
+                  f"{'policy' if by == POLICY_ARM else 'model'}_versions": versions(points)}
+            for arm, points in sorted(arm_points(decision_points, by=by).items())}
 
 
 def canary_verdict(verdicts: list[dict]) -> dict:
@@ -291,10 +298,13 @@ def _decision_rows(rows: _Rows, summary: dict) -> None:
         rows.row("  fast path (latency budget, rules alone)", f"{summary['fast_path']:,} "
                  f"({summary['fast_path'] / summary['decision_points']:.2%} of decision points)")
         rows.row("  policy versions used", ", ".join(f"v{k}: {v:,}" for k, v in summary["policy_versions"].items()))
-    arms = summary.get("rollout_arms") or {}
-    if "canary" in arms:
+    for kind, key, versions in (("rollout arm", "rollout_arms", "policy_versions"), ("model arm", "model_arms", "model_versions")):
+        arms = summary.get(key) or {}
+        if "canary" not in arms:
+            continue
         for arm, figures in arms.items():
-            rows.row(f"  rollout arm {arm} (v{', v'.join(figures['policy_versions'])})",
+            named = ", ".join(("v" if kind == "rollout arm" else "") + v for v in figures[versions])
+            rows.row(f"  {kind} {arm} ({named})",
                      f"{figures['decision_points']:,} decision points, acted {figures['acted_rate']:.1%}, "
                      f"all suppressed {figures['suppressed_rate']:.1%}")
     _canary_rows(rows, summary.get("canary"))

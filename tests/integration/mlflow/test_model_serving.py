@@ -12,6 +12,7 @@ import pytest
 from journeys.scoring import PROPENSITY_MODEL, STAGE_MODEL
 from models.registry import promote, register
 from pipelines.mlflow.serving import InProcessRegistry, ModelServingSettings, RegistryModels, WatchedRegistry
+from pipelines.cli.main import main as journeys
 from tests.harness import BEGINNING, FIVE_MINUTES_LATER, ONE_MINUTE_LATER, a_signal, play
 
 pytestmark = pytest.mark.mlflow
@@ -200,3 +201,46 @@ def test_a_champion_is_served_with_its_training_datas_drift_profile_and_the_drif
                                                             for c in propensity.drift_profile.counts["cart_value"]]
     assert f"Drift of {PROPENSITY_MODEL} v1" in capsys.readouterr().out
     assert "Plotly.newPlot" in (tmp_path / "drift.html").read_text()
+
+
+def test_a_model_canary_set_with_the_cli_scores_for_its_share_follows_its_share_tag_and_stops(registry):
+    from journeys.scoring import CANARY
+
+    uri, client, clock = registry["uri"], registry["client"], Clock()
+    models = served(uri, clock)
+    people = [f"c-{n}" for n in range(40)]
+    signals = [s for person in people for s in a_cart_then_a_complaint(person)]
+    try:
+        assert journeys(["models", "canary", STAGE_MODEL, "2", "--share", "0.5", "--tracking-uri", uri]) == 0
+        clock.passes(POLL)
+        [canary] = models.active().canaries
+        half = play(signals, models=models).decisions
+        client.set_model_version_tag(STAGE_MODEL, "2", "journeys.canary_share", "0.9")  # at run time
+        clock.passes(POLL)
+        [wider] = models.active().canaries
+        assert journeys(["models", "canary", STAGE_MODEL, "--stop", "--tracking-uri", uri]) == 0
+        clock.passes(POLL)
+        stopped = models.active().canaries
+    finally:
+        if CANARY in client.get_registered_model(STAGE_MODEL).aliases:
+            client.delete_registered_model_alias(STAGE_MODEL, CANARY)
+
+    assert (canary.scorer.name, canary.scorer.version, canary.share) == (STAGE_MODEL, "2", 0.5)
+    arms = {d["journey"]: d["model_arm"] for d in half}
+    assert {arms[p] for p in arms} == {"champion", "canary"}
+    assert all(cited(d)[STAGE_MODEL] == ("2" if d["model_arm"] == "canary" else "1") for d in half)
+    assert all(cited(d)[PROPENSITY_MODEL] == "1" for d in half)  # a canary stands in for its own model only
+    assert wider.share == 0.9 and stopped == ()
+
+
+def test_a_canary_share_tag_that_is_no_share_puts_the_canary_to_no_one(registry):
+    uri, client = registry["uri"], registry["client"]
+    client.set_model_version_tag(STAGE_MODEL, "2", "journeys.canary_share", "lots")
+    client.set_registered_model_alias(STAGE_MODEL, "canary", "2")
+    try:
+        canaries = served(uri, Clock()).active().canaries
+    finally:
+        client.delete_registered_model_alias(STAGE_MODEL, "canary")
+        client.delete_model_version_tag(STAGE_MODEL, "2", "journeys.canary_share")
+
+    assert canaries == ()
