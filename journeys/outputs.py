@@ -52,6 +52,7 @@ class LogKind:
     POLICY_UPDATE = "policy_update"    # what an update on the control stream did
     STALE_DECISION = "stale_decision"  # an acted decision that a signal from before it, arriving after it, made moot
     CANARY_VERDICT = "canary_verdict"  # the job's judge of a canary changed its verdict (journeys.rollback)
+    MODEL_CANARY = "model_canary"      # what the stop of a model canary on the control stream did
 
 
 # Records that can move a journey into a stage, and those that say which stage it is in.

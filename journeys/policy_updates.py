@@ -130,8 +130,11 @@ class PolicyInForce:
     def apply_record(self, line: str) -> UpdateResult:
         """One control-stream record; one that is not a policy update is rejected like an invalid policy."""
         stop = read_stop(line)
-        if stop is not None:
-            return self.stop_canary(*stop)
+        if stop is not None and stop.model is None:
+            return self.stop_canary(stop.version, stop.source, stop.reason)
+        if stop is not None:  # the job's model serving takes it (pipelines.flink.operators)
+            return UpdateResult(stop.source, False, None, self.policy.version,
+                                f"the stop of model {stop.model}'s canary version {stop.version}: no policy update")
         try:
             source, text, share = read_update(line)
         except ValueError as error:
@@ -171,17 +174,34 @@ def update_record(text: str, source: str, canary_share: float | None = None) -> 
 
 
 def stop_record(version: str, source: str, reason: str) -> str:
-    """A control-stream record that stops the canary of this version, whatever its text: what the
-    job writes when the canary's gates fail (journeys.rollback)."""
+    """A control-stream record that stops the policy canary of this version, whatever its text: what
+    the job writes when the canary's gates fail (journeys.rollback)."""
     return orjson.dumps({"source": source, "stop_canary": {"version": version, "reason": reason}}).decode()
 
 
-def read_stop(line: str) -> tuple[str, str, str] | None:
-    """(version, source, reason) of a stop record; None for any other line."""
+def model_stop_record(model: str, version: str, source: str, reason: str) -> str:
+    """A control-stream record that stops the canary of a registered model's version: the job's
+    tasks score with the champion for everyone again, whatever the registry's alias says."""
+    return orjson.dumps({"source": source,
+                         "stop_canary": {"model": model, "version": version, "reason": reason}}).decode()
+
+
+@dataclass(frozen=True)
+class Stop:
+    version: str
+    source: str
+    reason: str
+    model: str | None = None  # a model canary's registered name; None for the policy's
+
+
+def read_stop(line: str) -> Stop | None:
+    """The stop a stop record says; None for any other line."""
     try:
         record = orjson.loads(line)
         stop = record["stop_canary"]
-        return str(stop["version"]), str(record["source"]), str(stop["reason"])
+        model = stop.get("model")
+        return Stop(str(stop["version"]), str(record["source"]), str(stop["reason"]),
+                    None if model is None else str(model))
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return None
 

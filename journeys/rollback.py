@@ -35,19 +35,57 @@ from dataclasses import dataclass
 
 from journeys.gates import FAIL, PASS, PENDING, ArmCounts, Gates, judge_counts, overall
 from journeys.outputs import LogKind
-from journeys.policy_updates import CANARY, CHAMPION, stop_record
+from journeys.policy_updates import CANARY, CHAMPION, model_stop_record, stop_record
 
 TALLY_FIELDS = ("acted", "feature_source", "fast_path", "latency_ms")  # what the gates count of a point
 HELD = "held"  # every gate passed, but a drift alert holds the canary back from a pass
+POLICY, MODEL = "policy", "model"  # what a canary is a version of
 
 
-def tally(point: dict, canary_version: str) -> dict | None:
-    """The judge's view of a decision point decided while a canary of this version is in force;
-    None for a point in the control group, which is in neither arm."""
+@dataclass(frozen=True)
+class Canary:
+    """A version rolled out to a share of people: of the policy, or of a registered model."""
+
+    of: str             # POLICY or MODEL
+    version: str
+    model: str | None = None  # the registered name, for a model canary
+
+    @property
+    def id(self) -> str:
+        return f"policy v{self.version}" if self.of == POLICY else f"model {self.model} v{self.version}"
+
+    def arm(self, point: dict) -> str | None:
+        """The point's arm in this canary's comparison; None when it is in neither: a model canary
+        compares the points its model scored, and leaves out those another model's canary scored."""
+        if self.of == POLICY:
+            return point.get("rollout_arm") or CHAMPION
+        scored = {m["model"]: str(m["version"]) for m in point.get("models") or ()}
+        if self.model not in scored:
+            return None
+        if scored[self.model] == self.version:
+            return CANARY
+        return None if point.get("model_arm") == CANARY else CHAMPION
+
+    def stop(self, source: str, reason: str) -> str:
+        return (stop_record(self.version, source, reason) if self.of == POLICY
+                else model_stop_record(self.model, self.version, source, reason))
+
+    def to_dict(self) -> dict:
+        return {"of": self.of, "version": self.version, "model": self.model}
+
+
+def tallies(point: dict, canaries: list[Canary]) -> list[dict]:
+    """The judge's view of a decision point decided while these canaries are in force: one tally per
+    canary it is in an arm of; none for a point in the control group, which is in no arm."""
     if point.get("control"):
-        return None
-    return ({"canary": canary_version, "arm": point.get("rollout_arm") or CHAMPION, "at": point["decided_at"]}
-            | {field: point[field] for field in TALLY_FIELDS if field in point})
+        return []
+    fields = {field: point[field] for field in TALLY_FIELDS if field in point}
+    found = []
+    for canary in canaries:
+        arm = canary.arm(point)
+        if arm is not None:
+            found.append({"canary": canary.to_dict(), "arm": arm, "at": point["decided_at"]} | fields)
+    return found
 
 
 class TaskClock:
@@ -85,10 +123,10 @@ class Judged:
 
 
 class CanaryJudge:
-    """The gates of one canary at a time, judged at marks of event time once every task sending
-    tallies is past the mark by the lateness bound (event_time.max_out_of_orderness, within which
-    the job applies a signal with its own event time). `state` is plain JSON, so that it survives
-    upgrades in the job's keyed state."""
+    """The gates of every canary in force, each judged apart at marks of event time once every
+    task sending tallies is past the mark by the lateness bound (event_time.max_out_of_orderness,
+    within which the job applies a signal with its own event time). `state` is plain JSON, so that
+    it survives upgrades in the job's keyed state."""
 
     def __init__(self, gates: Gates, lateness_ms: int, idle_ms: int, state: dict | None = None, stops: bool = True,
                  drift_holds: bool = True):
@@ -100,7 +138,7 @@ class CanaryJudge:
         self.gates, self.left_out = gates.without_outcomes()
         self.lateness_ms, self.idle_ms = lateness_ms, idle_ms
         self.stops, self.drift_holds = stops, drift_holds
-        self.state = state or {"canary": None, "tasks": {}}
+        self.state = state or {"tasks": {}, "canaries": {}, "stopped": []}
 
     def take(self, header: dict, points: list[dict], now_ms: int, source: str) -> list[Judged]:
         """One element from a task: its clock (TaskClock.header) and its tallies, heard at now_ms
@@ -109,19 +147,26 @@ class CanaryJudge:
             self._count(point)
         self._hear(header, now_ms)
         tasks = [task[0] for task in self.state["tasks"].values() if now_ms - task[1] <= self.idle_ms]
-        return self._judge_until(min(tasks) - self.lateness_ms, source) if tasks else []
+        if not tasks:
+            return []
+        return [said for canary in sorted(self.state["canaries"])
+                for said in self._judge_until(canary, min(tasks) - self.lateness_ms, source)]
 
     def finish(self, source: str) -> list[Judged]:
-        """At the end of the input: judge every mark still open, and say the verdict at the end
-        (marked `final`) even when it has not changed, so that a run's summary has it."""
-        said = self._judge_until(None, source)
-        state = self.state
-        if state["canary"] is None or state.get("stopped_version") == state["canary"] or state["judged_to"] is None:
-            return said
-        if said and said[-1].log["at"] == state["judged_to"]:
-            said[-1].log["final"] = True
-            return said
-        return said + [Judged(self._record(state["judged_to"], *self._verdicts()) | {"final": True})]
+        """At the end of the input: judge every mark still open, and say each canary's verdict at
+        the end (marked `final`) even when it has not changed, so that a run's summary has it."""
+        said = []
+        for canary in sorted(self.state["canaries"]):
+            mine = self._judge_until(canary, None, source)
+            judging = self.state["canaries"].get(canary)
+            if judging is not None and judging["judged_to"] is not None:
+                if mine and mine[-1].log["at"] == judging["judged_to"]:
+                    mine[-1].log["final"] = True
+                else:
+                    mine.append(Judged(self._record(canary, judging["judged_to"], *self._verdicts(judging))
+                                       | {"final": True}))
+            said.extend(mine)
+        return said
 
     def _hear(self, header: dict, now_ms: int) -> None:
         tasks = self.state["tasks"]
@@ -132,54 +177,62 @@ class CanaryJudge:
             tasks[header["task"]] = [header["clock"], now_ms, header.get("drifting") or []]
 
     def _count(self, point: dict) -> None:
-        state = self.state
-        if state.get("stopped_version") == point["canary"]:
+        canary = Canary(**point["canary"])
+        if canary.id in self.state["stopped"]:
             return
-        if point["canary"] != state["canary"]:
-            state.update(canary=point["canary"], judged_to=None, verdict=PENDING, totals={}, marks={})
+        canaries = self.state["canaries"]
+        judging = canaries.get(canary.id)
+        if judging is None:
+            for other in [i for i, c in canaries.items() if (c["canary"]["of"], c["canary"]["model"]) ==
+                          (canary.of, canary.model)]:
+                del canaries[other]  # a canary of the same thing that this one replaced
+            judging = canaries[canary.id] = {"canary": canary.to_dict(), "judged_to": None, "verdict": PENDING,
+                                             "totals": {}, "marks": {}}
         every = self.gates.judge_every_ms
         mark = (point["at"] // every + 1) * every
-        if state["judged_to"] is not None and mark <= state["judged_to"]:
-            mark = state["judged_to"] + every  # late for its own mark: counted at the next one
-        arms = state["marks"].setdefault(str(mark), {})
+        if judging["judged_to"] is not None and mark <= judging["judged_to"]:
+            mark = judging["judged_to"] + every  # late for its own mark: counted at the next one
+        arms = judging["marks"].setdefault(str(mark), {})
         counts = ArmCounts.from_dict(arms[point["arm"]]) if point["arm"] in arms else ArmCounts()
         counts.add(point)
         arms[point["arm"]] = counts.to_dict()
 
-    def _judge_until(self, until: int | None, source: str) -> list[Judged]:
+    def _judge_until(self, canary: str, until: int | None, source: str) -> list[Judged]:
         said = []
-        for mark in sorted(int(m) for m in self.state.get("marks", {}) if until is None or int(m) <= until):
-            judged = self._judge(mark, source)
+        judging = self.state["canaries"][canary]
+        for mark in sorted(int(m) for m in judging["marks"] if until is None or int(m) <= until):
+            judged = self._judge(canary, mark, source)
             if judged is not None:
                 said.append(judged)
                 if judged.stop is not None:
                     break
         return said
 
-    def _judge(self, mark: int, source: str) -> Judged | None:
-        """Judge the gates on the counts of every mark up to this one. A Judged when the verdict
-        changed; with a stop record when it became FAIL."""
-        state = self.state
-        for arm, raw in state["marks"].pop(str(mark)).items():
-            totals = ArmCounts.from_dict(state["totals"][arm]) if arm in state["totals"] else ArmCounts()
+    def _judge(self, canary: str, mark: int, source: str) -> Judged | None:
+        """Judge one canary's gates on the counts of every mark up to this one. A Judged when the
+        verdict changed; with a stop record when it became FAIL."""
+        judging = self.state["canaries"][canary]
+        for arm, raw in judging["marks"].pop(str(mark)).items():
+            totals = ArmCounts.from_dict(judging["totals"][arm]) if arm in judging["totals"] else ArmCounts()
             totals.merge(ArmCounts.from_dict(raw))
-            state["totals"][arm] = totals.to_dict()
-        state["judged_to"] = mark
-        arms, verdicts = self._verdicts()
+            judging["totals"][arm] = totals.to_dict()
+        judging["judged_to"] = mark
+        arms, verdicts = self._verdicts(judging)
         verdict = self._overall(verdicts)
-        if verdict == state["verdict"]:
+        if verdict == judging["verdict"]:
             return None
-        state["verdict"] = verdict
-        log = self._record(mark, arms, verdicts)
+        judging["verdict"] = verdict
+        log = self._record(canary, mark, arms, verdicts)
         if not log["stopped"]:
             return Judged(log)
         failed = [v.gate.figure for v in verdicts if v.verdict == FAIL]
-        state["stopped_version"], state["marks"] = state["canary"], {}
+        del self.state["canaries"][canary]
+        self.state["stopped"] = (self.state["stopped"] + [canary])[-100:]
         reason = f"gates {self.gates} failed at {mark}: {', '.join(failed)}"
-        return Judged(log, stop_record(state["canary"], source, reason))
+        return Judged(log, Canary(**judging["canary"]).stop(source, reason))
 
-    def _verdicts(self) -> tuple[dict[str, ArmCounts], list]:
-        arms = {arm: ArmCounts.from_dict(raw) for arm, raw in self.state["totals"].items()}
+    def _verdicts(self, judging: dict) -> tuple[dict[str, ArmCounts], list]:
+        arms = {arm: ArmCounts.from_dict(raw) for arm, raw in judging["totals"].items()}
         return arms, judge_counts(self.gates, arms.get(CHAMPION, ArmCounts()), arms.get(CANARY, ArmCounts()))
 
     def _overall(self, verdicts: list) -> str:
@@ -190,13 +243,14 @@ class CanaryJudge:
         """The drifting features any task reported with its latest clock."""
         return sorted({feature for task in self.state["tasks"].values() for feature in (task[2] if len(task) > 2 else ())})
 
-    def _record(self, mark: int, arms: dict[str, ArmCounts], verdicts: list) -> dict:
-        verdict = self._overall(verdicts)
-        return {"kind": LogKind.CANARY_VERDICT, "journey": "", "at": mark, "canary_version": self.state["canary"],
+    def _record(self, canary: str, mark: int, arms: dict[str, ArmCounts], verdicts: list) -> dict:
+        verdict, of = self._overall(verdicts), Canary(**self.state["canaries"][canary]["canary"])
+        return {"kind": LogKind.CANARY_VERDICT, "journey": "", "at": mark, "canary": canary,
+                "canary_of": of.of if of.of == POLICY else f"model {of.model}", "canary_version": of.version,
                 "verdict": verdict, "gates": str(self.gates),
                 "decision_points": {arm: counts.points for arm, counts in sorted(arms.items())},
                 "verdicts": [v.to_dict() for v in verdicts], "not_judged": self.left_out,
                 "drifting": self._drifting(), "stopped": verdict == FAIL and self.stops}
 
 
-__all__ = ["CanaryJudge", "Judged", "TaskClock", "tally", "TALLY_FIELDS", "HELD"]
+__all__ = ["Canary", "CanaryJudge", "Judged", "TaskClock", "tallies", "TALLY_FIELDS", "HELD", "POLICY", "MODEL"]

@@ -127,7 +127,7 @@ def _report(args) -> dict:
     champion, canary = arms.get("champion", []), arms.get("canary", [])
     verdicts = judge(gates, champion, canary)
     versions = sorted({_version_of(p, args.model) for p in canary} - {None})
-    verdict, held_by = overall(verdicts), _drifting(job_verdicts if args.model is None else [], versions)
+    verdict, held_by = overall(verdicts), _drifting(job_verdicts, args.model, versions)
     if verdict == PASS and held_by:
         verdict = HELD
     return {"gates": f"{gates.name} v{gates.version}", "min_decision_points": gates.min_decision_points,
@@ -146,11 +146,12 @@ def _version_of(point: dict, model: str | None) -> str | None:
     return next((str(m["version"]) for m in point.get("models") or () if m["model"] == model), None)
 
 
-def _drifting(job_verdicts: list[dict], versions: list[str]) -> list[str]:
+def _drifting(job_verdicts: list[dict], model: str | None, versions: list[str]) -> list[str]:
     """What drifted when the job last judged this canary, if its judge held it (journeys.rollback)."""
     from journeys.rollback import HELD
 
-    mine = [v for v in job_verdicts if v["canary_version"] in versions]
+    of = "policy" if model is None else f"model {model}"
+    mine = [v for v in job_verdicts if v.get("canary_of") == of and v["canary_version"] in versions]
     if not mine:
         return []
     last = max(mine, key=lambda v: (v["at"], bool(v.get("final"))))

@@ -22,10 +22,10 @@ from journeys.intake import Taken
 from journeys.contract import DECISION_SCHEMA, Rejection, encode_record_avro
 from journeys.keyed import CUSTOMER, VISITOR, KeyCall, passes_through
 from journeys.ontology import Ontology
-from journeys.outputs import JourneyLog, OutputName, SortedOutputs, feature_row_record, sort_outputs
+from journeys.outputs import JourneyLog, LogKind, OutputName, SortedOutputs, feature_row_record, sort_outputs
 from journeys.policy import loads_policy
-from journeys.policy_updates import CANARY, CHAMPION, PolicyInForce, update_record
-from journeys.rollback import TaskClock, tally
+from journeys.policy_updates import CANARY, CHAMPION, PolicyInForce, read_stop, update_record
+from journeys.rollback import MODEL, POLICY, Canary, TaskClock, tallies
 from journeys.settings import JourneySettings
 from journeys.state import KEY, decode, encode, item_head
 from journeys.timers import BOUNDED, END_OF_TIME
@@ -236,6 +236,7 @@ POSITION_SEPARATOR = "\x1c"  # between a buffered item's read position and the i
 # decides with the policies that were in force when it was taken.
 POLICY_STATE = MapStateDescriptor("policy-in-force", Types.STRING(), Types.STRING())
 BROADCAST_KEYS = {CHAMPION: "current", CANARY: "canary"}  # "current": the key releases before canaries used
+STOPPED_MODEL_CANARIES = "stopped-model-canaries"  # JSON [[model, version], ...] whose canaries the job stopped
 # While a canary is in force, the journey operators' decision points go to its judge as tallies
 # (journeys.rollback): Row(JUDGE_KEY, JSON lines: the task's clock, then its tallies), at most one
 # element per operator call.
@@ -533,14 +534,23 @@ class _JourneyOperator:
     def _tallies(self, outputs: SortedOutputs):
         """While a canary is in force: this call's tallies, after this task's clock, when there are
         any or the clock has passed a mark (journeys.rollback)."""
-        canary = self.policy.canary
-        if canary is None or self.task_clock is None:
+        if self.task_clock is None:
             return
-        tallies = [orjson.dumps(t).decode() for t in (tally(p, canary.version) for p in outputs.decision_log) if t]
-        if self.task_clock.advance(outputs.journeys, outputs.decision_log) or tallies:
+        canaries = self._canaries()
+        if not canaries:
+            return
+        found = [orjson.dumps(t).decode() for point in outputs.decision_log for t in tallies(point, canaries)]
+        if self.task_clock.advance(outputs.journeys, outputs.decision_log) or found:
             drifting = self.drift_metrics.drifting() if self.drift_metrics is not None else None
             header = orjson.dumps(self.task_clock.header(drifting)).decode()
-            yield self.tags[TALLIES], Row(JUDGE_KEY, "\n".join([header, *tallies]))
+            yield self.tags[TALLIES], Row(JUDGE_KEY, "\n".join([header, *found]))
+
+    def _canaries(self) -> list[Canary]:
+        """The canaries in force in this task: the policy's, and each model's (journeys.rollback)."""
+        canaries = [Canary(POLICY, self.policy.canary.version)] if self.policy.canary is not None else []
+        if self.model_source is not None:
+            canaries += [Canary(MODEL, c.scorer.version, c.scorer.name) for c in self.model_source.active().canaries]
+        return canaries
 
     def _records(self, name: str, records: list[dict]):
         """One output's records: one Row(key, value) each where it is keyed, else one element of JSON lines."""
@@ -587,6 +597,10 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
 
     def process_broadcast_element(self, line: str, ctx):
         self._restored = True
+        stop = read_stop(line)
+        if stop is not None and stop.model is not None:
+            yield from self._stop_model_canary(stop, ctx)
+            return
         result = self.policy.apply_record(line)
         if result.accepted:
             state = ctx.get_broadcast_state(POLICY_STATE)
@@ -596,6 +610,22 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
         self.counts.flush()  # rare, and watched for
         if self.first_task:
             record = result.to_record() | {"journey": "", "operator": self.role, "at": _now_ms()}
+            yield from self._emit(sort_outputs([JourneyLog(record)]))
+
+    def _stop_model_canary(self, stop, ctx):
+        """A model canary's stop: this task's models score with the champion for everyone again;
+        broadcast state keeps it, for a restored task."""
+        stopped = self.model_source is not None and self.model_source.stop_canary(stop.model, stop.version)
+        state = ctx.get_broadcast_state(POLICY_STATE)
+        kept = orjson.loads(state.get(STOPPED_MODEL_CANARIES) or "[]")
+        if [stop.model, stop.version] not in kept:
+            state.put(STOPPED_MODEL_CANARIES, orjson.dumps((kept + [[stop.model, stop.version]])[-100:]).decode())
+        if self.first_task:
+            record = {"kind": LogKind.MODEL_CANARY, "journey": "", "operator": self.role, "at": _now_ms(),
+                      "model": stop.model, "version": stop.version, "source": stop.source, "accepted": stopped,
+                      "reason": f"canary of {stop.model} version {stop.version} stopped ({stop.reason}); its champion "
+                                f"scores for everyone" if stopped else f"no canary of {stop.model} version "
+                                                                        f"{stop.version} here ({stop.reason})"}
             yield from self._emit(sort_outputs([JourneyLog(record)]))
 
     @staticmethod
@@ -623,6 +653,9 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
         if any(records.values()):
             self.policy.restore(records)
             self.decision_metrics.policy_changed()
+        if self.model_source is not None:
+            for model, version in orjson.loads(state.get(STOPPED_MODEL_CANARIES) or "[]"):
+                self.model_source.stop_canary(model, version)
 
 
 class RouteOutputs(ProcessFunction):

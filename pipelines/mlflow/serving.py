@@ -163,6 +163,7 @@ class RegistryModels:
         self._failed: set[tuple[str, str]] = set()
         self._active = ActiveModels(note="the model registry has not been read yet")
         self._base, self._last, self._watcher_failures = (0, 0), (0, 0), 0
+        self._stopped: set[tuple[str, str]] = set()  # (name, version): canaries the job's gates stopped
 
     def start(self) -> "RegistryModels":
         self._registry.start()
@@ -200,6 +201,15 @@ class RegistryModels:
         self.counts.champion_versions = {m.name: m.version for m in champions}
         self._active = ActiveModels(tuple(champions), tuple(challengers), "; ".join(notes) or None, tuple(canaries))
 
+    def stop_canary(self, name: str, version: str) -> bool:
+        """Score with the champion for everyone, whatever the alias canary says, until it points at
+        another version. Whether this canary was scoring here."""
+        self._stopped.add((name, version))
+        active = self._active
+        kept = tuple(c for c in active.canaries if (c.scorer.name, c.scorer.version) != (name, version))
+        self._active = ActiveModels(active.champions, active.challengers, active.note, kept)
+        return len(kept) < len(active.canaries)
+
     def _canary(self, kind: str, name: str, entry: dict, champions: list, notes: list) -> ModelCanary | None:
         """The version under the alias canary, with its share; none where it is the champion's
         version, has no share, or the model has no champion to stand in for."""
@@ -209,7 +219,8 @@ class RegistryModels:
             self._failed.add((name, pointed["version"], "share"))
             log.warning("%s: the canary scores for no one", pointed["share_error"])
         champion = next((m for m in champions if m.name == name), None)
-        if model is None or champion is None or champion.version == model.version or not pointed.get("share"):
+        if (model is None or champion is None or champion.version == model.version or not pointed.get("share")
+                or (name, model.version) in self._stopped):
             return None
         return ModelCanary(model, float(pointed["share"]))
 

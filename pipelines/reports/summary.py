@@ -76,8 +76,9 @@ class _LogTally:
     def add(self, order: int, record: dict) -> None:
         kind = record["kind"]
         self.kinds[kind] += 1
-        if kind == LogKind.CANARY_VERDICT:  # the job's, about no journey
+        if kind == LogKind.CANARY_VERDICT:
             self.canary_verdicts.append(record)
+        if "anonymous" not in record:  # the job's own records (canaries, updates), about no journey
             return
         if "matched" in record:  # an answer to a decision, joined or not
             self.outcomes.append(record)
@@ -134,7 +135,7 @@ def summarize(events_in: int, journey_records: Iterable[dict], decisions: Iterab
         "consistency": consistency(len(acted), log.stale),
     }
     if log.canary_verdicts:
-        summary["canary"] = canary_verdict(log.canary_verdicts)
+        summary["canaries"] = canary_verdicts(log.canary_verdicts)
     answered = [{"decision_id": o["decision_id"], "outcome": o["event_type"]} for o in log.outcomes if o.get("matched")]
     if answered:
         summary["uplift"] = uplift_table([d for d in decision_points if d.get("action")], answered)
@@ -213,16 +214,19 @@ def rollout_arms(decision_points: list[dict], by: str = POLICY_ARM) -> dict:
             for arm, points in sorted(arm_points(decision_points, by=by).items())}
 
 
-def canary_verdict(verdicts: list[dict]) -> dict:
-    """The job's last word on its latest canary (journeys.rollback): the verdict, each gate's, and
-    whether the job stopped it; with every change of verdict before it."""
-    last = max(verdicts, key=lambda v: (v["at"], bool(v.get("final")), v["verdict"] == "fail"))
-    return {"canary_version": last["canary_version"], "gates": last["gates"], "verdict": last["verdict"],
-            "at": last["at"], "stopped": last["stopped"], "decision_points": last["decision_points"],
-            "gate_verdicts": {v["figure"]: v["verdict"] for v in last["verdicts"]}, "not_judged": last["not_judged"],
-            "drifting": last.get("drifting") or [],
-            "changes": [[v["at"], v["verdict"]] for v in sorted(verdicts, key=lambda v: v["at"])
-                        if v["canary_version"] == last["canary_version"] and not v.get("final")]}
+def canary_verdicts(verdicts: list[dict]) -> list[dict]:
+    """The job's last word on each canary it judged (journeys.rollback): the verdict, each gate's,
+    whether the job stopped it, and every change of verdict before it."""
+    found = []
+    for canary in sorted({v["canary"] for v in verdicts}):
+        mine = sorted((v for v in verdicts if v["canary"] == canary), key=lambda v: (v["at"], bool(v.get("final"))))
+        last = mine[-1]
+        found.append({"canary": canary, "gates": last["gates"], "verdict": last["verdict"], "at": last["at"],
+                      "stopped": last["stopped"], "decision_points": last["decision_points"],
+                      "gate_verdicts": {v["figure"]: v["verdict"] for v in last["verdicts"]},
+                      "not_judged": last["not_judged"], "drifting": last.get("drifting") or [],
+                      "changes": [[v["at"], v["verdict"]] for v in mine if not v.get("final")]})
+    return found
 
 
 def _model_usage(decisions: list[dict]) -> dict:
@@ -307,15 +311,14 @@ def _decision_rows(rows: _Rows, summary: dict) -> None:
             rows.row(f"  {kind} {arm} ({named})",
                      f"{figures['decision_points']:,} decision points, acted {figures['acted_rate']:.1%}, "
                      f"all suppressed {figures['suppressed_rate']:.1%}")
-    _canary_rows(rows, summary.get("canary"))
+    for canary in summary.get("canaries") or ():
+        _canary_rows(rows, canary)
     _consistency_rows(rows, summary.get("consistency") or {})
 
 
-def _canary_rows(rows: _Rows, canary: dict | None) -> None:
-    if not canary:
-        return
+def _canary_rows(rows: _Rows, canary: dict) -> None:
     said = "the job stopped it" if canary["stopped"] else "when the input ended"
-    rows.row(f"  canary v{canary['canary_version']}, gates {canary['gates']}",
+    rows.row(f"  canary: {canary['canary']}, gates {canary['gates']}",
              f"{canary['verdict'].upper()}, {said} (judged to {iso(canary['at'])})")
     rows.row("    gates", ", ".join(f"{figure} {verdict}" for figure, verdict in canary["gate_verdicts"].items()))
     if canary["drifting"]:

@@ -20,7 +20,7 @@ from journeys.ontology import packaged_ontology
 from journeys.outputs import LogKind
 from journeys.policy import loads_policy
 from journeys.policy_updates import PolicyInForce, read_stop, update_record
-from journeys.rollback import CanaryJudge, tally
+from journeys.rollback import POLICY, Canary, CanaryJudge, tallies
 from journeys.settings import packaged_settings
 from journeys.timeutil import HOUR
 from pipelines.kafka.tools import create_topics, produce_signals, read_topic
@@ -268,13 +268,13 @@ def test_a_canary_of_a_worse_policy_is_stopped_by_its_gates_in_the_running_job(k
             os.killpg(job.pid, signal.SIGKILL)
             job.wait()
 
-    assert verdict["verdict"] == "fail" and verdict["canary_version"] == "3" and verdict["gates"] == "hourly v1"
+    assert verdict["verdict"] == "fail" and verdict["canary"] == "policy v3" and verdict["gates"] == "hourly v1"
     assert {v["figure"]: v["verdict"] for v in verdict["verdicts"]} == {"acted_rate": "fail"}
     assert {r["operator"] for r in stops} == {"visitor", "customer"}
     assert all("stopped (gates hourly v1 failed" in r["reason"] for r in stops)
     # The stop is a record of the job's own control stream, beside the publish that started the canary.
     written = [read_stop(line) for f in updates.glob("canary-stop*") for line in f.read_text().splitlines()]
-    assert [(version, source) for version, source, _ in written] == [("3", "gates hourly v1")]
+    assert [(stop.version, stop.source, stop.model) for stop in written] == [("3", "gates hourly v1", None)]
     assert any(p["rollout_arm"] == "canary" for p in log)
     assert {(p["rollout_arm"], p["policy_version"]) for p in later} == {("champion", "1")}
     # The verdict is the gates' on the decision log itself. Every point it counted was decided before
@@ -285,7 +285,7 @@ def test_a_canary_of_a_worse_policy_is_stopped_by_its_gates_in_the_running_job(k
     settings = packaged_settings()
     judge = CanaryJudge(loads_gates(HOURLY_GATES), settings.max_out_of_orderness_ms, settings.idle_source_timeout_ms)
     in_event_time = sorted(log, key=lambda p: (p["decided_at"], p["decision_id"]))
-    offline = [said.log for t in filter(None, (tally(p, "3") for p in in_event_time))
+    offline = [said.log for p in in_event_time for t in tallies(p, [Canary(POLICY, "3")])
                for said in judge.take({"task": "log-0", "tasks": 1, "clock": t["at"]}, [t], 0, "offline")]
     failed = [said for said in offline if said["verdict"] == "fail"]
     assert failed and abs(failed[0]["at"] - verdict["at"]) <= HOUR

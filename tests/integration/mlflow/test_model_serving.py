@@ -233,6 +233,23 @@ def test_a_model_canary_set_with_the_cli_scores_for_its_share_follows_its_share_
     assert wider.share == 0.9 and stopped == ()
 
 
+def test_a_model_canary_the_jobs_gates_stopped_stays_stopped_until_the_alias_points_elsewhere(registry):
+    uri, client, clock = registry["uri"], registry["client"], Clock()
+    models = served(uri, clock)
+    client.set_registered_model_alias(STAGE_MODEL, "canary", "2")
+    try:
+        clock.passes(POLL)
+        assert [c.scorer.version for c in models.active().canaries] == ["2"]
+        stopped = models.stop_canary(STAGE_MODEL, "2")
+        clock.passes(POLL)
+        after_a_poll = models.active()
+    finally:
+        client.delete_registered_model_alias(STAGE_MODEL, "canary")
+
+    assert stopped and after_a_poll.canaries == ()
+    assert {m.name: m.version for m in after_a_poll.champions} == {STAGE_MODEL: "1", PROPENSITY_MODEL: "1"}
+
+
 def test_a_canary_share_tag_that_is_no_share_puts_the_canary_to_no_one(registry):
     uri, client = registry["uri"], registry["client"]
     client.set_model_version_tag(STAGE_MODEL, "2", "journeys.canary_share", "lots")

@@ -120,7 +120,8 @@ def test_a_canary_the_jobs_judge_held_for_drift_is_not_promoted_though_its_gates
     log = canary_run(tmp_path, BETTER)
     journey_log = tmp_path / "journeys"
     journey_log.mkdir()
-    held = {"kind": LogKind.CANARY_VERDICT, "journey": "", "at": 1, "canary_version": "2", "verdict": HELD,
+    held = {"kind": LogKind.CANARY_VERDICT, "journey": "", "at": 1, "canary": "policy v2", "canary_of": "policy",
+            "canary_version": "2", "verdict": HELD,
             "drifting": ["conversion_propensity.cart_value"], "final": True}
     (journey_log / "part-0.jsonl").write_bytes(orjson.dumps(held) + b"\n")
 

@@ -13,7 +13,7 @@ from journeys.gates import FAIL, PASS, PENDING, loads_gates
 from journeys.outputs import LogKind
 from journeys.policy import loads_policy
 from journeys.policy_updates import CANARY, CHAMPION, PolicyInForce, read_stop, update_record
-from journeys.rollback import HELD, CanaryJudge, TaskClock, tally
+from journeys.rollback import HELD, MODEL, POLICY, Canary, CanaryJudge, TaskClock, tallies
 from journeys.timeutil import HOUR, MINUTE
 from tests.harness import BEGINNING
 
@@ -28,7 +28,7 @@ def points(arm: str, acted_share: float, count: int, start: int = BEGINNING, ver
     decided = [{"decision_id": f"{arm}-{start}-{n}", "rollout_arm": arm, "control": False, "decided_at": start + n * MINUTE // 4,
                 "acted": n < acted_share * count, "feature_source": "online", "fast_path": False, "latency_ms": 9}
                for n in range(count)]
-    return [tally(point, version) for point in decided]
+    return [t for point in decided for t in tallies(point, [Canary(POLICY, version)])]
 
 
 LATENESS = 2 * MINUTE
@@ -62,7 +62,8 @@ def test_a_canary_clearly_worse_than_the_policy_in_force_is_stopped_at_the_mark_
     assert verdict.log["kind"] == LogKind.CANARY_VERDICT and verdict.log["verdict"] == FAIL and verdict.log["stopped"]
     assert verdict.log["at"] == FIRST_MARK and verdict.log["decision_points"] == {CANARY: 200, CHAMPION: 200}
     assert verdict.log["not_judged"] == ["conversion_rate"]  # the job has no outcomes joined to decisions
-    assert read_stop(verdict.stop)[0] == "2" and "acted_rate" in read_stop(verdict.stop)[2]
+    assert read_stop(verdict.stop).version == "2" and "acted_rate" in read_stop(verdict.stop).reason
+    assert verdict.log["canary"] == "policy v2" and verdict.log["canary_of"] == "policy"
 
 
 def test_the_stop_record_stops_that_canary_in_the_policy_in_force_and_no_other():
@@ -125,8 +126,8 @@ def test_a_mark_is_judged_once_a_tally_is_past_it_by_the_lateness_bound_and_a_la
     judged(judge, points(CANARY, 1.0, 1), finish=False)  # from the first hour, after it was judged
 
     assert before == [] and [v.log["at"] for v in at_bound] == [FIRST_MARK]
-    assert list(judge.state["marks"]) == [str(FIRST_MARK + HOUR)]
-    assert judge.state["marks"][str(FIRST_MARK + HOUR)][CANARY]["points"] == 1
+    marks = judge.state["canaries"]["policy v2"]["marks"]
+    assert list(marks) == [str(FIRST_MARK + HOUR)] and marks[str(FIRST_MARK + HOUR)][CANARY]["points"] == 1
 
 
 def test_after_a_stop_the_stopped_canarys_points_are_ignored_and_a_new_canary_starts_afresh():
@@ -136,7 +137,7 @@ def test_after_a_stop_the_stopped_canarys_points_are_ignored_and_a_new_canary_st
     ignored = judged(judge, points(CANARY, 0.4, 1, start=FIRST_MARK))
     fresh = judged(judge, points(CHAMPION, 0.8, 200, FIRST_MARK, "3") + points(CANARY, 0.8, 200, FIRST_MARK, "3"))
 
-    assert ignored == [] and judge.state["canary"] == "3"
+    assert ignored == [] and list(judge.state["canaries"]) == ["policy v3"]
     assert [(v.log["canary_version"], v.log["verdict"]) for v in fresh] == [("3", PASS)]
 
 
@@ -169,7 +170,41 @@ def test_a_task_tells_its_clock_when_it_passes_a_mark_by_the_lateness_bound():
 
 
 def test_the_control_group_is_in_neither_arm():
-    assert tally({"control": True, "decided_at": BEGINNING, "acted": False}, "2") is None
+    assert tallies({"control": True, "decided_at": BEGINNING, "acted": False}, [Canary(POLICY, "2")]) == []
+
+
+def test_a_model_canary_compares_the_points_its_model_scored_and_is_stopped_by_its_own_record():
+    canary = Canary(MODEL, "5", "conversion_propensity")
+    scored = lambda version, arm="champion": {"control": False, "decided_at": BEGINNING, "acted": True,  # noqa: E731
+                                              "model_arm": arm, "models": [{"model": "conversion_propensity",
+                                                                            "version": version}]}
+
+    arms = [[t["arm"] for t in tallies(point, [canary])]
+            for point in (scored("2"), scored("5", "canary"), {"control": False, "decided_at": BEGINNING, "models": []},
+                          scored("2", "canary"))]  # the last: another model's canary scored it
+    stop = read_stop(canary.stop("gates g v1", "acted_rate"))
+
+    assert arms == [[CHAMPION], [CANARY], [], []]
+    assert (stop.model, stop.version) == ("conversion_propensity", "5")
+    assert not PolicyInForce(loads_policy("policy: retail\nversion: '1'\n")).apply_record(
+        canary.stop("gates g v1", "acted_rate")).accepted  # a model's stop is no policy update
+
+
+def test_each_canary_in_force_is_judged_apart_and_a_new_version_of_one_replaces_its_judgement():
+    judge = a_judge()
+    policy, model = Canary(POLICY, "2"), Canary(MODEL, "5", "m")
+    point = lambda arm, n, acted: {  # noqa: E731
+        "control": False, "decided_at": BEGINNING + n * MINUTE // 4, "acted": acted, "rollout_arm": arm,
+        "model_arm": arm, "models": [{"model": "m", "version": "5" if arm == CANARY else "2"}]}
+    points = [point(arm, n, n < share * 200) for arm, share in ((CHAMPION, 0.8), (CANARY, 0.3)) for n in range(200)]
+    both = [t for p in points for t in tallies(p, [policy, model])]
+
+    said = judged(judge, both, finish=False) + judge.take(told("customer-0", ONE_HOUR_ON), [], WALL, "g")
+    by_version_6 = point(CANARY, 0, True) | {"models": [{"model": "m", "version": "6"}]}
+    judge.take(told("customer-0", ONE_HOUR_ON), tallies(by_version_6, [Canary(MODEL, "6", "m")]), WALL, "g")
+
+    assert sorted(v.log["canary"] for v in said) == ["model m v5", "policy v2"] and all(v.stop for v in said)
+    assert set(judge.state["stopped"]) == {"model m v5", "policy v2"} and list(judge.state["canaries"]) == ["model m v6"]
 
 
 def test_a_judge_with_no_control_stream_to_stop_through_says_fail_and_stops_nothing():
@@ -178,7 +213,7 @@ def test_a_judge_with_no_control_stream_to_stop_through_says_fail_and_stops_noth
     said = judged(judge, points(CHAMPION, 0.8, 200) + points(CANARY, 0.4, 200))
 
     assert [(v.log["verdict"], v.log["stopped"], v.stop) for v in said] == [(FAIL, False, None)]
-    assert "stopped_version" not in judge.state
+    assert judge.state["stopped"] == [] and list(judge.state["canaries"]) == ["policy v2"]
 
 
 def test_a_drift_alert_holds_a_canary_whose_gates_pass_until_the_drift_is_gone():
