@@ -173,6 +173,12 @@ def main(argv=None) -> int:
               f"p99 {inference['inference_p99_us_per_decision']} us (both champions); pyfunc predict "
               f"{inference['pyfunc_one_row_ms']} ms on one row", flush=True)
 
+    from rollout_bench import measure_canary_tracking
+
+    canary = measure_canary_tracking(lines, args.runs)
+    print(f"  pure core with a policy canary tallied and judged: {canary['canary_events_per_second']:,} events/s, "
+          f"without: {canary['core_events_per_second']:,} ({canary['core_with_canary_to_without_ratio']:.2f})", flush=True)
+
     from intake_bench import measure_hostile_intake
 
     intake = measure_hostile_intake()
@@ -257,6 +263,7 @@ def main(argv=None) -> int:
         "job_runs": job_runs,
         "core_runs": core_runs,
         "intake_64kb": intake,
+        "canary_tracking": canary,
     }
     if loop_runs:
         loop_rate = median(r["events_per_second"] for r in loop_runs)
@@ -327,6 +334,7 @@ def main(argv=None) -> int:
         ("event-to-decision latency p50", f"{results['latency_p50_ms']} ms"),
         ("event-to-decision latency p99", f"{results['latency_p99_ms']} ms"),
         ("job wall clock incl. JVM start and input scan", f"{results['job_wall_seconds']:.1f} s"),
+        ("pure core with a canary tallied and judged / without", f"{canary['core_with_canary_to_without_ratio']:.2f}"),
         ("intake, 64 KB record: plain / slowest hostile (budget 5 ms)",
          f"{intake['plain_64kb_ms']} / {intake['slowest_hostile_64kb_ms']} ms"),
     ]

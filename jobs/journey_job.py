@@ -151,11 +151,11 @@ class Plan:
             self.models = models.settings
         self.policy = start_policy_text(args.policy, self.settings)
         self.canary = start_canary(args.canary_policy, args.canary_share, self.policy)
-        judged = self.policy_updates is not None or self.canary is not None
+        judged = self.policy_updates is not None or self.canary is not None or self.models is not None
         self.gates = start_gates(args.gates, self.settings) if judged else None
         drift_holds_canary(self.settings.models)  # checked now, not in a task
         if args.gates and not judged:
-            raise ValueError("--gates judges canaries: give --canary-policy or --policy-updates too")
+            raise ValueError("--gates judges canaries: give --canary-policy, --policy-updates or --model-registry too")
         if args.end_clock not in ("auto", "none"):
             parse_instant(args.end_clock)  # fail now, not after the input scan
         self.bounded = isinstance(self.signals, FileAddress) or self.kafka.stop_offsets is not None

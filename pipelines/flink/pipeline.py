@@ -140,7 +140,8 @@ def build_journey_pipeline(raw_lines: DataStream, ontology: Ontology, settings: 
     journey_outputs = {name: outputs[name] for name in (OutputName.DECISIONS, OutputName.JOURNEYS, OutputName.LATE)}
     if decision_log:
         journey_outputs[OutputName.DECISION_LOG] = outputs[OutputName.DECISION_LOG]
-    judged = gates is not None and (policy_updates is not None or canary is not None)
+    # A canary can come from the control stream, the start, or the model registry's alias canary.
+    judged = gates is not None and (policy_updates is not None or canary is not None or models is not None)
     if judged:
         journey_outputs[TALLIES] = TALLIES_SPEC
     customer_outputs = journey_outputs | ({OutputName.FEATURE_ROWS: outputs[OutputName.FEATURE_ROWS]} if feature_rows else {})

@@ -24,6 +24,7 @@ from pipelines.mlflow.serving import ModelServingSettings, RegistryModels
 from pipelines.reference import ReferenceRun
 from pipelines.tools.files import read_lines, scan_records
 from pipelines.tools.simulate import SimulationSpec, write_simulation
+from pipelines.reports.summary import read_records
 from tests.harness import ROOT, canonical, event_ids, job_arguments, job_output, start_driver
 
 pytestmark = [pytest.mark.flink, pytest.mark.mlflow]
@@ -81,6 +82,29 @@ def test_the_champion_scores_every_decision_and_the_challenger_is_shadow_scored_
     # The Flink job decides exactly as the pure core does with the same champion and challenger.
     expected = reference_with_models(signals, summary["end_clock"], uri, conf).decisions
     assert canonical(decisions) == canonical(expected)
+
+
+def test_a_model_canary_scores_for_its_share_in_the_job_exactly_as_in_the_core_and_is_judged(signals, registry,
+                                                                                               tmp_path):
+    uri, client = registry
+    client.set_model_version_tag(STAGE_MODEL, "2", "journeys.canary_share", "0.4")
+    client.set_registered_model_alias(STAGE_MODEL, "canary", "2")
+    conf = without_latency_budget(tmp_path)
+
+    assert run_job(job_arguments(signals, tmp_path, "--model-registry", uri, "--conf", str(conf),
+                                 "--decision-log", (tmp_path / "decision-log").as_uri())) == 0
+
+    points = list(read_records(tmp_path / "decision-log"))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    canary = [p for p in points if p["model_arm"] == "canary"]
+    assert canary and all(cited(p)[STAGE_MODEL] == "2" for p in canary)
+    assert all(cited(p)[STAGE_MODEL] == "1" for p in points if p["model_arm"] == "champion" and p["models"])
+    assert not any(p["control"] for p in canary)
+    [judged] = summary["canaries"]
+    assert judged["canary"] == f"model {STAGE_MODEL} v2" and judged["decision_points"]["canary"] == len(canary)
+    # The Flink job decides exactly as the pure core does with the same champion and canary.
+    expected = reference_with_models(signals, summary["end_clock"], uri, conf).decision_log
+    assert canonical(points) == canonical(expected)
 
 
 def test_a_job_that_starts_without_a_registry_decides_on_rules_alone_and_says_so(signals, tmp_path):
