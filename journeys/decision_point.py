@@ -67,14 +67,15 @@ class DecisionPoint:
         started = self.clock()
         notes: list[str] = []
         features, source, profile_as_of = self._features(journey, at, notes)
-        arm_key = _arm_used(journey, at)
-        canary_key = None if self.policy.policy.in_control_group(arm_key) else arm_key
+        placed_by = (journey.arm or [None, None, journey.key])[2]  # read only: no decision is made yet
+        canary_key = None if self.policy.policy.in_control_group(placed_by) else placed_by
         scored, fast_path = self._score(journey, trigger, features, source, started, notes, canary_key)
         stage = scored.mapped_stage or journey.stage
         values = features | self._journey_values(journey, at)
         candidates, plans = self._candidates(journey, stage, trigger, at, values, scored, plan)
         if not candidates:
             return
+        arm_key = _arm_used(journey, at)
         policy, rollout_arm = self.policy.policy_for(arm_key)
         withdrawn = withdrawn_channels(journey, profile_as_of, policy.consent) if journey.withdrawn else frozenset()
         context = Context(journey.key, at, customer_zone(journey, features), values,

@@ -160,8 +160,9 @@ class DriftProfile:
 def drift_row(decision: dict, model_kind: str) -> dict | None:
     """What a decision record shows of one model's inputs and score: None where that model did not
     score it, or the decision is an anonymous visitor's. Training sets hold the decision points of
-    identified customers (journeys replay --emit training-set), so those are what compare with them."""
-    if decision.get("customer_id") is None:
+    identified customers (journeys replay --emit training-set), so those are what compare with them.
+    A point a model canary scored is no champion's (journeys.scoring): it is left out too."""
+    if decision.get("customer_id") is None or decision.get("model_arm") == "canary":
         return None
     score = next((m["score"] for m in decision.get("models") or () if m.get("kind") == model_kind), None)
     if score is None:

@@ -152,8 +152,13 @@ class PolicyInForce:
                 self.records[CANARY] = line
         return result
 
-    def restore(self, records: Mapping[str, str]) -> None:
-        """Bring back the state that `records` (as apply_record left them) made, after a restore."""
+    def restore(self, records: Mapping[str, str | None]) -> None:
+        """Bring back the state that `records` (as apply_record left them) made, after a restore. A
+        canary record kept empty says there is none now: a canary in force from the start was
+        stopped, promoted or ended since."""
+        if records.get(CANARY) == "" and self.canary is not None:
+            self.canary, self.canary_share = None, 0.0
+            self.records.pop(CANARY, None)
         for arm in (CHAMPION, CANARY):
             if records.get(arm):
                 self.apply_record(records[arm])

@@ -129,16 +129,25 @@ class CanaryJudge:
     it survives upgrades in the job's keyed state."""
 
     def __init__(self, gates: Gates, lateness_ms: int, idle_ms: int, state: dict | None = None, stops: bool = True,
-                 drift_holds: bool = True):
+                 drift_holds: bool = True, roles: tuple[str, ...] = ()):
         """idle_ms: wall-clock time after which a task that has said nothing stops holding the judge back.
         stops: a FAIL stops the canary; False for a job with no control stream to send the stop
         through (a bounded run with a canary from the start), where a FAIL is only said.
         drift_holds: while a task reports a drift alert, gates that all pass say HELD, not PASS:
-        the figures were measured on traffic unlike the one the models were trained on."""
+        the figures were measured on traffic unlike the one the models were trained on.
+        roles: the roles whose every task the judge waits to hear from before it judges (for the
+        idle timeout after it starts or restarts), so that no mark is judged on a task's word alone."""
         self.gates, self.left_out = gates.without_outcomes()
         self.lateness_ms, self.idle_ms = lateness_ms, idle_ms
-        self.stops, self.drift_holds = stops, drift_holds
-        self.state = state or {"tasks": {}, "canaries": {}, "stopped": []}
+        self.stops, self.drift_holds, self.roles = stops, drift_holds, roles
+        self.state = state or {"tasks": {}, "canaries": {}, "stopped": [], "retired": [], "roles": {}}
+        self._now: int | None = None  # the wall clock of the element being taken
+
+    def restarted(self, now_ms: int) -> None:
+        """After a restore: every task the state knows gets the idle timeout again to speak."""
+        self.state["since"] = now_ms
+        for task in self.state["tasks"].values():
+            task[1] = now_ms
 
     def take(self, header: dict, points: list[dict], now_ms: int, source: str) -> list[Judged]:
         """One element from a task: its clock (TaskClock.header) and its tallies, heard at now_ms
@@ -146,8 +155,9 @@ class CanaryJudge:
         for point in points:
             self._count(point)
         self._hear(header, now_ms)
+        self._now = now_ms
         tasks = [task[0] for task in self.state["tasks"].values() if now_ms - task[1] <= self.idle_ms]
-        if not tasks:
+        if not tasks or not self._all_heard(now_ms):
             return []
         return [said for canary in sorted(self.state["canaries"])
                 for said in self._judge_until(canary, min(tasks) - self.lateness_ms, source)]
@@ -155,6 +165,7 @@ class CanaryJudge:
     def finish(self, source: str) -> list[Judged]:
         """At the end of the input: judge every mark still open, and say each canary's verdict at
         the end (marked `final`) even when it has not changed, so that a run's summary has it."""
+        self._now = None
         said = []
         for canary in sorted(self.state["canaries"]):
             mine = self._judge_until(canary, None, source)
@@ -168,9 +179,20 @@ class CanaryJudge:
             said.extend(mine)
         return said
 
+    def _all_heard(self, now_ms: int) -> bool:
+        """Whether every task of every expected role has spoken, or the idle timeout since the
+        judge started has passed (a task with no traffic at all holds it back no longer)."""
+        since = self.state.setdefault("since", now_ms)
+        if now_ms - since > self.idle_ms:
+            return True
+        roles, tasks = self.state.setdefault("roles", {}), self.state["tasks"]
+        return all(role in roles and all(f"{role}-{index}" in tasks for index in range(roles[role]))
+                   for role in self.roles)
+
     def _hear(self, header: dict, now_ms: int) -> None:
         tasks = self.state["tasks"]
         role, _, _ = header["task"].rpartition("-")
+        self.state.setdefault("roles", {})[role] = header["tasks"]
         for task in [t for t in tasks if t.rpartition("-")[0] == role and int(t.rpartition("-")[2]) >= header["tasks"]]:
             del tasks[task]  # a task of a parallelism the job no longer runs at
         if header["clock"] is not None:
@@ -178,14 +200,16 @@ class CanaryJudge:
 
     def _count(self, point: dict) -> None:
         canary = Canary(**point["canary"])
-        if canary.id in self.state["stopped"]:
-            return
+        retired = self.state.setdefault("retired", [])
+        if canary.id in self.state["stopped"] or canary.id in retired:
+            return  # a task that had not yet heard of the stop, or of the canary that replaced it
         canaries = self.state["canaries"]
         judging = canaries.get(canary.id)
         if judging is None:
             for other in [i for i, c in canaries.items() if (c["canary"]["of"], c["canary"]["model"]) ==
                           (canary.of, canary.model)]:
                 del canaries[other]  # a canary of the same thing that this one replaced
+                self.state["retired"] = retired = (retired + [other])[-100:]
             judging = canaries[canary.id] = {"canary": canary.to_dict(), "judged_to": None, "verdict": PENDING,
                                              "totals": {}, "marks": {}}
         every = self.gates.judge_every_ms
@@ -240,8 +264,9 @@ class CanaryJudge:
         return HELD if verdict == PASS and self.drift_holds and self._drifting() else verdict
 
     def _drifting(self) -> list[str]:
-        """The drifting features any task reported with its latest clock."""
-        return sorted({feature for task in self.state["tasks"].values() for feature in (task[2] if len(task) > 2 else ())})
+        """The drifting features a task not idle reported with its latest clock (any task, at the end)."""
+        live = [task for task in self.state["tasks"].values() if self._now is None or self._now - task[1] <= self.idle_ms]
+        return sorted({feature for task in live for feature in (task[2] if len(task) > 2 else ())})
 
     def _record(self, canary: str, mark: int, arms: dict[str, ArmCounts], verdicts: list) -> dict:
         verdict, of = self._overall(verdicts), Canary(**self.state["canaries"][canary]["canary"])

@@ -281,11 +281,13 @@ def start_canary(client, name: str, version: str, share: float | None = None) ->
     return previous
 
 
-def stop_canary(client, name: str) -> str | None:
-    """Take the alias canary away: the champion scores for everyone again. The version it pointed at."""
+def stop_canary(client, name: str, version: str | None = None) -> str | None:
+    """Take the alias canary away (only where it still points at `version`, when given): the
+    champion scores for everyone again. The version it pointed at, if it was taken away."""
     previous = alias_version(client, name, CANARY)
-    if previous is not None:
-        client.delete_registered_model_alias(name, CANARY)
+    if previous is None or (version is not None and previous != str(version)):
+        return None
+    client.delete_registered_model_alias(name, CANARY)
     return previous
 
 

@@ -99,14 +99,14 @@ def _promote_model(args, version: str, forced: str) -> int:
     except PromotionRefused as refused:
         print(f"journeys: {refused}", file=sys.stderr)
         return 1
-    stop_canary(client, args.model)
-    print(f"promoted {args.model} version {version}{forced}: {args.model}@champion -> {version} (was {done.previous}); "
-          f"{args.model}@canary removed")
+    removed = stop_canary(client, args.model, version)
+    print(f"promoted {args.model} version {version}{forced}: {args.model}@champion -> {version} (was {done.previous})"
+          + (f"; {args.model}@canary removed" if removed else f"; {args.model}@canary already points elsewhere: kept"))
     return 0
 
 
 def _report(args) -> dict:
-    from journeys.gates import MODEL_ARM, PASS, POLICY_ARM, arm_points, judge, loads_gates, overall, packaged_gates
+    from journeys.gates import FAIL, PASS, arm_points, judge, loads_gates, overall, packaged_gates
     from journeys.outputs import LogKind
     from journeys.rollback import HELD
     from pipelines.reports.summary import read_records
@@ -114,7 +114,7 @@ def _report(args) -> dict:
     if not Path(args.decision_log).exists():
         raise FileNotFoundError(f"{args.decision_log}: no decision log there")
     gates = loads_gates(Path(args.gates).read_text(), args.gates) if args.gates else packaged_gates()
-    not_judged, job_verdicts = [], []
+    not_judged, job_verdicts, converted = [], None, set()
     if args.journeys:
         journey_log = list(read_records(args.journeys))
         converted = {r["decision_id"] for r in journey_log
@@ -122,13 +122,16 @@ def _report(args) -> dict:
         job_verdicts = [r for r in journey_log if r["kind"] == LogKind.CANARY_VERDICT]
     else:  # no outcomes to judge conversions by: that gate says nothing, rather than 0% against 0%
         gates, not_judged = gates.without_outcomes()
-    by = MODEL_ARM if args.model else POLICY_ARM
-    arms = arm_points(read_records(args.decision_log), converted if args.journeys else set(), by)
+    points = read_records(args.decision_log)
+    arms = _model_arm_points(list(points), args.model, converted) if args.model else arm_points(points, converted)
     champion, canary = arms.get("champion", []), arms.get("canary", [])
     verdicts = judge(gates, champion, canary)
     versions = sorted({_version_of(p, args.model) for p in canary} - {None})
-    verdict, held_by = overall(verdicts), _drifting(job_verdicts, args.model, versions)
-    if verdict == PASS and held_by:
+    job = _job_verdict(job_verdicts or [], args.model, versions)
+    verdict = overall(verdicts)
+    if job is not None and job.get("stopped"):
+        verdict = FAIL  # the job stopped it on the figures it had then
+    elif job is not None and job["verdict"] == HELD and verdict == PASS:
         verdict = HELD
     return {"gates": f"{gates.name} v{gates.version}", "min_decision_points": gates.min_decision_points,
             "canary_of": f"model {args.model}" if args.model else "policy",
@@ -136,7 +139,22 @@ def _report(args) -> dict:
                            "versions": sorted({_version_of(p, args.model) for p in points} - {None})}
                      for arm, points in (("champion", champion), ("canary", canary))},
             "canary_versions": versions, "verdicts": [v.to_dict() for v in verdicts], "verdict": verdict,
-            "held_by_drift": held_by, "not_judged": not_judged}
+            "job": None if job is None else {key: job.get(key) for key in ("verdict", "at", "stopped", "drifting")},
+            "job_read": job_verdicts is not None, "not_judged": not_judged}
+
+
+def _model_arm_points(points: list[dict], model: str, converted: set[str]) -> dict[str, list[dict]]:
+    """The points this model scored, by arm: its canary's, and its champions'. A point another
+    model's canary scored is in neither (as the job's judge counts, journeys.rollback)."""
+    scored = [(p, _version_of(p, model)) for p in points if not p.get("control")]
+    champions = {version for p, version in scored if version is not None and p.get("model_arm") != "canary"}
+    arms: dict[str, list[dict]] = {}
+    for point, version in scored:
+        if version is None or (point.get("model_arm") == "canary" and version in champions):
+            continue
+        arm = "canary" if point.get("model_arm") == "canary" else "champion"
+        arms.setdefault(arm, []).append(point | {"converted": point["decision_id"] in converted})
+    return arms
 
 
 def _version_of(point: dict, model: str | None) -> str | None:
@@ -146,16 +164,11 @@ def _version_of(point: dict, model: str | None) -> str | None:
     return next((str(m["version"]) for m in point.get("models") or () if m["model"] == model), None)
 
 
-def _drifting(job_verdicts: list[dict], model: str | None, versions: list[str]) -> list[str]:
-    """What drifted when the job last judged this canary, if its judge held it (journeys.rollback)."""
-    from journeys.rollback import HELD
-
+def _job_verdict(job_verdicts: list[dict], model: str | None, versions: list[str]) -> dict | None:
+    """The job's judge's last word on this canary (journeys.rollback), if the journey log has one."""
     of = "policy" if model is None else f"model {model}"
     mine = [v for v in job_verdicts if v.get("canary_of") == of and v["canary_version"] in versions]
-    if not mine:
-        return []
-    last = max(mine, key=lambda v: (v["at"], bool(v.get("final"))))
-    return (last.get("drifting") or []) if last["verdict"] == HELD else []
+    return max(mine, key=lambda v: (v["at"], bool(v.get("final")))) if mine else None
 
 
 def _format(report: dict) -> str:
@@ -175,7 +188,12 @@ def _format(report: dict) -> str:
                     f"{verdict['worse']} is worse, tolerance {verdict['tolerance']:.0%}: {verdict['verdict'].upper()}")
     if report["not_judged"]:
         rows.append(f"  not judged without the journey log's outcomes (--journeys): {', '.join(report['not_judged'])}")
-    if report["held_by_drift"]:
-        rows.append(f"  held: the job's judge saw drift above the threshold in {', '.join(report['held_by_drift'])}")
+    job = report["job"]
+    if job is not None and job.get("stopped"):
+        rows.append("  the job's judge stopped this canary: a gate failed on the figures it had then")
+    elif job is not None and job["verdict"] == "held":
+        rows.append(f"  held: the job's judge saw drift above the threshold in {', '.join(job['drifting'] or ['?'])}")
+    elif not report["job_read"]:
+        rows.append("  the job's own verdicts (a stop, a hold for drift) are read with --journeys")
     rows.append(f"  verdict: {report['verdict'].upper()}")
     return "\n".join(rows)

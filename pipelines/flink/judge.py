@@ -10,6 +10,7 @@ from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
+from journeys.assembly import ROLES
 from journeys.gates import Gates
 from journeys.rollback import CanaryJudge, Judged
 from journeys.settings import JourneySettings
@@ -41,6 +42,7 @@ class JudgeCanary(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext):
         self.state = runtime_context.get_state(ValueStateDescriptor("canary-judge", Types.STRING()))
+        self.opened = True  # a restored judge gives every task it knew the idle timeout again
         self.metrics = CanaryMetrics(journeys_group(runtime_context, self.metrics_enabled))
 
     def process_element(self, tallies: str, ctx: KeyedProcessFunction.Context):
@@ -48,7 +50,11 @@ class JudgeCanary(KeyedProcessFunction):
         if not judge.state["tasks"]:
             ctx.timer_service().register_event_time_timer(END_OF_TIME)  # the end of a bounded input
         header, *points = (orjson.loads(line) for line in tallies.split("\n"))
-        said = judge.take(header, points, int(time.time() * 1000), self._source(judge))
+        now_ms = int(time.time() * 1000)
+        if self.opened:
+            self.opened = False
+            judge.restarted(now_ms)
+        said = judge.take(header, points, now_ms, self._source(judge))
         self.state.update(orjson.dumps(judge.state).decode())
         yield from self._said(said)
 
@@ -69,7 +75,7 @@ class JudgeCanary(KeyedProcessFunction):
     def _judge(self) -> CanaryJudge:
         raw = self.state.value()
         return CanaryJudge(self.gates, self.lateness_ms, self.idle_ms, orjson.loads(raw) if raw else None, self.stops,
-                           self.drift_holds)
+                           self.drift_holds, ROLES)
 
     @staticmethod
     def _source(judge: CanaryJudge) -> str:

@@ -650,7 +650,7 @@ class MapJourneysWithPolicyUpdates(_JourneyOperator, KeyedBroadcastProcessFuncti
         self._restored = True
         state = ctx.get_broadcast_state(POLICY_STATE)
         records = {arm: state.get(key) for arm, key in BROADCAST_KEYS.items()}
-        if any(records.values()):
+        if any(value is not None for value in records.values()):
             self.policy.restore(records)
             self.decision_metrics.policy_changed()
         if self.model_source is not None:

@@ -103,3 +103,11 @@ def test_every_decision_records_its_rollout_arm_and_the_version_that_decided_it(
     assert sum(arm["decision_points"] for arm in summary["rollout_arms"].values()) == \
         sum(1 for d in run.decision_log if not d["control"])
     assert "rollout arm canary (v2)" in format_summary(summary)
+
+
+def test_a_canary_from_the_start_that_was_stopped_stays_stopped_when_a_task_is_restored():
+    restored = rolled_out(0.2)  # as a task opens with --canary-policy
+
+    restored.restore({CHAMPION: "", CANARY: ""})  # the broadcast state the stop left
+
+    assert restored.canary is None and {restored.policy_for(p)[1] for p in PEOPLE} == {CHAMPION}

@@ -79,6 +79,14 @@ def test_an_anonymous_visitors_decision_is_not_compared_with_training_data_of_cu
     assert drift_row(scored | {"customer_id": "c-1"}, PROPENSITY_MODEL)[SCORE] == 0.4
 
 
+def test_a_decision_a_model_canary_scored_is_not_compared_with_the_champions_training_data():
+    scored = {"models": [{"kind": PROPENSITY_MODEL, "score": 0.4}], "stage": "discovery", "features": {},
+              "customer_id": "c-1"}
+
+    assert drift_row(scored | {"model_arm": "canary"}, PROPENSITY_MODEL) is None
+    assert drift_row(scored | {"model_arm": "champion"}, PROPENSITY_MODEL)[SCORE] == 0.4
+
+
 def a_signal_record(event_type: str, channel: str, anonymous: bool = False) -> dict:
     return {"kind": "signal", "anonymous": anonymous, "event_type": event_type, "channel": channel}
 

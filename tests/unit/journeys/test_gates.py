@@ -131,3 +131,18 @@ def test_a_canary_the_jobs_judge_held_for_drift_is_not_promoted_though_its_gates
     out = capsys.readouterr().out
     assert refused == 1 and "verdict: HELD" in out and "drift above the threshold in conversion_propensity.cart_value" in out
     assert not (tmp_path / "updates").exists()
+
+
+def test_a_canary_the_jobs_judge_stopped_is_not_promoted_though_the_whole_log_passes(tmp_path, capsys):
+    log = canary_run(tmp_path, BETTER)
+    journey_log = tmp_path / "journeys"
+    journey_log.mkdir()
+    stopped = {"kind": LogKind.CANARY_VERDICT, "journey": "", "at": 1, "canary": "policy v2", "canary_of": "policy",
+               "canary_version": "2", "verdict": FAIL, "stopped": True, "drifting": []}
+    (journey_log / "part-0.jsonl").write_bytes(orjson.dumps(stopped) + b"\n")
+
+    refused = journeys(["canary", "promote", str(tmp_path / "canary.yaml"), "--decision-log", log,
+                        "--journeys", str(journey_log), "--to", str(tmp_path / "updates")])
+
+    out = capsys.readouterr().out
+    assert refused == 1 and "verdict: FAIL" in out and "the job's judge stopped this canary" in out

@@ -229,3 +229,37 @@ def test_a_drift_alert_holds_a_canary_whose_gates_pass_until_the_drift_is_gone()
     assert [(v.log["verdict"], v.log["drifting"], v.stop) for v in held] == \
         [(HELD, ["conversion_propensity.cart_value"], None)]
     assert [v.log["verdict"] for v in passed] == [PASS] and [v.log["verdict"] for v in not_held] == [PASS]
+
+
+def test_a_late_tally_of_a_replaced_canary_does_not_undo_the_judgement_of_the_one_that_replaced_it():
+    judge = a_judge()
+    judged(judge, points(CHAMPION, 0.8, 10, version="3") + points(CANARY, 0.8, 10, version="3"), finish=False)
+    judged(judge, points(CHAMPION, 0.8, 10, version="4") + points(CANARY, 0.8, 10, version="4"), finish=False)
+
+    judged(judge, points(CANARY, 0.8, 1, version="3"), finish=False)  # a task that had not heard of version 4 yet
+
+    assert list(judge.state["canaries"]) == ["policy v4"] and judge.state["retired"] == ["policy v3"]
+    assert judge.state["canaries"]["policy v4"]["marks"][str(FIRST_MARK)][CANARY]["points"] == 10
+
+
+def test_a_judge_that_knows_its_roles_waits_for_every_task_to_speak_until_the_idle_timeout():
+    hour = points(CHAMPION, 0.8, 200) + points(CANARY, 0.3, 200)
+    judge = CanaryJudge(GATES, LATENESS, IDLE, roles=("visitor", "customer"))
+
+    alone = judge.take(told("customer-0", ONE_HOUR_ON, tasks=1), hour, WALL, "g")
+    visitors_in = judge.take(told("visitor-0", ONE_HOUR_ON, tasks=1), [], WALL + 1, "g")
+    restored = CanaryJudge(GATES, LATENESS, IDLE, orjson.loads(orjson.dumps(judge.state)), roles=("visitor", "customer"))
+    restored.restarted(WALL + 10 * IDLE)
+
+    assert alone == [] and [v.log["verdict"] for v in visitors_in] == [FAIL]
+    assert all(task[1] == WALL + 10 * IDLE for task in restored.state["tasks"].values())
+
+
+def test_a_judge_that_has_heard_one_role_only_judges_once_the_idle_timeout_has_passed():
+    judge = CanaryJudge(GATES, LATENESS, IDLE, roles=("visitor", "customer"))
+    hour = points(CHAMPION, 0.8, 200) + points(CANARY, 0.3, 200)
+
+    waiting = judge.take(told("customer-0", ONE_HOUR_ON, tasks=1), hour, WALL, "g")
+    later = judge.take(told("customer-0", ONE_HOUR_ON, tasks=1), [], WALL + IDLE + 1, "g")
+
+    assert waiting == [] and [v.log["verdict"] for v in later] == [FAIL]
