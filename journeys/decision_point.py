@@ -67,9 +67,7 @@ class DecisionPoint:
         started = self.clock()
         notes: list[str] = []
         features, source, profile_as_of = self._features(journey, at, notes)
-        placed_by = (journey.arm or [None, None, journey.key])[2]  # read only: no decision is made yet
-        canary_key = None if self.policy.policy.in_control_group(placed_by) else placed_by
-        scored, fast_path = self._score(journey, trigger, features, source, started, notes, canary_key)
+        scored, fast_path = self._score(journey, trigger, features, source, started, notes)
         stage = scored.mapped_stage or journey.stage
         values = features | self._journey_values(journey, at)
         candidates, plans = self._candidates(journey, stage, trigger, at, values, scored, plan)
@@ -109,9 +107,8 @@ class DecisionPoint:
         return lookup.values | features, source, lookup.as_of
 
     def _score(self, journey: Journey, trigger: str, features: dict, source: str, started: float,
-               notes: list, canary_key: str | None) -> tuple[Scored, bool]:
-        """The models' answers, unless the features took so long that a model call would exceed the
-        budget. canary_key: who a model canary may score for (None in the control group)."""
+               notes: list) -> tuple[Scored, bool]:
+        """The models' answers, unless the features took so long that a model call would exceed the budget."""
         if self.models is None:
             slow = self.budget_ms and source == FALLBACK and (self.clock() - started) * 1000 > self.budget_ms
             return NOT_SCORED, bool(slow)
@@ -124,14 +121,22 @@ class DecisionPoint:
             self._model_cost_ms *= 0.8
             return NOT_SCORED, True
         before = self.clock()
-        scored = score_decision({"stage": journey.stage, "trigger": trigger, "features": features},
-                                self.models.active(), self.override_confidence, canary_key)
+        active = self.models.active()
+        canary_key = self._canary_key(journey) if active.canaries else None  # a hash only where there is a canary
+        scored = score_decision({"stage": journey.stage, "trigger": trigger, "features": features}, active,
+                                self.override_confidence, canary_key)
         if scored.models or scored.shadow:
             if self._models_warm:
                 self._model_cost_ms = 0.8 * self._model_cost_ms + 0.2 * (self.clock() - before) * 1000
             self._models_warm = True
         notes.extend(scored.notes)
         return scored, False
+
+    def _canary_key(self, journey: Journey) -> str | None:
+        """Who a model canary may score for: the identity that places the journey in its arm (read
+        only, as no decision is made yet), and no one in the control group."""
+        placed_by = (journey.arm or [None, None, journey.key])[2]
+        return None if self.policy.policy.in_control_group(placed_by) else placed_by
 
     def _candidates(self, journey: Journey, stage: str, trigger: str, at: int, values: dict, scored: Scored,
                     plan: FollowUp | None) -> tuple[list[Candidate], dict]:

@@ -89,12 +89,7 @@ class PolicyInForce:
             result = UpdateResult(source, False, candidate.version, previous,
                                   f"version {previous} is already in force: no canary of it")
         elif share == 0:
-            stopped = self.canary is not None and self.canary.version == candidate.version
-            if stopped:
-                self.canary, self.canary_share = None, 0.0
-            result = UpdateResult(source, stopped, candidate.version, previous,
-                                  f"canary of version {candidate.version} stopped; {previous} decides for everyone"
-                                  if stopped else f"no canary of version {candidate.version} to stop", 0.0)
+            return self.stop_canary(candidate.version, source, "published with a share of 0")
         else:
             self.canary, self.canary_share = candidate, share
             result = UpdateResult(source, True, candidate.version, previous,
@@ -116,7 +111,7 @@ class PolicyInForce:
         return candidate, None
 
     def stop_canary(self, version: str, source: str, reason: str) -> UpdateResult:
-        """A canary stopped by name, as its gates stop it (journeys.rollback): no policy text needed."""
+        """A canary stopped by name: published with a share of 0, or by its gates (journeys.rollback)."""
         stopped = self.canary is not None and self.canary.version == version
         if stopped:
             self.canary, self.canary_share = None, 0.0

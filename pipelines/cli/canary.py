@@ -144,16 +144,20 @@ def _report(args) -> dict:
 
 
 def _model_arm_points(points: list[dict], model: str, converted: set[str]) -> dict[str, list[dict]]:
-    """The points this model scored, by arm: its canary's, and its champions'. A point another
-    model's canary scored is in neither (as the job's judge counts, journeys.rollback)."""
-    scored = [(p, _version_of(p, model)) for p in points if not p.get("control")]
-    champions = {version for p, version in scored if version is not None and p.get("model_arm") != "canary"}
+    """The points this model scored, by arm, as the job's judge counts them (journeys.rollback): the
+    canary versions are those that scored in a champion's place, never a champion's."""
+    from journeys.rollback import MODEL, Canary, tallies
+
+    def versions(canary: bool) -> set[str]:
+        return {v for p in points if (p.get("model_arm") == "canary") == canary
+                for v in [_version_of(p, model)] if v is not None}
+
+    canaries = [Canary(MODEL, version, model) for version in sorted(versions(True) - versions(False))]
     arms: dict[str, list[dict]] = {}
-    for point, version in scored:
-        if version is None or (point.get("model_arm") == "canary" and version in champions):
-            continue
-        arm = "canary" if point.get("model_arm") == "canary" else "champion"
-        arms.setdefault(arm, []).append(point | {"converted": point["decision_id"] in converted})
+    for point in points:
+        found = tallies(point, canaries)
+        if found:
+            arms.setdefault(found[0]["arm"], []).append(point | {"converted": point["decision_id"] in converted})
     return arms
 
 
@@ -166,9 +170,11 @@ def _version_of(point: dict, model: str | None) -> str | None:
 
 def _job_verdict(job_verdicts: list[dict], model: str | None, versions: list[str]) -> dict | None:
     """The job's judge's last word on this canary (journeys.rollback), if the journey log has one."""
-    of = "policy" if model is None else f"model {model}"
-    mine = [v for v in job_verdicts if v.get("canary_of") == of and v["canary_version"] in versions]
-    return max(mine, key=lambda v: (v["at"], bool(v.get("final")))) if mine else None
+    from journeys.rollback import MODEL, POLICY, Canary
+    from pipelines.reports.summary import canary_verdicts
+
+    ids = {(Canary(POLICY, v) if model is None else Canary(MODEL, v, model)).id for v in versions}
+    return next((last for last in canary_verdicts(job_verdicts) if last["canary"] in ids), None)
 
 
 def _format(report: dict) -> str:

@@ -116,13 +116,18 @@ def test_a_canary_no_worse_than_the_policy_in_force_passes_and_is_promoted(tmp_p
     assert in_force.apply_record(record.read_text().strip()).accepted and in_force.policy.version == "2"
 
 
+def job_verdict(verdict: str, stopped: bool, drifting: list[str] = ()) -> dict:
+    """A journey log record of the job's judge on the canary of version 2, as journeys.rollback writes one."""
+    return {"kind": LogKind.CANARY_VERDICT, "journey": "", "at": 1, "canary": "policy v2", "canary_of": "policy",
+            "canary_version": "2", "verdict": verdict, "gates": "retail v1", "decision_points": {"canary": 480, "champion": 600},
+            "verdicts": [], "not_judged": ["conversion_rate"], "drifting": list(drifting), "stopped": stopped, "final": True}
+
+
 def test_a_canary_the_jobs_judge_held_for_drift_is_not_promoted_though_its_gates_pass(tmp_path, capsys):
     log = canary_run(tmp_path, BETTER)
     journey_log = tmp_path / "journeys"
     journey_log.mkdir()
-    held = {"kind": LogKind.CANARY_VERDICT, "journey": "", "at": 1, "canary": "policy v2", "canary_of": "policy",
-            "canary_version": "2", "verdict": HELD,
-            "drifting": ["conversion_propensity.cart_value"], "final": True}
+    held = job_verdict(HELD, stopped=False, drifting=["conversion_propensity.cart_value"])
     (journey_log / "part-0.jsonl").write_bytes(orjson.dumps(held) + b"\n")
 
     refused = journeys(["canary", "promote", str(tmp_path / "canary.yaml"), "--decision-log", log,
@@ -137,8 +142,7 @@ def test_a_canary_the_jobs_judge_stopped_is_not_promoted_though_the_whole_log_pa
     log = canary_run(tmp_path, BETTER)
     journey_log = tmp_path / "journeys"
     journey_log.mkdir()
-    stopped = {"kind": LogKind.CANARY_VERDICT, "journey": "", "at": 1, "canary": "policy v2", "canary_of": "policy",
-               "canary_version": "2", "verdict": FAIL, "stopped": True, "drifting": []}
+    stopped = job_verdict(FAIL, stopped=True)
     (journey_log / "part-0.jsonl").write_bytes(orjson.dumps(stopped) + b"\n")
 
     refused = journeys(["canary", "promote", str(tmp_path / "canary.yaml"), "--decision-log", log,
